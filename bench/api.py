@@ -1,0 +1,400 @@
+"""Benchmark of the controller: API latency under 16 concurrent clients, and compile times.
+
+Seeds a store (through the same code the API runs, in large transactions), serves it with a real
+controller over HTTPS, and measures:
+  - p50/p99 of GET and PUT with 16 concurrent clients   (targets on SQLite: p99 GET < 50 ms, PUT < 100 ms)
+  - compile of every node's document from a snapshot     (target < 1 s)
+  - one changed resource: snapshot refresh + recompile of the affected nodes (target < 50 ms)
+Baseline in the same run: GET /healthz under the same load (the HTTP stack's floor).
+Prints a table, then one JSON object as the last line. `--quick` is a small run under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import ssl
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from isthmus.api.arm import resource_groups, service
+from isthmus.api.arm.kinds import BY_COLLECTION
+from isthmus.compile.documents import Compiler
+from isthmus.lab.controller import controller_process
+from isthmus.model import arm
+from isthmus.model.ids import ResourceId
+from isthmus.store import tokens
+from isthmus.store.db import make_engine, reading, upgrade, writing
+from isthmus.store.repo import Tx, new_etag
+from isthmus.store.snapshots import load_snapshot, refresh
+
+API = {"api-version": "2026-03-01"}
+CLIENTS = 16
+HOSTS = 100
+
+
+def subscription(index: int) -> str:
+    return f"00000000-0000-4000-8000-{index:012d}"
+
+
+def admin_put(tx: Tx, collection: str, name: str, properties: dict[str, Any]) -> None:
+    key = f"admin/{collection}/{name}".lower()
+    body = {
+        "id": f"/admin/{collection}/{name}",
+        "name": name,
+        "type": f"admin/{collection}",
+        "tags": {},
+        "properties": {**properties, "provisioningState": "Succeeded"},
+    }
+    tx.put(
+        key,
+        scope="admin",
+        resource_group=None,
+        type=f"admin/{collection}",
+        name=name,
+        body=body,
+        etag=new_etag(),
+    )
+
+
+def seed(db: str, vnets: int, pips: int, nics: int) -> dict[str, float]:
+    """Fill the store through the API's own code path (service.put), in transactions of 500."""
+    engine = make_engine(db)
+    upgrade(engine)
+    subs = max(1, vnets // 100)
+    started = time.perf_counter()
+    with writing(engine) as conn:
+        tx = Tx(conn)
+        admin_put(tx, "publicIpPools", "bench", {"addressPrefixes": ["198.18.0.0/15"]})
+        for h in range(HOSTS):
+            admin_put(tx, "hosts", f"host{h}", {"node": f"host{h}", "address": f"192.0.2.{h + 1}"})
+        for m in range(4):
+            admin_put(
+                tx,
+                "loadBalancerMuxes",
+                f"mux{m}",
+                {"node": f"mux{m}", "asn": 65100 + m, "routerId": f"198.51.100.{m + 1}", "peers": []},
+            )
+        for s in range(subs):
+            key = resource_groups.key(subscription(s), "rg")
+            tx.put(
+                key,
+                scope=subscription(s).lower(),
+                resource_group="rg",
+                type=resource_groups.TYPE,
+                name="rg",
+                body=resource_groups.body(subscription(s), "rg", "local", {}),
+                etag=new_etag(),
+            )
+
+    def batch(kind_name: str, items: list[tuple[ResourceId, Any]]) -> None:
+        kind = BY_COLLECTION[kind_name.lower()]
+        for start in range(0, len(items), 500):
+            with writing(engine) as conn:
+                tx = Tx(conn)
+                for rid, request in items[start : start + 500]:
+                    service.put(tx, kind, rid, kind.model.model_validate(request))
+
+    def rid(collection: str, index: int, per_sub: int) -> ResourceId:
+        return ResourceId(subscription(index // per_sub % subs), "rg", collection, f"{collection[:4]}{index}")
+
+    per_sub_vnets = max(1, vnets // subs)
+    batch(
+        "virtualNetworks",
+        [
+            (
+                rid("virtualNetworks", i, per_sub_vnets),
+                {
+                    "location": "local",
+                    "properties": {
+                        "addressSpace": {"addressPrefixes": ["100.64.0.0/16"]},
+                        "subnets": [
+                            {"name": "a", "properties": {"addressPrefix": "100.64.1.0/24"}},
+                            {"name": "b", "properties": {"addressPrefix": "100.64.2.0/24"}},
+                        ],
+                    },
+                },
+            )
+            for i in range(vnets)
+        ],
+    )
+    per_sub_pips = max(1, pips // subs)
+    batch(
+        "publicIPAddresses",
+        [
+            (
+                rid("publicIPAddresses", i, per_sub_pips),
+                {"location": "local", "properties": {"publicIPAllocationMethod": "Static"}},
+            )
+            for i in range(pips)
+        ],
+    )
+    nic_items = []
+    for i in range(nics):
+        vnet = rid("virtualNetworks", i % vnets, per_sub_vnets)
+        pip = rid("publicIPAddresses", i % pips, per_sub_pips)
+        config: dict[str, Any] = {"subnet": {"id": str(vnet.child("subnets", "a"))}}
+        if i % 5 == 0 and pip.subscription == vnet.subscription:
+            config["publicIPAddress"] = {"id": str(pip)}
+        nic_items.append(
+            (
+                ResourceId(vnet.subscription, "rg", "networkInterfaces", f"nic{i}"),
+                {
+                    "location": "local",
+                    "properties": {"ipConfigurations": [{"name": "c", "properties": config}]},
+                },
+            )
+        )
+    batch("networkInterfaces", nic_items)
+    with writing(engine) as conn:
+        tx = Tx(conn)
+        for i, (nic, _body) in enumerate(nic_items):
+            admin_put(tx, "portBindings", f"b{i}", {"networkInterface": str(nic), "host": f"host{i % HOSTS}"})
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"seed_s": seconds}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def load(url: str, ca: str, token: str, make_request: Any, count: int) -> list[float]:
+    """`count` requests from CLIENTS concurrent clients (a thread and a keep-alive connection each; a
+    threaded stdlib client is fair where one asyncio client showed its own scheduling tail); ms each."""
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=ca)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+        warmup = 3  # TLS handshakes and first-use costs are not what this measures
+        for index in range(warmup + count // CLIENTS):
+            method, path, body = make_request(rng)
+            payload = json.dumps(body).encode() if body is not None else None
+            started = time.perf_counter()
+            connection.request(method, f"{path}?api-version={API['api-version']}", body=payload, headers=headers)
+            response = connection.getresponse()
+            text = response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                if response.status >= 300:
+                    failures.append(f"{method} {path}: {response.status} {text[:300]!r}")
+                elif index >= warmup:
+                    latencies.append(elapsed)
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
+    return latencies
+
+
+def measure_api(db: str, workdir: Path, vnets: int, pips: int, requests: int) -> dict[str, float]:
+    engine = make_engine(db)
+    operator = tokens.create(engine, "operator", "operator")
+    engine.dispose()
+    subs = max(1, vnets // 100)
+    per_sub_vnets, per_sub_pips = max(1, vnets // subs), max(1, pips // subs)
+
+    def vnet_path(rng: random.Random) -> str:
+        i = rng.randrange(vnets)
+        return (
+            f"/subscriptions/{subscription(i // per_sub_vnets % subs)}/resourceGroups/rg/providers/"
+            f"Microsoft.Network/virtualNetworks/virt{i}"
+        )
+
+    def get_request(rng: random.Random) -> tuple[str, str, Any]:
+        if rng.random() < 0.5:
+            return "GET", vnet_path(rng), None
+        i = rng.randrange(pips)
+        return (
+            "GET",
+            (
+                f"/subscriptions/{subscription(i // per_sub_pips % subs)}/resourceGroups/rg/providers/"
+                f"Microsoft.Network/publicIPAddresses/publ{i}"
+            ),
+            None,
+        )
+
+    counter = iter(range(10**9))
+
+    def put_request(rng: random.Random) -> tuple[str, str, Any]:
+        if rng.random() < 0.5:
+            return (
+                "PUT",
+                vnet_path(rng),
+                {
+                    "location": "local",
+                    "tags": {"n": str(rng.random())},
+                    "properties": {
+                        "addressSpace": {"addressPrefixes": ["100.64.0.0/16"]},
+                        "subnets": [
+                            {"name": "a", "properties": {"addressPrefix": "100.64.1.0/24"}},
+                            {"name": "b", "properties": {"addressPrefix": "100.64.2.0/24"}},
+                        ],
+                    },
+                },
+            )
+        sub = subscription(rng.randrange(subs))
+        return (
+            "PUT",
+            (
+                f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Network/publicIPAddresses/"
+                f"new{next(counter)}"
+            ),
+            {"location": "local", "properties": {"publicIPAllocationMethod": "Static"}},
+        )
+
+    def healthz(_rng: random.Random) -> tuple[str, str, Any]:
+        return "GET", "/healthz", None
+
+    with controller_process(db, workdir) as controller:
+        url, ca = controller.url, str(controller.ca)
+        baseline = load(url, ca, operator, healthz, requests)
+        gets = load(url, ca, operator, get_request, requests)
+        puts = load(url, ca, operator, put_request, requests)
+    return {
+        "healthz_p50_ms": statistics.median(baseline),
+        "healthz_p99_ms": percentile(baseline, 0.99),
+        "get_p50_ms": statistics.median(gets),
+        "get_p99_ms": percentile(gets, 0.99),
+        "put_p50_ms": statistics.median(puts),
+        "put_p99_ms": percentile(puts, 0.99),
+        "get_p99_over_healthz_p99": percentile(gets, 0.99) / percentile(baseline, 0.99),
+    }
+
+
+def measure_compile(db: str, changes: int) -> dict[str, float]:
+    engine = make_engine(db)
+    started = time.perf_counter()
+    with reading(engine) as conn:
+        snapshot = load_snapshot(conn)
+    load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    compiler = Compiler(snapshot)
+    documents = compiler.all_documents()
+    compile_all_s = time.perf_counter() - started
+    refresh_ms, compile_ms, affected_counts = [], [], []
+    kind = BY_COLLECTION["networkinterfaces"]
+    rng = random.Random(1)
+    nic_keys = [k for k, t in snapshot.types.items() if t == kind.type]
+    for _ in range(changes):
+        key = rng.choice(nic_keys)
+        doc = snapshot.documents[key]
+        with writing(engine) as conn:
+            tx = Tx(conn)
+            parts = doc["id"].split("/")
+            rid = ResourceId(parts[2], parts[4], parts[7], parts[8])
+            request = arm.NetworkInterface.model_validate(
+                {"location": "local", "tags": {"t": str(rng.random())}, "properties": doc["properties"]}
+            )
+            service.put(tx, kind, rid, request)
+        started = time.perf_counter()
+        with reading(engine) as conn:
+            new, changed = refresh(conn, compiler.snapshot)
+        refreshed = time.perf_counter()
+        affected = compiler.advance(new, changed)
+        for node in affected:
+            compiler.document(node)
+        done = time.perf_counter()
+        refresh_ms.append((refreshed - started) * 1000)
+        compile_ms.append((done - refreshed) * 1000)
+        affected_counts.append(len(affected))
+        snapshot = new
+    engine.dispose()
+    return {
+        "snapshot_load_s": load_s,
+        "compile_all_s": compile_all_s,
+        "nodes": len(documents),
+        "one_change_refresh_p50_ms": statistics.median(refresh_ms),
+        "one_change_compile_p50_ms": statistics.median(compile_ms),
+        "one_change_compile_max_ms": max(compile_ms),
+        "one_change_affected_nodes_p50": statistics.median(affected_counts),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
+    parser.add_argument("--workdir", type=Path, help="keep the seeded store here, and reuse it if it is there")
+    args = parser.parse_args()
+    vnets, pips, nics, requests, changes = (
+        (1_000, 10_000, 2_000, 800, 10) if args.quick else (10_000, 100_000, 20_000, 4_000, 30)
+    )
+    with tempfile.TemporaryDirectory(prefix="isthmus-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        marker = workdir / f"seeded-{vnets}-{pips}-{nics}"
+        db = f"sqlite:///{workdir / 'bench.db'}"
+        figures: dict[str, Any] = {"vnets": vnets, "public_ips": pips, "nics": nics, "clients": CLIENTS}
+        if marker.exists():
+            figures["seed_s"] = float(marker.read_text())
+        else:
+            for stale in workdir.glob("bench.db*"):
+                stale.unlink()
+            figures.update(seed(db, vnets, pips, nics))
+            marker.write_text(str(figures["seed_s"]))
+        figures.update(measure_compile(db, changes))
+        figures.update(measure_api(db, workdir, vnets, pips, requests))
+    rows = [
+        (
+            "GET p50 / p99 (ms)",
+            f"{figures['get_p50_ms']:.1f} / {figures['get_p99_ms']:.1f}",
+            "p99 < 50",
+            figures["get_p99_ms"] < 50,
+        ),
+        (
+            "PUT p50 / p99 (ms)",
+            f"{figures['put_p50_ms']:.1f} / {figures['put_p99_ms']:.1f}",
+            "p99 < 100",
+            figures["put_p99_ms"] < 100,
+        ),
+        (
+            "baseline GET /healthz p50 / p99 (ms)",
+            f"{figures['healthz_p50_ms']:.1f} / {figures['healthz_p99_ms']:.1f}",
+            "-",
+            None,
+        ),
+        ("GET p99 / healthz p99", f"{figures['get_p99_over_healthz_p99']:.2f}", "-", None),
+        (
+            "compile all nodes (s)",
+            f"{figures['compile_all_s']:.3f} ({figures['nodes']} nodes)",
+            "< 1",
+            figures["compile_all_s"] < 1,
+        ),
+        (
+            "one change: compile affected (ms, p50)",
+            f"{figures['one_change_compile_p50_ms']:.1f}",
+            "< 50",
+            figures["one_change_compile_p50_ms"] < 50,
+        ),
+        ("one change: snapshot refresh (ms, p50)", f"{figures['one_change_refresh_p50_ms']:.1f}", "-", None),
+        ("snapshot load (s)", f"{figures['snapshot_load_s']:.2f}", "-", None),
+        ("seed (s)", f"{figures['seed_s']:.1f}", "-", None),
+    ]
+    print(f"\nisthmus API benchmark — {vnets} VNets, {pips} public IPs, {nics} NICs, {CLIENTS} clients, SQLite")
+    print(f"{'measure':<42} {'value':>26}  {'target':<10} met")
+    for name, value, target, met in rows:
+        print(f"{name:<42} {value:>26}  {target:<10} {'' if met is None else ('yes' if met else 'NO')}")
+    figures["targets_met"] = all(met for *_rest, met in rows if met is not None)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

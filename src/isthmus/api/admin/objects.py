@@ -1,0 +1,174 @@
+"""Operator objects: their cross-checks, references and what blocks their deletion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+from pydantic import BaseModel
+
+from isthmus.api.arm.addressing import PUBLIC, first_overlap
+from isthmus.api.errors import bad_request, conflict
+from isthmus.model import admin, ids
+from isthmus.store.repo import Doc, Tx
+
+SCOPE = "admin"
+NODE_ROLES = {"gateways": "gateway", "loadBalancerMuxes": "mux", "hosts": "host"}
+
+
+def key(collection: str, name: str) -> str:
+    return f"admin/{collection}/{name}".lower()
+
+
+def type_of(collection: str) -> str:
+    return f"admin/{collection}"
+
+
+@dataclass(frozen=True)
+class AdminKind:
+    collection: str
+    model: type[BaseModel]
+
+    @property
+    def type(self) -> str:
+        return type_of(self.collection)
+
+    def check(self, tx: Tx, name: str, props: Any) -> dict[str, str]:
+        """Raise if `props` cannot be stored as object `name`; else the references it makes."""
+        refs: dict[str, str] = {}
+        if self.collection in NODE_ROLES:
+            _node_unique(tx, self.collection, name, props.node)
+        if self.collection == "gateways":
+            if tx.get(key("gatewayPools", props.pool)) is None:
+                raise bad_request(
+                    "InvalidResourceReference",
+                    f"Gateway pool '{props.pool}' does not exist.",
+                    "properties.pool",
+                )
+            refs["pool"] = key("gatewayPools", props.pool)
+        elif self.collection == "gatewayPools":
+            if props.tierBandwidthKbps > props.gatewayCapacityKbps:
+                raise bad_request(
+                    "InvalidTierBandwidth",
+                    "A connection's tier cannot exceed a gateway's capacity.",
+                    "properties.tierBandwidthKbps",
+                )
+        elif self.collection == "loadBalancerMuxes":
+            addresses = [peer.address for peer in props.peers]
+            for index, address in enumerate(addresses):
+                if address in addresses[:index]:
+                    raise bad_request(
+                        "DuplicatePeer",
+                        f"Peer {address} is listed twice.",
+                        f"properties.peers[{index}].address",
+                    )
+        elif self.collection == "hosts":
+            for other in tx.list_docs(SCOPE, self.type):
+                if other.name.lower() != name.lower() and other.body["properties"]["address"] == props.address:
+                    raise conflict(
+                        "DuplicateHostAddress",
+                        f"Host {other.name} already has address {props.address}.",
+                        "properties.address",
+                    )
+        elif self.collection == "publicIpPools":
+            _check_pool(tx, name, props)
+        elif self.collection == "portBindings":
+            refs.update(_check_binding(tx, name, props))
+        return refs
+
+    def check_delete(self, tx: Tx, doc: Doc) -> None:
+        if self.collection == "publicIpPools" and tx.pool_usage(doc.name) > 0:
+            raise conflict("PublicIpPoolInUse", f"Public IP pool {doc.name} has addresses allocated.")
+        users = [src for src, _p, _t in tx.referrers(doc.key, below=False)]
+        if users:
+            raise conflict("InUse", f"{doc.name} is referenced by {users[0]} and cannot be deleted.")
+        if self.collection == "hosts":
+            node = doc.body["properties"]["node"]
+            bound = [
+                d.name for d in tx.list_docs(SCOPE, type_of("portBindings")) if d.body["properties"]["host"] == node
+            ]
+            if bound:
+                raise conflict("InUse", f"Host {doc.name} still has port binding {bound[0]}.")
+
+
+def _node_unique(tx: Tx, collection: str, name: str, node: str) -> None:
+    for other_collection in NODE_ROLES:
+        for other in tx.list_docs(SCOPE, type_of(other_collection)):
+            same = other_collection == collection and other.name.lower() == name.lower()
+            if not same and other.body["properties"]["node"] == node:
+                raise conflict(
+                    "NodeAlreadyAssigned",
+                    f"Node {node} is already {NODE_ROLES[other_collection]} {other.name}.",
+                    "properties.node",
+                )
+
+
+def _check_pool(tx: Tx, name: str, props: admin.PublicIpPoolProperties) -> None:
+    mine = [ip_network(p) for p in props.addressPrefixes]
+    overlap = first_overlap(mine)
+    if overlap:
+        raise bad_request(
+            "PublicIpPoolsOverlap",
+            "Two prefixes of the pool overlap.",
+            f"properties.addressPrefixes[{overlap[1]}]",
+        )
+    for other in tx.list_docs(SCOPE, type_of("publicIpPools")):
+        if other.name.lower() == name.lower():
+            continue
+        for index, prefix in enumerate(mine):
+            for text in other.body["properties"]["addressPrefixes"]:
+                theirs = ip_network(text)
+                if theirs.version == prefix.version and theirs.overlaps(prefix):
+                    raise conflict(
+                        "PublicIpPoolsOverlap",
+                        f"{prefix} overlaps pool {other.name} ({theirs}).",
+                        f"properties.addressPrefixes[{index}]",
+                    )
+    for address in tx.pool_addresses(name, PUBLIC):
+        if not any(ip_address(address) in prefix for prefix in mine):
+            raise conflict(
+                "PublicIpPoolInUse",
+                f"Allocated address {address} would fall outside the pool.",
+                "properties.addressPrefixes",
+            )
+
+
+def _check_binding(tx: Tx, name: str, props: admin.PortBindingProperties) -> dict[str, str]:
+    nic = ids.parse(props.networkInterface)
+    if nic is None or nic.collection.lower() != "networkinterfaces" or nic.child_collection:
+        raise bad_request(
+            "InvalidResourceReference",
+            "networkInterface must be a networkInterfaces id.",
+            "properties.networkInterface",
+        )
+    if tx.get(nic.key) is None:
+        raise bad_request(
+            "InvalidResourceReference",
+            f"Network interface {props.networkInterface} does not exist.",
+            "properties.networkInterface",
+        )
+    hosts = [d for d in tx.list_docs(SCOPE, type_of("hosts")) if d.body["properties"]["node"] == props.host]
+    if not hosts:
+        raise bad_request("InvalidResourceReference", f"No host object has node '{props.host}'.", "properties.host")
+    for source, _path, _target in tx.referrers(nic.key, below=False):
+        if source.startswith("admin/portbindings/") and source != key("portBindings", name):
+            raise conflict(
+                "NicAlreadyBound",
+                f"Network interface is already bound by {source}.",
+                "properties.networkInterface",
+            )
+    return {"networkInterface": nic.key}
+
+
+KINDS = {
+    kind.collection.lower(): kind
+    for kind in (
+        AdminKind("gatewayPools", admin.GatewayPool),
+        AdminKind("gateways", admin.Gateway),
+        AdminKind("loadBalancerMuxes", admin.LoadBalancerMux),
+        AdminKind("hosts", admin.Host),
+        AdminKind("publicIpPools", admin.PublicIpPool),
+        AdminKind("portBindings", admin.PortBinding),
+    )
+}

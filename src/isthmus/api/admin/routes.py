@@ -1,0 +1,127 @@
+"""Routes of the operator API: /admin/{collection}/{name}, placement, events, nodes.
+
+(No `from __future__ import annotations`: FastAPI reads the generated signatures at runtime.)
+"""
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from isthmus.api.admin.objects import KINDS, SCOPE, AdminKind, key
+from isthmus.api.deps import operator, read, state, write
+from isthmus.api.errors import not_found
+from isthmus.api.state import State
+from isthmus.compile import placement
+from isthmus.model.admin import NAME_PATTERN
+from isthmus.store.repo import Doc, new_etag
+from isthmus.store.snapshots import load_snapshot
+from isthmus.store.tokens import Principal
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def render(doc: Doc) -> dict[str, Any]:
+    return doc.body
+
+
+def add_routes(kind: AdminKind) -> None:
+    model = kind.model
+    item = f"/{kind.collection}/{{name}}"
+
+    async def put_object(
+        name: str = Path(pattern=NAME_PATTERN),
+        body: model = Body(),  # type: ignore[valid-type]
+        _who: Principal = Depends(operator),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        props = body.properties  # type: ignore[attr-defined]
+        with write(st) as tx:
+            refs = kind.check(tx, name, props)
+            existing = tx.get(key(kind.collection, name))
+            stored_name = existing.name if existing else name
+            etag = new_etag()
+            object_id = f"/admin/{kind.collection}/{stored_name}"
+            document = {
+                "id": object_id,
+                "name": stored_name,
+                "type": kind.type,
+                "etag": etag,
+                "tags": body.tags or {},  # type: ignore[attr-defined]
+                "properties": {**props.model_dump(exclude_none=True), "provisioningState": "Succeeded"},
+            }
+            doc = tx.put(
+                key(kind.collection, name),
+                scope=SCOPE,
+                resource_group=None,
+                type=kind.type,
+                name=stored_name,
+                body=document,
+                etag=etag,
+                refs=refs,
+            )
+            verb = "updated" if existing else "created"
+            tx.event(SCOPE, f"{kind.collection}.{verb}", object_id, f"{kind.collection} {stored_name} {verb}")
+        return JSONResponse(render(doc), status_code=200 if existing else 201)
+
+    async def get_object(name: str, _who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
+        with read(st) as tx:
+            doc = tx.get(key(kind.collection, name))
+        if doc is None:
+            raise not_found("ResourceNotFound", f"{kind.collection} '{name}' was not found.")
+        return JSONResponse(render(doc))
+
+    async def delete_object(name: str, _who: Principal = Depends(operator), st: State = Depends(state)) -> Response:
+        with write(st) as tx:
+            doc = tx.get(key(kind.collection, name))
+            if doc is None:
+                return Response(status_code=204)
+            kind.check_delete(tx, doc)
+            tx.delete(doc)
+            tx.event(SCOPE, f"{kind.collection}.deleted", doc.body["id"], f"{kind.collection} {doc.name} deleted")
+        return Response(status_code=200)
+
+    async def list_objects(_who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
+        with read(st) as tx:
+            return JSONResponse({"value": [render(d) for d in tx.list_docs(SCOPE, kind.type)]})
+
+    router.add_api_route(item, put_object, methods=["PUT"], name=f"admin_{kind.collection}_put")
+    router.add_api_route(item, get_object, methods=["GET"], name=f"admin_{kind.collection}_get")
+    router.add_api_route(item, delete_object, methods=["DELETE"], name=f"admin_{kind.collection}_delete")
+    router.add_api_route(f"/{kind.collection}", list_objects, methods=["GET"], name=f"admin_{kind.collection}_list")
+
+
+for _kind in KINDS.values():
+    add_routes(_kind)
+
+
+@router.get("/placement")
+async def get_placement(_who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
+    """Which gateway carries each virtual network gateway, and why anything is left unplaced."""
+    with read(st) as tx:
+        snapshot = load_snapshot(tx.conn)
+    return JSONResponse(placement.place(snapshot).as_json())
+
+
+@router.get("/events")
+async def get_events(
+    request: Request,
+    after: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+    scope: str | None = Query(default=None, max_length=64),
+    _who: Principal = Depends(operator),
+    st: State = Depends(state),
+) -> JSONResponse:
+    with read(st) as tx:
+        events = tx.events(after=after, limit=limit, scope=scope.lower() if scope else None)
+    return JSONResponse({"value": events})
+
+
+@router.get("/nodes")
+async def get_nodes(_who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
+    with read(st) as tx:
+        nodes = tx.nodes()
+    for node in nodes:
+        node["status"] = json.loads(node["status"])
+    return JSONResponse({"value": nodes})

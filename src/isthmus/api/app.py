@@ -1,0 +1,100 @@
+"""The controller's HTTP application: tenant ARM API, operator API, agent protocol.
+
+Handlers are `async def` and run their (short) store transactions on the event loop itself. The
+store admits one writer at a time anyway; a thread pool in front of it only added a hop and let
+requests convoy on the GIL (measured: p99 of GET 45 → 33 ms, PUT 122 → 86 ms at 16 clients, see
+bench/api.py). The long-poll waits without blocking, and compiles in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from isthmus import __version__
+from isthmus.api import errors
+from isthmus.api.admin.routes import router as admin_router
+from isthmus.api.arm.kinds import KINDS
+from isthmus.api.arm.routes import router as arm_router
+from isthmus.api.nodes import router as nodes_router
+from isthmus.api.state import State
+
+# ARM paths are case-insensitive in their fixed words; route matching here is not, so fold them by position
+# (names the tenant chose keep their case).
+_WORDS = {
+    word.lower(): word
+    for word in (
+        "subscriptions",
+        "resourceGroups",
+        "providers",
+        "Microsoft.Network",
+        "locations",
+        "operations",
+        "operationResults",
+        *(kind.collection for kind in KINDS),
+        *(child.collection for kind in KINDS for child in kind.children),
+    )
+}
+
+
+def canonical_path(path: str) -> str:
+    parts = path.split("/")
+    # /subscriptions/S/resourceGroups/G/providers/Microsoft.Network/C/N/CC/CN, or /subscriptions/S/providers/...
+    fixed = (1, 3, 5, 6, 7, 9) if len(parts) > 3 and parts[3].lower() == "resourcegroups" else (1, 3, 4, 5, 7)
+    for index in fixed:
+        if index < len(parts):
+            parts[index] = _WORDS.get(parts[index].lower(), parts[index])
+    if len(parts) == 4 and parts[3] == "resourceGroups":
+        parts[3] = "resourcegroups"  # the resource group list keeps Azure's lower-case spelling
+    return "/".join(parts)
+
+
+class CanonicalPaths:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].lower().startswith("/subscriptions"):
+            scope = dict(scope)
+            scope["path"] = canonical_path(scope["path"])
+            scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+def create_app(engine: Engine, *, page_size: int = 100) -> FastAPI:
+    state = State(engine=engine, page_size=page_size)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Start-up objects (models, routes, compiled statements) need no cyclic GC scans; fewer, larger
+        # young-generation passes keep collection pauses out of request latency.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        state.notifier.bind(asyncio.get_running_loop())
+        state.notifier.revision = state.revision()
+        yield
+
+    app = FastAPI(
+        title="isthmus",
+        version=__version__,
+        description="Tenant API (Microsoft.Network subset), operator API and agent protocol of isthmus.",
+        lifespan=lifespan,
+    )
+    app.state.isthmus = state
+    errors.install(app)
+    app.include_router(arm_router)
+    app.include_router(admin_router)
+    app.include_router(nodes_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "revision": state.revision()}
+
+    app.add_middleware(CanonicalPaths)
+    return app

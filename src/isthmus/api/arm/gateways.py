@@ -1,0 +1,386 @@
+"""virtualNetworkGateways, localNetworkGateways and connections (IPsec, and isthmus' GRE and L3 types)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_interface
+from typing import Any
+
+from isthmus.api.arm import public_ip_addresses
+from isthmus.api.arm.addressing import address, allocate_private, cidr
+from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, child_id, find_child, guid, in_use, resolve
+from isthmus.api.arm.virtual_networks import subnet_prefixes
+from isthmus.api.errors import bad_request
+from isthmus.model import arm
+from isthmus.model.ids import ResourceId
+from isthmus.store.repo import Doc, Tx
+
+GATEWAY_SUBNET = "GatewaySubnet"
+# Azure Stack Hub's gateway SKUs and Azure's VpnGw family, with the throughput each is sold at (Mbps).
+SKU_MBPS = {
+    "Basic": 100,
+    "Standard": 100,
+    "HighPerformance": 200,
+    "VpnGw1": 650,
+    "VpnGw2": 1000,
+    "VpnGw3": 1250,
+}
+# ASNs Azure keeps for itself.
+RESERVED_ASNS = {8074, 8075, 12076, 65515, 65517, 65518, 65519, 65520, 23456}
+DEFAULT_ASN = 65515
+IPCONFIG_TYPE = "Microsoft.Network/virtualNetworkGateways/ipConfigurations"
+
+
+class VirtualNetworkGateways(Kind):
+    collection = "virtualNetworkGateways"
+    type = "Microsoft.Network/virtualNetworkGateways"
+    model = arm.VirtualNetworkGateway
+
+    def prepare(self, tx: Tx, rid: ResourceId, request: Any, existing: Doc | None) -> Prepared:
+        props: arm.VirtualNetworkGatewayProperties = request.properties
+        if (props.gatewayType or "Vpn") != "Vpn":
+            raise bad_request("FeatureNotSupported", "Only gatewayType Vpn is supported.", "properties.gatewayType")
+        if (props.vpnType or "RouteBased") != "RouteBased":
+            raise bad_request("FeatureNotSupported", "Only vpnType RouteBased is supported.", "properties.vpnType")
+        if props.activeActive:
+            raise bad_request(
+                "FeatureNotSupported",
+                "Active-active gateways are not offered; pools give M+N redundancy instead.",
+                "properties.activeActive",
+            )
+        sku = props.sku.name if props.sku and props.sku.name else ""
+        if sku not in SKU_MBPS:
+            raise bad_request(
+                "InvalidGatewaySku",
+                f"Gateway SKU '{sku}' is not one of {', '.join(SKU_MBPS)}.",
+                "properties.sku.name",
+            )
+        if len(props.ipConfigurations) != 1:
+            raise bad_request(
+                "InvalidGatewayIpConfigurationCount",
+                "A virtual network gateway needs exactly one ipConfiguration.",
+                "properties.ipConfigurations",
+            )
+        refs: dict[str, str] = {}
+        ipconfig = self._ip_configuration(tx, rid, props.ipConfigurations[0], refs)
+        enable_bgp = bool(props.enableBgp)
+        if enable_bgp and sku == "Basic":
+            raise bad_request(
+                "BgpNotSupportedOnBasicSku", "The Basic SKU does not support BGP.", "properties.enableBgp"
+            )
+        asn = props.bgpSettings.asn if props.bgpSettings and props.bgpSettings.asn else DEFAULT_ASN
+        if asn in RESERVED_ASNS and asn != DEFAULT_ASN:
+            raise bad_request("BgpAsnReserved", f"ASN {asn} is reserved.", "properties.bgpSettings.asn")
+        properties: dict[str, Any] = {
+            "gatewayType": "Vpn",
+            "vpnType": "RouteBased",
+            "sku": {"name": sku, "tier": sku, "capacity": SKU_MBPS[sku]},
+            "ipConfigurations": [ipconfig],
+            "enableBgp": enable_bgp,
+            "activeActive": False,
+            "bgpSettings": {
+                "asn": asn,
+                "bgpPeeringAddress": ipconfig["properties"]["privateIPAddress"],
+                "peerWeight": (props.bgpSettings.peerWeight or 0) if props.bgpSettings else 0,
+            },
+            "provisioningState": SUCCEEDED,
+            "resourceGuid": guid(existing),
+        }
+        return Prepared(properties, refs)
+
+    @staticmethod
+    def _ip_configuration(
+        tx: Tx, rid: ResourceId, config: arm.GatewayIPConfiguration, refs: dict[str, str]
+    ) -> dict[str, Any]:
+        target = "properties.ipConfigurations[0].properties"
+        name = config.name or "default"
+        cp = config.properties
+        if cp.subnet is None:
+            raise bad_request("InvalidRequestFormat", "The ipConfiguration needs a subnet.", f"{target}.subnet")
+        subnet_id, vnet = resolve(tx, rid, cp.subnet, f"{target}.subnet", "virtualNetworks", "subnets")
+        if (subnet_id.child_name or "").lower() != GATEWAY_SUBNET.lower():
+            raise bad_request(
+                "GatewaySubnetRequired",
+                f"A virtual network gateway must be in the subnet named {GATEWAY_SUBNET}.",
+                f"{target}.subnet",
+            )
+        space = str(subnet_id).lower()
+        others = [s for s, _p, _t in tx.referrers(space, below=False) if s != rid.key and "virtualnetworkgateways" in s]
+        if others:
+            raise bad_request(
+                "VirtualNetworkGatewayAlreadyExists",
+                f"Virtual network {vnet.name} already has gateway {others[0]}.",
+                f"{target}.subnet",
+            )
+        subnet = find_child(vnet.body, "subnets", subnet_id.child_name) or {}
+        prefix = cidr(subnet_prefixes(subnet)[0], f"{target}.subnet")
+        owner = child_id(rid, "ipConfigurations", name).lower()
+        held = [a for a, s in tx.addresses_of(owner).items() if s == space]
+        private = allocate_private(tx, space, prefix, owner, held[0] if held else None, f"{target}.subnet")
+        refs[f"ipConfigurations/{name}/subnet"] = space
+        properties: dict[str, Any] = {
+            "subnet": {"id": str(subnet_id)},
+            "privateIPAllocationMethod": "Dynamic",
+            "privateIPAddress": private,
+            "provisioningState": SUCCEEDED,
+        }
+        if cp.publicIPAddress is None:
+            raise bad_request(
+                "PublicIPAddressRequired",
+                "A VPN gateway's ipConfiguration needs a public IP address.",
+                f"{target}.publicIPAddress",
+            )
+        pip_id, pip = resolve(tx, rid, cp.publicIPAddress, f"{target}.publicIPAddress", "publicIPAddresses")
+        users = [s for s, _p, _t in tx.referrers(pip_id.key, below=False) if s != rid.key]
+        if users:
+            raise bad_request(
+                "PublicIPAddressInUse",
+                f"Public IP address {pip_id} is already used by {users[0]}.",
+                f"{target}.publicIPAddress",
+            )
+        public_ip_addresses.associate(tx, pip_id.key, pip, f"{target}.publicIPAddress")
+        properties["publicIPAddress"] = {"id": str(pip_id)}
+        refs[f"ipConfigurations/{name}/publicIPAddress"] = pip_id.key
+        return {
+            "id": child_id(rid, "ipConfigurations", name),
+            "name": name,
+            "type": IPCONFIG_TYPE,
+            "properties": properties,
+        }
+
+    def after_put(self, tx: Tx, doc: Doc, existing: Doc | None) -> None:
+        if existing is not None:
+            old, new = _public_ips(existing.body), _public_ips(doc.body)
+            public_ip_addresses.release_unused_dynamic(tx, old - new)
+
+    def check_delete(self, tx: Tx, doc: Doc) -> None:
+        in_use(tx, doc.key, "InUseVirtualNetworkGatewayCannotBeDeleted", f"Virtual network gateway {doc.name}")
+
+    def after_delete(self, tx: Tx, doc: Doc) -> None:
+        public_ip_addresses.release_unused_dynamic(tx, _public_ips(doc.body))
+
+
+def _public_ips(body: dict[str, Any]) -> set[str]:
+    keys = set()
+    for config in body["properties"].get("ipConfigurations", []):
+        pip = config["properties"].get("publicIPAddress")
+        if pip:
+            keys.add(pip["id"].lower())
+    return keys
+
+
+class LocalNetworkGateways(Kind):
+    collection = "localNetworkGateways"
+    type = "Microsoft.Network/localNetworkGateways"
+    model = arm.LocalNetworkGateway
+
+    def prepare(self, tx: Tx, rid: ResourceId, request: Any, existing: Doc | None) -> Prepared:
+        props: arm.LocalNetworkGatewayProperties = request.properties
+        if not props.gatewayIpAddress:
+            raise bad_request(
+                "GatewayIpAddressRequired",
+                "A local network gateway needs gatewayIpAddress.",
+                "properties.gatewayIpAddress",
+            )
+        gateway = address(props.gatewayIpAddress, "properties.gatewayIpAddress", "InvalidGatewayIpAddress")
+        target = "properties.localNetworkAddressSpace.addressPrefixes"
+        texts = props.localNetworkAddressSpace.addressPrefixes if props.localNetworkAddressSpace else []
+        prefixes = [str(cidr(text, f"{target}[{i}]")) for i, text in enumerate(texts)]
+        properties: dict[str, Any] = {
+            "gatewayIpAddress": str(gateway),
+            "localNetworkAddressSpace": {"addressPrefixes": prefixes},
+            "provisioningState": SUCCEEDED,
+            "resourceGuid": guid(existing),
+        }
+        if props.bgpSettings is not None:
+            bgp = props.bgpSettings
+            if bgp.asn is None or not bgp.bgpPeeringAddress:
+                raise bad_request(
+                    "InvalidBgpSettings",
+                    "bgpSettings needs asn and bgpPeeringAddress.",
+                    "properties.bgpSettings",
+                )
+            peer = address(bgp.bgpPeeringAddress, "properties.bgpSettings.bgpPeeringAddress")
+            properties["bgpSettings"] = {
+                "asn": bgp.asn,
+                "bgpPeeringAddress": str(peer),
+                "peerWeight": bgp.peerWeight or 0,
+            }
+        if not prefixes and "bgpSettings" not in properties:
+            raise bad_request(
+                "LocalNetworkAddressSpaceRequired",
+                "Give the on-premises prefixes, or bgpSettings to learn them.",
+                target,
+            )
+        return Prepared(properties)
+
+    def check_delete(self, tx: Tx, doc: Doc) -> None:
+        in_use(tx, doc.key, "InUseLocalNetworkGatewayCannotBeDeleted", f"Local network gateway {doc.name}")
+
+
+GCM = {"GCMAES128", "GCMAES192", "GCMAES256"}
+
+
+class Connections(Kind):
+    collection = "connections"
+    type = "Microsoft.Network/connections"
+    model = arm.Connection
+
+    def prepare(self, tx: Tx, rid: ResourceId, request: Any, existing: Doc | None) -> Prepared:
+        props: arm.ConnectionProperties = request.properties
+        kind = props.connectionType
+        if kind is None:
+            raise bad_request("InvalidRequestFormat", "connectionType is required.", "properties.connectionType")
+        if kind not in ("IPsec", "GRE", "L3"):
+            raise bad_request(
+                "FeatureNotSupported", f"connectionType {kind} is not supported.", "properties.connectionType"
+            )
+        if existing is not None and existing.body["properties"]["connectionType"] != kind:
+            raise bad_request(
+                "ConnectionTypeCannotBeChanged",
+                "The type of a connection cannot change.",
+                "properties.connectionType",
+            )
+        refs: dict[str, str] = {}
+        if props.virtualNetworkGateway1 is None:
+            raise bad_request(
+                "InvalidRequestFormat",
+                "virtualNetworkGateway1 is required.",
+                "properties.virtualNetworkGateway1",
+            )
+        gw_id, _gw = resolve(
+            tx,
+            rid,
+            props.virtualNetworkGateway1,
+            "properties.virtualNetworkGateway1",
+            "virtualNetworkGateways",
+        )
+        refs["virtualNetworkGateway1"] = gw_id.key
+        if props.localNetworkGateway2 is None:
+            raise bad_request(
+                "InvalidRequestFormat", "localNetworkGateway2 is required.", "properties.localNetworkGateway2"
+            )
+        lgw_id, lgw = resolve(
+            tx, rid, props.localNetworkGateway2, "properties.localNetworkGateway2", "localNetworkGateways"
+        )
+        refs["localNetworkGateway2"] = lgw_id.key
+        properties: dict[str, Any] = {
+            "connectionType": kind,
+            "virtualNetworkGateway1": {"id": str(gw_id)},
+            "localNetworkGateway2": {"id": str(lgw_id)},
+            "routingWeight": props.routingWeight or 0,
+            "enableBgp": bool(props.enableBgp),
+            "provisioningState": SUCCEEDED,
+            "resourceGuid": guid(existing),
+        }
+        if props.enableBgp and "bgpSettings" not in lgw.body["properties"]:
+            raise bad_request(
+                "BgpSettingsMissingOnLocalNetworkGateway",
+                "enableBgp needs bgpSettings on the local network gateway.",
+                "properties.enableBgp",
+            )
+        if kind == "IPsec":
+            properties.update(self._ipsec(props, existing))
+        else:
+            for name in ("sharedKey", "ipsecPolicies"):
+                if getattr(props, name):
+                    raise bad_request(
+                        "InvalidRequestFormat",
+                        f"{name} applies only to IPsec connections.",
+                        f"properties.{name}",
+                    )
+        if kind == "GRE":
+            properties["greSettings"] = self._gre(props)
+        if kind == "L3":
+            properties["l3ForwardingSettings"] = self._l3(props)
+        return Prepared(properties, refs)
+
+    @staticmethod
+    def _ipsec(props: arm.ConnectionProperties, existing: Doc | None) -> dict[str, Any]:
+        if (props.connectionProtocol or "IKEv2") != "IKEv2":
+            raise bad_request(
+                "FeatureNotSupported",
+                "Only IKEv2 connections are supported.",
+                "properties.connectionProtocol",
+            )
+        shared_key = props.sharedKey or (existing.body["properties"].get("sharedKey") if existing else None)
+        if not shared_key:
+            raise bad_request("SharedKeyRequired", "An IPsec connection needs sharedKey.", "properties.sharedKey")
+        policies = []
+        for index, policy in enumerate(props.ipsecPolicies):
+            gcm_encryption = policy.ipsecEncryption in GCM
+            if gcm_encryption != (policy.ipsecIntegrity in GCM) or (
+                gcm_encryption and policy.ipsecEncryption != policy.ipsecIntegrity
+            ):
+                raise bad_request(
+                    "IpsecPolicyGcmMismatch",
+                    "With a GCMAES ipsecEncryption, ipsecIntegrity must be the same GCMAES algorithm.",
+                    f"properties.ipsecPolicies[{index}].ipsecIntegrity",
+                )
+            policies.append(policy.model_dump())
+        return {
+            "connectionProtocol": "IKEv2",
+            "sharedKey": shared_key,
+            "ipsecPolicies": policies,
+            "usePolicyBasedTrafficSelectors": bool(props.usePolicyBasedTrafficSelectors),
+            "dpdTimeoutSeconds": props.dpdTimeoutSeconds or 45,
+            "connectionMode": props.connectionMode or "Default",
+        }
+
+    @staticmethod
+    def _gre(props: arm.ConnectionProperties) -> dict[str, Any]:
+        settings = props.greSettings or arm.GreSettings()
+        out: dict[str, Any] = {}
+        if settings.key is not None:
+            out["key"] = settings.key
+        if settings.tunnelAddress is not None:
+            inner = _interface_address(settings.tunnelAddress, "properties.greSettings.tunnelAddress")
+            out["tunnelAddress"] = settings.tunnelAddress
+            if settings.remoteTunnelAddress is not None:
+                remote = address(settings.remoteTunnelAddress, "properties.greSettings.remoteTunnelAddress")
+                if remote not in inner:
+                    raise bad_request(
+                        "InvalidTunnelAddress",
+                        f"{remote} is not on the tunnel network {inner}.",
+                        "properties.greSettings.remoteTunnelAddress",
+                    )
+                out["remoteTunnelAddress"] = str(remote)
+        return out
+
+    @staticmethod
+    def _l3(props: arm.ConnectionProperties) -> dict[str, Any]:
+        settings = props.l3ForwardingSettings
+        if settings is None or not settings.localAddress or not settings.nextHop:
+            raise bad_request(
+                "InvalidRequestFormat",
+                "An L3 connection needs l3ForwardingSettings.localAddress and nextHop.",
+                "properties.l3ForwardingSettings",
+            )
+        link = _interface_address(settings.localAddress, "properties.l3ForwardingSettings.localAddress")
+        hop = address(settings.nextHop, "properties.l3ForwardingSettings.nextHop")
+        if hop not in link:
+            raise bad_request(
+                "InvalidNextHop",
+                f"Next hop {hop} is not on the link network {link}.",
+                "properties.l3ForwardingSettings.nextHop",
+            )
+        return {"localAddress": settings.localAddress, "nextHop": str(hop)}
+
+    def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
+        body = dict(doc.body)
+        props = {k: v for k, v in body["properties"].items() if k != "sharedKey"}  # write-only
+        props.setdefault("connectionStatus", "Unknown")
+        props.setdefault("ingressBytesTransferred", 0)
+        props.setdefault("egressBytesTransferred", 0)
+        body["properties"] = props
+        return body
+
+
+def _interface_address(text: str, target: str) -> IPv4Network | IPv6Network:
+    """'198.19.0.1/30' -> its network, checking the address is a usable host of it."""
+    try:
+        iface = ip_interface(text)
+    except ValueError:
+        raise bad_request("InvalidCIDRNotation", f"'{text}' is not an address with a prefix length.", target) from None
+    if "/" not in text or (iface.ip == iface.network.network_address and iface.network.prefixlen < 31):
+        raise bad_request("InvalidCIDRNotation", f"'{text}' is not a host address with a prefix length.", target)
+    return iface.network

@@ -1,0 +1,386 @@
+"""Routes of the tenant API: /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/...
+
+Routes are generated per resource type so the OpenAPI document carries each type's schema.
+(No `from __future__ import annotations` here: FastAPI reads the generated signatures at runtime.)
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
+
+from isthmus.api.arm import resource_groups, service
+from isthmus.api.arm.kind import Kind
+from isthmus.api.arm.kinds import KINDS
+from isthmus.api.deps import network_api_version, read, resources_api_version, state, tenant, write
+from isthmus.api.errors import bad_request, not_found
+from isthmus.api.state import State
+from isthmus.model import arm
+from isthmus.model.ids import ResourceId
+from isthmus.store.repo import Doc, Tx, new_etag
+from isthmus.store.tokens import Principal
+
+SUB = "/subscriptions/{subscriptionId}"
+GROUP = SUB + "/resourceGroups/{resourceGroupName}"
+PROVIDER = GROUP + "/providers/Microsoft.Network"
+
+router = APIRouter()
+
+
+def page(request: Request, st: State, docs: list[Doc], render: Any) -> dict[str, Any]:
+    """One page of a list, with nextLink when more follow (keyset paging on the resource id)."""
+    body: dict[str, Any] = {"value": [render(doc) for doc in docs[: st.page_size]]}
+    if len(docs) > st.page_size:
+        body["nextLink"] = str(request.url.include_query_params(**{"$skiptoken": docs[st.page_size - 1].key}))
+    return body
+
+
+def skiptoken(request: Request) -> str | None:
+    return request.query_params.get("$skiptoken")
+
+
+def async_headers(request: Request, tx: Tx, subscription: str, location: str, resource: str) -> dict[str, str]:
+    """Azure-AsyncOperation and Location of a completed operation, for clients that poll."""
+    op_id = tx.operation(subscription.lower(), resource)
+    base = f"{str(request.base_url).rstrip('/')}/subscriptions/{subscription}/providers/Microsoft.Network"
+    version = request.query_params.get("api-version", "")
+    return {
+        "Azure-AsyncOperation": f"{base}/locations/{location}/operations/{op_id}?api-version={version}",
+        "Location": f"{base}/locations/{location}/operationResults/{op_id}?api-version={version}",
+        "Retry-After": "0",
+    }
+
+
+def add_kind_routes(kind: Kind) -> None:
+    model = kind.model
+    item = f"{PROVIDER}/{kind.collection}/{{name}}"
+    tag = [kind.collection]
+
+    def rid_of(subscription: str, group: str, name: str) -> ResourceId:
+        return ResourceId(subscription, group, kind.collection, name)
+
+    async def put_resource(
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        body: model = Body(),  # type: ignore[valid-type]
+        if_match: str | None = Header(default=None),
+        if_none_match: str | None = Header(default=None),
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        with write(st) as tx:
+            written = service.put(
+                tx,
+                kind,
+                rid_of(subscriptionId, resourceGroupName, name),
+                body,
+                if_match=if_match,
+                if_none_match=if_none_match,
+            )
+            rendered = kind.present(tx, written.doc)
+        return JSONResponse(rendered, status_code=201 if written.created else 200)
+
+    async def get_resource(
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        with read(st) as tx:
+            doc = service.get(tx, kind, rid_of(subscriptionId, resourceGroupName, name))
+            return JSONResponse(kind.present(tx, doc))
+
+    async def patch_tags(
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        body: arm.TagsObject = Body(),
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        with write(st) as tx:
+            doc = service.update_tags(tx, kind, rid_of(subscriptionId, resourceGroupName, name), body.tags)
+            return JSONResponse(kind.present(tx, doc))
+
+    async def delete_resource(
+        request: Request,
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> Response:
+        rid = rid_of(subscriptionId, resourceGroupName, name)
+        with write(st) as tx:
+            existing = tx.get(rid.key)
+            if not service.delete(tx, kind, rid) or existing is None:
+                return Response(status_code=204)
+            headers = async_headers(request, tx, subscriptionId, existing.body["location"], existing.body["id"])
+        return Response(status_code=202, headers=headers)
+
+    async def list_in_group(
+        request: Request,
+        subscriptionId: str,
+        resourceGroupName: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        with read(st) as tx:
+            resource_groups.require(tx, subscriptionId, resourceGroupName)
+            docs = tx.list_docs(
+                subscriptionId.lower(),
+                kind.type,
+                resourceGroupName.lower(),
+                skiptoken(request),
+                st.page_size + 1,
+            )
+            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d)))
+
+    async def list_in_subscription(
+        request: Request,
+        subscriptionId: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        with read(st) as tx:
+            docs = tx.list_docs(subscriptionId.lower(), kind.type, None, skiptoken(request), st.page_size + 1)
+            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d)))
+
+    router.add_api_route(item, put_resource, methods=["PUT"], tags=list(tag), name=f"{kind.collection}_CreateOrUpdate")
+    router.add_api_route(item, get_resource, methods=["GET"], tags=list(tag), name=f"{kind.collection}_Get")
+    router.add_api_route(item, patch_tags, methods=["PATCH"], tags=list(tag), name=f"{kind.collection}_UpdateTags")
+    router.add_api_route(item, delete_resource, methods=["DELETE"], tags=list(tag), name=f"{kind.collection}_Delete")
+    router.add_api_route(
+        f"{PROVIDER}/{kind.collection}",
+        list_in_group,
+        methods=["GET"],
+        tags=list(tag),
+        name=f"{kind.collection}_List",
+    )
+    router.add_api_route(
+        f"{SUB}/providers/Microsoft.Network/{kind.collection}",
+        list_in_subscription,
+        methods=["GET"],
+        tags=list(tag),
+        name=f"{kind.collection}_ListAll",
+    )
+    for child in kind.children:
+        add_child_routes(kind, child.collection, child.model, child.read_only)
+
+
+def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -> None:
+    item = f"{PROVIDER}/{kind.collection}/{{name}}/{collection}/{{childName}}"
+    tag = [kind.collection]
+
+    def rid_of(subscription: str, group: str, name: str, child: str) -> ResourceId:
+        return ResourceId(subscription, group, kind.collection, name, collection, child)
+
+    async def put_child(
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        childName: str,
+        body: model = Body(),
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        rid = rid_of(subscriptionId, resourceGroupName, name, childName)
+        with write(st) as tx:
+            written = service.put_child(tx, kind, rid, collection, childName, body)
+            rendered = service.find_rendered_child(kind.present(tx, written.doc), collection, childName)
+        return JSONResponse(rendered, status_code=201 if written.created else 200)
+
+    async def get_child(
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        childName: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        rid = rid_of(subscriptionId, resourceGroupName, name, childName)
+        with read(st) as tx:
+            parent = service.get(tx, kind, rid.parent)
+            return JSONResponse(service.find_rendered_child(kind.present(tx, parent), collection, childName))
+
+    async def delete_child(
+        request: Request,
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        childName: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> Response:
+        rid = rid_of(subscriptionId, resourceGroupName, name, childName)
+        with write(st) as tx:
+            if not service.delete_child(tx, kind, rid, collection, childName):
+                return Response(status_code=204)
+            parent = service.get(tx, kind, rid.parent)
+            headers = async_headers(request, tx, subscriptionId, parent.body["location"], str(rid))
+        return Response(status_code=202, headers=headers)
+
+    async def list_children(
+        subscriptionId: str,
+        resourceGroupName: str,
+        name: str,
+        _v: str = Depends(network_api_version),
+        _who: Principal = Depends(tenant),
+        st: State = Depends(state),
+    ) -> JSONResponse:
+        with read(st) as tx:
+            parent = service.get(tx, kind, ResourceId(subscriptionId, resourceGroupName, kind.collection, name))
+            return JSONResponse({"value": kind.present(tx, parent)["properties"].get(collection, [])})
+
+    if not read_only:
+        router.add_api_route(item, put_child, methods=["PUT"], tags=list(tag), name=f"{collection}_CreateOrUpdate")
+        router.add_api_route(item, delete_child, methods=["DELETE"], tags=list(tag), name=f"{collection}_Delete")
+    router.add_api_route(item, get_child, methods=["GET"], tags=list(tag), name=f"{kind.collection}_{collection}_Get")
+    router.add_api_route(
+        f"{PROVIDER}/{kind.collection}/{{name}}/{collection}",
+        list_children,
+        methods=["GET"],
+        tags=list(tag),
+        name=f"{kind.collection}_{collection}_List",
+    )
+
+
+for _kind in KINDS:
+    add_kind_routes(_kind)
+
+
+# --- resource groups (Microsoft.Resources) ------------------------------------------------------------
+
+
+@router.put(GROUP, tags=["resourceGroups"])
+async def put_group(
+    subscriptionId: str,
+    resourceGroupName: str,
+    body: arm.ResourceGroup = Body(),
+    _v: str = Depends(resources_api_version),
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> JSONResponse:
+    if not body.location:
+        raise bad_request("LocationRequired", "The location property is required for this definition.", "location")
+    if not 1 <= len(resourceGroupName) <= 90:
+        raise bad_request("InvalidResourceGroupName", "A resource group name has 1 to 90 characters.", "name")
+    key = resource_groups.key(subscriptionId, resourceGroupName)
+    with write(st) as tx:
+        existing = tx.get(key)
+        name = existing.name if existing else resourceGroupName
+        location = existing.body["location"] if existing else body.location.replace(" ", "").lower()
+        doc = resource_groups.body(subscriptionId, name, location, body.tags)
+        etag = new_etag()
+        tx.put(
+            key,
+            scope=subscriptionId.lower(),
+            resource_group=resourceGroupName.lower(),
+            type=resource_groups.TYPE,
+            name=name,
+            body=doc,
+            etag=etag,
+        )
+    return JSONResponse(doc, status_code=200 if existing else 201)
+
+
+@router.get(GROUP, tags=["resourceGroups"])
+async def get_group(
+    subscriptionId: str,
+    resourceGroupName: str,
+    _v: str = Depends(resources_api_version),
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> JSONResponse:
+    with read(st) as tx:
+        return JSONResponse(resource_groups.require(tx, subscriptionId, resourceGroupName).body)
+
+
+@router.delete(GROUP, tags=["resourceGroups"])
+async def delete_group(
+    request: Request,
+    subscriptionId: str,
+    resourceGroupName: str,
+    _v: str = Depends(resources_api_version),
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> Response:
+    with write(st) as tx:
+        if not service.delete_group(tx, subscriptionId, resourceGroupName):
+            return Response(status_code=204)
+        op_id = tx.operation(subscriptionId.lower(), resourceGroupName)
+    location = (
+        f"{str(request.base_url).rstrip('/')}{SUB.format(subscriptionId=subscriptionId)}/operationresults/{op_id}"
+    )
+    return Response(status_code=202, headers={"Location": location, "Retry-After": "0"})
+
+
+@router.get(SUB + "/operationresults/{operationId}", tags=["resourceGroups"], include_in_schema=False)
+async def group_operation_result(
+    subscriptionId: str,
+    operationId: str,
+    _who: Principal = Depends(tenant),
+) -> Response:
+    return Response(status_code=200)
+
+
+@router.get(SUB + "/resourcegroups", tags=["resourceGroups"])
+async def list_groups(
+    request: Request,
+    subscriptionId: str,
+    _v: str = Depends(resources_api_version),
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> JSONResponse:
+    with read(st) as tx:
+        docs = tx.list_docs(subscriptionId.lower(), resource_groups.TYPE, None, skiptoken(request), st.page_size + 1)
+        return JSONResponse(page(request, st, docs, lambda d: d.body))
+
+
+# --- asynchronous operation status ------------------------------------------------------------------
+
+
+@router.get(SUB + "/providers/Microsoft.Network/locations/{location}/operations/{operationId}", tags=["operations"])
+async def operation_status(
+    subscriptionId: str,
+    location: str,
+    operationId: str,
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> JSONResponse:
+    status = _operation(st, subscriptionId, operationId)
+    return JSONResponse({"status": status, "name": operationId})
+
+
+@router.get(
+    SUB + "/providers/Microsoft.Network/locations/{location}/operationResults/{operationId}",
+    tags=["operations"],
+)
+async def operation_result(
+    subscriptionId: str,
+    location: str,
+    operationId: str,
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> Response:
+    _operation(st, subscriptionId, operationId)
+    return Response(status_code=204)
+
+
+def _operation(st: State, subscription: str, op_id: str) -> str:
+    with read(st) as tx:
+        status = tx.operation_status(subscription.lower(), op_id)
+    if status is None:
+        raise not_found("OperationNotFound", f"Operation {op_id} was not found.")
+    return status

@@ -1,0 +1,120 @@
+"""The agent protocol: nodes register, long-poll their desired state, and report what they applied.
+
+(No `from __future__ import annotations`: FastAPI reads the signatures at runtime.)
+"""
+
+import asyncio
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from isthmus.api.deps import principal, read, state, write
+from isthmus.api.errors import ArmError, conflict, not_found
+from isthmus.api.state import State
+from isthmus.model.admin import NAME_PATTERN
+from isthmus.model.ids import normalize
+from isthmus.store.tokens import Principal
+
+router = APIRouter(prefix="/v1/nodes", tags=["agents"])
+NODE = Path(pattern=NAME_PATTERN)
+
+
+class Registration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["host", "mux", "gateway"]
+    address: str | None = Field(default=None, max_length=64)
+
+
+class ResourceStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["Succeeded", "Failed"]
+    message: str = Field(default="", max_length=2000)
+
+
+class StatusReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    appliedRevision: int = Field(ge=0)
+    resources: dict[str, ResourceStatus] = Field(default_factory=dict)
+    daemons: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+async def node_principal(node: str = NODE, who: Principal = Depends(principal)) -> Principal:
+    if not who.may_act_as_node(node):
+        raise ArmError(403, "AuthorizationFailed", f"This token may not act as node {node}.")
+    return who
+
+
+@router.post("/{node}/register")
+async def register(
+    node: str = NODE,
+    body: Registration = Body(),
+    _who: Principal = Depends(node_principal),
+    st: State = Depends(state),
+) -> JSONResponse:
+    declared = st.documents.roles().get(node)
+    if declared is not None and declared != body.role:
+        raise conflict("NodeRoleMismatch", f"Node {node} is declared as a {declared}, not a {body.role}.", "role")
+    with write(st) as tx:
+        tx.register_node(node, body.role, body.address)
+        tx.event("admin", "node.registered", node, f"{body.role} {node} registered")
+    return JSONResponse({"node": node, "role": body.role})
+
+
+@router.get("/{node}/desired")
+async def desired(
+    node: str = NODE,
+    after: int = Query(default=0, ge=0),
+    timeout: float = Query(default=25.0, ge=0, le=60),
+    _who: Principal = Depends(node_principal),
+    st: State = Depends(state),
+) -> Response:
+    """The node's document once the revision is past `after`; 304 if it is not within `timeout` seconds."""
+    role = await run_in_threadpool(_role, st, node)
+    deadline = time.monotonic() + timeout
+    while True:
+        revision = await run_in_threadpool(st.revision)
+        if revision > after:
+            document = await run_in_threadpool(st.documents.document, node, role)
+            return JSONResponse(document, headers={"X-Isthmus-Revision": str(document["revision"])})
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Response(status_code=304, headers={"X-Isthmus-Revision": str(revision)})
+        # Writers in this process wake us at once; the timeout also catches writes by other replicas.
+        await st.notifier.wait(min(left, 1.0))
+        await asyncio.sleep(0)
+
+
+def _role(st: State, node: str) -> str:
+    with read(st) as tx:
+        for info in tx.nodes():
+            if info["name"] == node:
+                return str(info["role"])
+    raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
+
+
+@router.post("/{node}/status")
+async def status(
+    node: str = NODE,
+    body: StatusReport = Body(),
+    _who: Principal = Depends(node_principal),
+    st: State = Depends(state),
+) -> JSONResponse:
+    """Heartbeat and observed state. A resource the node reports Failed shows provisioningState Failed
+    until the node reports it applied; each new failure, and each recovery, is an event with the reason."""
+    states = {normalize(rid): (r.state, r.message) for rid, r in body.resources.items()}
+    with write(st) as tx:
+        if not tx.report_status(node, body.appliedRevision, body.model_dump()):
+            raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
+        before = tx.failures(node)
+        tx.set_resource_status(node, states)
+        for key, (state_, message) in sorted(states.items()):
+            if state_ == "Failed" and before.get(key) != message:
+                tx.event("admin", "apply.failed", key, f"{node} could not apply {key}: {message}")
+        for key in sorted(set(before) - {k for k, (s_, _m) in states.items() if s_ == "Failed"}):
+            tx.event("admin", "apply.recovered", key, f"{node} applied {key}")
+    return JSONResponse({"node": node, "appliedRevision": body.appliedRevision})

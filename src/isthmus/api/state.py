@@ -1,0 +1,72 @@
+"""What the controller process holds: the engine, the long-poll notifier, the token cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from isthmus.api.documents import DocumentCache
+from isthmus.store import tokens
+from isthmus.store.db import current_revision, reading
+from isthmus.store.tokens import Principal
+
+TOKEN_CACHE_SECONDS = 30.0
+
+
+class Notifier:
+    """Wakes long-polling agents when the revision moves. Writers run in worker threads; waiters in the loop."""
+
+    def __init__(self) -> None:
+        self.revision = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def notify(self, revision: int) -> None:
+        self.revision = max(self.revision, revision)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next notification or `timeout` seconds, whichever is first."""
+        if self._event is None:
+            await asyncio.sleep(timeout)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+@dataclass
+class State:
+    engine: Engine
+    page_size: int = 100
+    notifier: Notifier = field(default_factory=Notifier)
+    _tokens: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.documents = DocumentCache(self.engine)
+
+    def principal(self, secret: str) -> Principal | None:
+        cached = self._tokens.get(secret)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        principal = tokens.lookup(self.engine, secret)
+        if principal is not None:
+            self._tokens[secret] = (time.monotonic() + TOKEN_CACHE_SECONDS, principal)
+        return principal
+
+    def revision(self) -> int:
+        with reading(self.engine) as conn:
+            return current_revision(conn)

@@ -1,0 +1,86 @@
+"""Commands run on the controller's machine: the controller itself, tokens, PKI, the schema."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from isthmus import pki
+from isthmus.api.app import create_app
+from isthmus.store import tokens
+from isthmus.store.db import make_engine, upgrade
+
+DEFAULT_DB = "sqlite:///var/isthmus.db"
+
+token_app = typer.Typer(help="Bearer tokens for tenants, operators and nodes.", no_args_is_help=True)
+pki_app = typer.Typer(help="The controller's CA and server certificate.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+
+
+def _sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def controller(
+    db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB", help="sqlite:///PATH or postgresql://…"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8443, help="TCP port."),
+    tls_dir: Path | None = typer.Option(None, help="Directory from `isthmus pki init` (serves HTTPS)."),
+    log_level: str = typer.Option("warning"),
+) -> None:
+    """Run the controller: tenant API, operator API and agent protocol."""
+    _sqlite_dir(db)
+    engine = make_engine(db)
+    upgrade(engine)
+    logging.basicConfig(level=log_level.upper())
+    ssl: dict[str, str] = {}
+    if tls_dir is not None:
+        ssl = {"ssl_certfile": str(tls_dir / pki.SERVER_CERT), "ssl_keyfile": str(tls_dir / pki.SERVER_KEY)}
+    uvicorn.run(create_app(engine), host=host, port=port, log_level=log_level, **ssl)  # type: ignore[arg-type]
+
+
+@token_app.command("create")
+def token_create(
+    subscription: str | None = typer.Option(None, help="A tenant token for this subscription id."),
+    operator: bool = typer.Option(False, "--operator", help="An operator token."),
+    node: str | None = typer.Option(None, help="A token for this agent node."),
+    db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
+) -> None:
+    """Create a token and print its secret (shown only this once)."""
+    chosen = [
+        (k, v)
+        for k, v in (
+            ("subscription", subscription),
+            ("operator", "operator" if operator else None),
+            ("node", node),
+        )
+        if v
+    ]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --subscription, --operator, --node")
+    _sqlite_dir(db)
+    engine = make_engine(db)
+    upgrade(engine)
+    kind, subject = chosen[0]
+    print(tokens.create(engine, kind, subject))
+
+
+@pki_app.command("init")
+def pki_init(
+    directory: Path = typer.Option(Path("var/pki"), "--dir", help="Where the CA and certificate go."),
+    name: list[str] = typer.Option(list(pki.DEFAULT_NAMES), help="Server names and addresses (repeat)."),
+) -> None:
+    """Create a CA (kept if present) and a fresh server certificate."""
+    ca = pki.init(directory, tuple(name))
+    print(ca)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB")) -> None:
+    """Apply the store's migrations."""
+    _sqlite_dir(db)
+    upgrade(make_engine(db))

@@ -1,0 +1,234 @@
+"""Read commands: what tenants and operators look at, as tables or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from isthmus.cli.client import arm_list, get, settings, show
+
+vnet_app = typer.Typer(help="Virtual networks.", no_args_is_help=True)
+publicip_app = typer.Typer(help="Public IP addresses.", no_args_is_help=True)
+nsg_app = typer.Typer(help="Network security groups.", no_args_is_help=True)
+pool_app = typer.Typer(help="Gateway pools (operator).", no_args_is_help=True)
+gateway_app = typer.Typer(help="Gateway nodes (operator).", no_args_is_help=True)
+node_app = typer.Typer(help="Registered agent nodes (operator).", no_args_is_help=True)
+
+SUBSCRIPTION = typer.Option(..., "--subscription", "-s", envvar="ISTHMUS_SUBSCRIPTION", help="Subscription id.")
+
+
+def _props(key: str) -> Any:
+    return lambda row: row.get("properties", {}).get(key)
+
+
+def _group(row: dict[str, Any]) -> str:
+    return str(row["id"].split("/")[4])
+
+
+def _tenant_list(ctx: typer.Context, subscription: str, collection: str) -> list[dict[str, Any]]:
+    return list(arm_list(settings(ctx), f"/subscriptions/{subscription}/providers/Microsoft.Network/{collection}"))
+
+
+@vnet_app.command("list")
+def vnet_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
+    rows = _tenant_list(ctx, subscription, "virtualNetworks")
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("name", lambda r: r["name"]),
+            ("group", _group),
+            ("location", lambda r: r["location"]),
+            ("address space", lambda r: r["properties"]["addressSpace"]["addressPrefixes"]),
+            (
+                "subnets",
+                lambda r: [
+                    f"{s['name']} {s['properties'].get('addressPrefix') or s['properties'].get('addressPrefixes')}"
+                    for s in r["properties"]["subnets"]
+                ],
+            ),
+            ("state", _props("provisioningState")),
+        ],
+        "virtual networks",
+    )
+
+
+@publicip_app.command("list")
+def publicip_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
+    rows = _tenant_list(ctx, subscription, "publicIPAddresses")
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("name", lambda r: r["name"]),
+            ("group", _group),
+            ("address", _props("ipAddress")),
+            ("allocation", _props("publicIPAllocationMethod")),
+            ("sku", lambda r: r.get("sku", {}).get("name")),
+            ("attached to", lambda r: (r["properties"].get("ipConfiguration") or {}).get("id")),
+        ],
+        "public IP addresses",
+    )
+
+
+@nsg_app.command("list")
+def nsg_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
+    rows = _tenant_list(ctx, subscription, "networkSecurityGroups")
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("name", lambda r: r["name"]),
+            ("group", _group),
+            ("rules", lambda r: len(r["properties"]["securityRules"])),
+            ("subnets", lambda r: len(r["properties"].get("subnets", []))),
+            ("nics", lambda r: len(r["properties"].get("networkInterfaces", []))),
+        ],
+        "network security groups",
+    )
+
+
+@nsg_app.command("show")
+def nsg_show(
+    ctx: typer.Context,
+    name: str,
+    group: str = typer.Option(..., "--group", "-g"),
+    subscription: str = SUBSCRIPTION,
+    defaults: bool = typer.Option(False, "--defaults", help="Include the default rules."),
+) -> None:
+    path = (
+        f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/networkSecurityGroups/{name}"
+    )
+    body = get(settings(ctx), path, {"api-version": "2026-03-01"})
+    rules = list(body["properties"]["securityRules"])
+    if defaults:
+        rules += body["properties"]["defaultSecurityRules"]
+    rules.sort(key=lambda r: (r["properties"]["direction"], r["properties"]["priority"]))
+
+    def either(single: str, plural: str) -> Any:
+        return lambda r: r["properties"].get(plural) or r["properties"].get(single)
+
+    show(
+        settings(ctx),
+        rules,
+        [
+            ("priority", _props("priority")),
+            ("name", lambda r: r["name"]),
+            ("direction", _props("direction")),
+            ("access", _props("access")),
+            ("protocol", _props("protocol")),
+            ("source", either("sourceAddressPrefix", "sourceAddressPrefixes")),
+            ("source ports", either("sourcePortRange", "sourcePortRanges")),
+            ("destination", either("destinationAddressPrefix", "destinationAddressPrefixes")),
+            ("destination ports", either("destinationPortRange", "destinationPortRanges")),
+        ],
+        f"security rules of {name}",
+        raw=body,
+    )
+
+
+def _admin_list(ctx: typer.Context, collection: str) -> list[dict[str, Any]]:
+    return list(get(settings(ctx), f"/admin/{collection}")["value"])
+
+
+@pool_app.command("list")
+def pool_list(ctx: typer.Context) -> None:
+    rows = _admin_list(ctx, "gatewayPools")
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("name", lambda r: r["name"]),
+            ("type", _props("type")),
+            ("redundant (N)", _props("redundantGatewayCount")),
+            ("capacity kbps", _props("gatewayCapacityKbps")),
+            ("tier kbps", _props("tierBandwidthKbps")),
+        ],
+        "gateway pools",
+    )
+
+
+@gateway_app.command("list")
+def gateway_list(ctx: typer.Context) -> None:
+    rows = _admin_list(ctx, "gateways")
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("name", lambda r: r["name"]),
+            ("node", _props("node")),
+            ("pool", _props("pool")),
+        ],
+        "gateways",
+    )
+
+
+@node_app.command("list")
+def node_list(ctx: typer.Context) -> None:
+    rows = get(settings(ctx), "/admin/nodes")["value"]
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("name", lambda r: r["name"]),
+            ("role", lambda r: r["role"]),
+            ("address", lambda r: r["address"]),
+            ("applied revision", lambda r: r["appliedRevision"]),
+            ("last seen", lambda r: r["lastSeen"]),
+        ],
+        "nodes",
+    )
+
+
+def placement(ctx: typer.Context) -> None:
+    """Where each virtual network gateway is placed, and why any is not."""
+    body = get(settings(ctx), "/admin/placement")
+    s = settings(ctx)
+    if s.output == "json":
+        show(s, [], [], "", raw=body)
+        return
+    show(
+        s,
+        body["placed"],
+        [
+            ("virtual network gateway", lambda r: r["virtualNetworkGateway"].split("/")[-1]),
+            ("pool", lambda r: r["pool"]),
+            ("gateway", lambda r: r["gateway"]),
+            ("node", lambda r: r["node"]),
+            ("connections", lambda r: len(r["connections"])),
+            ("kbps", lambda r: r["kbps"]),
+        ],
+        "placed",
+    )
+    if body["unplaced"]:
+        show(
+            s,
+            body["unplaced"],
+            [
+                ("virtual network gateway", lambda r: r["virtualNetworkGateway"]),
+                ("reason", lambda r: r["reason"]),
+            ],
+            "unplaced",
+        )
+
+
+def events(
+    ctx: typer.Context,
+    after: int = typer.Option(0, help="Only events after this id."),
+    limit: int = typer.Option(50),
+) -> None:
+    """The events timeline (operator)."""
+    rows = get(settings(ctx), "/admin/events", {"after": str(after), "limit": str(limit)})["value"]
+    show(
+        settings(ctx),
+        rows,
+        [
+            ("id", lambda r: r["id"]),
+            ("at", lambda r: r["at"]),
+            ("revision", lambda r: r["revision"]),
+            ("kind", lambda r: r["kind"]),
+            ("message", lambda r: r["message"]),
+        ],
+        "events",
+    )

@@ -1,0 +1,114 @@
+"""The compile pipeline, wired in one place.
+
+    Snapshot ──► placement.place ──────────────┬──► gateway.gateway_document  (per gateway node)
+        │                                      └──► mux.VipTable ──► mux.mux_document (per MUX node)
+        └──────► host.index ──────────────────────► host.host_document      (per host node)
+
+Every box is a pure function of the snapshot; the result is one desired-state document per node.
+`Compiler.advance` moves to a newer snapshot by updating only what the changed keys reach, and says
+which nodes' documents may differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isthmus.compile import host, mux, placement
+from isthmus.compile.gateway import gateway_document
+from isthmus.compile.snapshot import (
+    CONNECTION,
+    GATEWAYS,
+    HOSTS,
+    LOCAL_GATEWAY,
+    MUXES,
+    NIC,
+    NSG,
+    PIP,
+    VNET,
+    VNET_GATEWAY,
+    Snapshot,
+)
+
+GATEWAY_TYPES = {VNET_GATEWAY, CONNECTION, LOCAL_GATEWAY}
+
+
+def node_roles(snapshot: Snapshot) -> dict[str, str]:
+    """Every node the operator declared or that registered, with its role."""
+    roles = {}
+    for type_, role in ((HOSTS, "host"), (MUXES, "mux"), (GATEWAYS, "gateway")):
+        for _key, doc in snapshot.of_type(type_):
+            roles[doc["properties"]["node"]] = role
+    for name, info in snapshot.nodes.items():
+        roles.setdefault(name, info["role"])
+    return roles
+
+
+class Compiler:
+    """Documents of one snapshot; shared parts (placement, host index, VIP table) computed once."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.placement = placement.place(snapshot)
+        self.host_index = host.index(snapshot)
+        self.vip_table = mux.vip_table(snapshot, self.placement)
+        self.roles = node_roles(snapshot)
+
+    def document(self, node: str, role: str | None = None) -> dict[str, Any]:
+        role = role or self.roles.get(node, "unknown")
+        if role == "host":
+            return host.host_document(self.snapshot, self.host_index, node)
+        if role == "mux":
+            return mux.mux_document(self.snapshot, node, self.vip_table)
+        if role == "gateway":
+            return gateway_document(self.snapshot, self.placement, node)
+        return {"node": node, "role": role, "revision": self.snapshot.revision}
+
+    def all_documents(self) -> dict[str, dict[str, Any]]:
+        return {node: self.document(node, role) for node, role in sorted(self.roles.items())}
+
+    def advance(self, new: Snapshot, changed: set[str]) -> set[str]:
+        """Move this compiler to `new`, reached by the `changed` keys, updating in place only what they
+        reach; returns the nodes whose documents may differ. The result equals `Compiler(new)`."""
+        old = self.snapshot
+        types = {new.types.get(k) or old.types.get(k, "") for k in changed}
+        if any(t.startswith("admin/") for t in types) or new.nodes != old.nodes:
+            before = set(self.roles)
+            self.__init__(new)  # type: ignore[misc]  # operator changes are rare: start over
+            return before | set(self.roles)
+        self.snapshot = new
+        affected: set[str] = set()
+        placement_moved = bool(types & GATEWAY_TYPES)
+        if placement_moved:
+            self.placement = placement.place(new)
+            affected.update(n for n, r in self.roles.items() if r == "gateway")
+        touched_vnets: set[str] = set()
+        for key in changed:
+            type_ = new.types.get(key) or old.types.get(key, "")
+            if type_ == NIC:
+                touched_vnets.update(self._hosts_vnet(key))
+                self.host_index.remove(key)
+                self.host_index.add(new, key)
+                touched_vnets.update(self._hosts_vnet(key))
+            elif type_ == VNET:
+                touched_vnets.add(key)
+            elif type_ == NSG:
+                affected.update(n for n, r in self.roles.items() if r == "host")
+        for vnet in touched_vnets:
+            affected.update(self.host_index.hosts_of(vnet))
+        users = [k for k in changed if (new.types.get(k) or old.types.get(k)) in mux.USERS]
+        pips = {k for k in changed if (new.types.get(k) or old.types.get(k)) == PIP}
+        if users or pips or placement_moved:
+            pips |= self.vip_table.rebind(old, new, users)
+            if placement_moved:
+                pips |= {p for p, u in self.vip_table.user_of.items() if new.types.get(u) == VNET_GATEWAY}
+            self.vip_table.refresh(new, self.placement, pips)
+            affected.update(n for n, r in self.roles.items() if r == "mux")
+        return affected
+
+    def _hosts_vnet(self, nic: str) -> set[str]:
+        vnet = self.host_index.vnet_of_nic.get(nic)
+        return {vnet} if vnet else set()
+
+
+def compile_all(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    return Compiler(snapshot).all_documents()

@@ -1,0 +1,118 @@
+"""The intent compile/ reads: an immutable picture of the store at one revision.
+
+Built by store.snapshots (the only I/O) through `build` or, change by change, `evolve`; everything in
+compile/ is a pure function of it. The indexes it carries (keys by type, NIC bindings, host addresses)
+are brought forward by `evolve` for what changed, so a newer snapshot costs what changed, not its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+VNET = "Microsoft.Network/virtualNetworks"
+NIC = "Microsoft.Network/networkInterfaces"
+NSG = "Microsoft.Network/networkSecurityGroups"
+PIP = "Microsoft.Network/publicIPAddresses"
+VNET_GATEWAY = "Microsoft.Network/virtualNetworkGateways"
+LOCAL_GATEWAY = "Microsoft.Network/localNetworkGateways"
+CONNECTION = "Microsoft.Network/connections"
+HOSTS = "admin/hosts"
+MUXES = "admin/loadBalancerMuxes"
+GATEWAYS = "admin/gateways"
+POOLS = "admin/gatewayPools"
+BINDINGS = "admin/portBindings"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: int
+    documents: Mapping[str, Mapping[str, Any]]  # store key -> stored body
+    types: Mapping[str, str]  # store key -> type
+    vnis: Mapping[str, int]  # virtual network key -> VNI
+    public_ips: Mapping[str, str]  # public IP key -> allocated address
+    nodes: Mapping[str, Mapping[str, Any]]  # registered nodes: name -> role, address
+    by_type: Mapping[str, frozenset[str]]  # type -> keys
+    host_of_nic: Mapping[str, str]  # NIC key -> host node, from the operator's port bindings
+    host_address: Mapping[str, str]  # host node -> underlay address
+
+    def of_type(self, type_: str) -> list[tuple[str, Mapping[str, Any]]]:
+        """(key, document) of every resource of `type_`, in key order."""
+        return [(key, self.documents[key]) for key in sorted(self.by_type.get(type_, ()))]
+
+    def keys_of(self, type_: str) -> frozenset[str]:
+        """Keys of every resource of `type_`, unordered (for building indexes)."""
+        return self.by_type.get(type_, frozenset())
+
+    def get(self, key: str) -> Mapping[str, Any] | None:
+        return self.documents.get(key.lower())
+
+
+def build(
+    revision: int,
+    documents: Mapping[str, Mapping[str, Any]],
+    types: Mapping[str, str],
+    vnis: Mapping[str, int],
+    public_ips: Mapping[str, str],
+    nodes: Mapping[str, Mapping[str, Any]],
+) -> Snapshot:
+    by_type: dict[str, set[str]] = {}
+    for key, type_ in types.items():
+        by_type.setdefault(type_, set()).add(key)
+    frozen = {type_: frozenset(keys) for type_, keys in by_type.items()}
+    return Snapshot(
+        revision,
+        documents,
+        types,
+        vnis,
+        public_ips,
+        nodes,
+        frozen,
+        _bindings(documents, frozen),
+        _hosts(documents, frozen),
+    )
+
+
+def evolve(
+    old: Snapshot,
+    revision: int,
+    documents: Mapping[str, Mapping[str, Any]],
+    types: Mapping[str, str],
+    vnis: Mapping[str, int],
+    public_ips: Mapping[str, str],
+    nodes: Mapping[str, Mapping[str, Any]],
+    changed: set[str],
+) -> Snapshot:
+    """`old` moved to new contents, re-deriving indexes only for the types that `changed` touched."""
+    touched: dict[str, set[str]] = {}
+    for key in changed:
+        for type_ in {old.types.get(key), types.get(key)} - {None}:
+            touched.setdefault(type_, set()).add(key)  # type: ignore[arg-type]
+    by_type = dict(old.by_type)
+    for type_, keys in touched.items():
+        by_type[type_] = frozenset((set(by_type.get(type_, ())) - keys) | {k for k in keys if types.get(k) == type_})
+    host_of_nic = _bindings(documents, by_type) if BINDINGS in touched else old.host_of_nic
+    host_address = _hosts(documents, by_type) if HOSTS in touched else old.host_address
+    return Snapshot(revision, documents, types, vnis, public_ips, nodes, by_type, host_of_nic, host_address)
+
+
+def _bindings(documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, frozenset[str]]) -> dict[str, str]:
+    out = {}
+    for key in by_type.get(BINDINGS, ()):
+        props = documents[key]["properties"]
+        out[props["networkInterface"].lower()] = props["host"]
+    return out
+
+
+def _hosts(documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, frozenset[str]]) -> dict[str, str]:
+    return {documents[k]["properties"]["node"]: documents[k]["properties"]["address"] for k in by_type.get(HOSTS, ())}
+
+
+EMPTY = build(0, {}, {}, {}, {}, {})
+
+
+def vnet_key_of(resource_id: str) -> str:
+    """The virtualNetworks store key of a subnet or virtual network id."""
+    parts = resource_id.lower().strip("/").split("/")
+    return "/" + "/".join(parts[:8])

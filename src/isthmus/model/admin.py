@@ -1,0 +1,127 @@
+"""Operator objects, after the Windows Server Network Controller's northbound API.
+
+Each is {"properties": {...}, "tags": {...}} at /admin/{collection}/{name}.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, ip_address, ip_network
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+class AdminModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ip_address(value))
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP address") from None
+
+
+class GatewayPoolProperties(AdminModel):
+    type: Literal["All", "S2sIpsec", "S2sGre", "Forwarding"]
+    redundantGatewayCount: int = Field(default=1, ge=0, le=16)
+    gatewayCapacityKbps: int = Field(gt=0, le=100_000_000)
+    tierBandwidthKbps: int = Field(gt=0, le=100_000_000)  # what one connection of this pool is sold at
+    publicIpAddress: str | None = None  # a shared VIP for all of the pool's connections (isthmus extension)
+    provisioningState: str | None = None
+
+    _ip = field_validator("publicIpAddress")(lambda cls, v: v if v is None else _ip(v))
+
+
+class GatewayProperties(AdminModel):
+    node: str = Field(pattern=NAME_PATTERN)
+    pool: str = Field(pattern=NAME_PATTERN)
+    provisioningState: str | None = None
+
+
+class BgpPeer(AdminModel):
+    address: str
+    asn: int = Field(ge=1, le=4294967295)
+
+    _ip = field_validator("address")(lambda cls, v: _ip(v))
+
+
+class LoadBalancerMuxProperties(AdminModel):
+    node: str = Field(pattern=NAME_PATTERN)
+    asn: int = Field(ge=1, le=4294967295)
+    routerId: str
+    peers: list[BgpPeer] = Field(default_factory=list)
+    provisioningState: str | None = None
+
+    @field_validator("routerId")
+    @classmethod
+    def _router_id(cls, value: str) -> str:
+        if not isinstance(ip_address(_ip(value)), IPv4Address):
+            raise ValueError("a router id is an IPv4 address")
+        return value
+
+
+class HostProperties(AdminModel):
+    node: str = Field(pattern=NAME_PATTERN)
+    address: str  # underlay (VTEP) address
+    provisioningState: str | None = None
+
+    _ip = field_validator("address")(lambda cls, v: _ip(v))
+
+
+class PublicIpPoolProperties(AdminModel):
+    addressPrefixes: list[str] = Field(min_length=1)
+    provisioningState: str | None = None
+
+    @field_validator("addressPrefixes")
+    @classmethod
+    def _prefixes(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                out.append(str(ip_network(value, strict=True)))
+            except ValueError:
+                raise ValueError(f"'{value}' is not a prefix in CIDR notation") from None
+        return out
+
+
+class PortBindingProperties(AdminModel):
+    """Which host a NIC's VM runs on (what a compute scheduler tells the network controller)."""
+
+    networkInterface: str
+    host: str = Field(pattern=NAME_PATTERN)
+    provisioningState: str | None = None
+
+
+class AdminObject(AdminModel):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    etag: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class GatewayPool(AdminObject):
+    properties: GatewayPoolProperties
+
+
+class Gateway(AdminObject):
+    properties: GatewayProperties
+
+
+class LoadBalancerMux(AdminObject):
+    properties: LoadBalancerMuxProperties
+
+
+class Host(AdminObject):
+    properties: HostProperties
+
+
+class PublicIpPool(AdminObject):
+    properties: PublicIpPoolProperties
+
+
+class PortBinding(AdminObject):
+    properties: PortBindingProperties

@@ -1,0 +1,152 @@
+"""Documents brought forward change by change equal documents compiled from scratch."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from isthmus.compile.documents import Compiler
+from isthmus.store.db import reading
+from isthmus.store.snapshots import load_snapshot, refresh
+from tests.api.test_admin_and_agents import declare_fabric, register
+from tests.conftest import Controller, net, vnet_body
+
+
+def full(c: Controller) -> dict[str, Any]:
+    with reading(c.engine) as conn:
+        return Compiler(load_snapshot(conn)).all_documents()
+
+
+def operations(rng: random.Random) -> list[tuple[str, str, Any]]:
+    """A bounded, seeded mix of creates, updates and deletes across every kind that reaches a node."""
+    ops: list[tuple[str, str, Any]] = []
+    for v in range(3):
+        ops.append(
+            (
+                "PUT",
+                net("virtualNetworks", f"v{v}"),
+                vnet_body(
+                    f"100.64.{v}.0/24",
+                    subnets={"a": f"100.64.{v}.0/26", "GatewaySubnet": f"100.64.{v}.224/27"},
+                ),
+            )
+        )
+    ops.append(
+        (
+            "PUT",
+            net("networkSecurityGroups", "nsg"),
+            {
+                "location": "local",
+                "properties": {
+                    "securityRules": [
+                        {
+                            "name": "ssh",
+                            "properties": {
+                                "protocol": "Tcp",
+                                "sourcePortRange": "*",
+                                "destinationPortRange": "22",
+                                "sourceAddressPrefix": "*",
+                                "destinationAddressPrefix": "*",
+                                "access": "Allow",
+                                "priority": 100,
+                                "direction": "Inbound",
+                            },
+                        }
+                    ]
+                },
+            },
+        )
+    )
+    for i in range(8):
+        v = rng.randrange(3)
+        ops.append(("PUT", net("publicIPAddresses", f"p{i}"), {"location": "local"}))
+        config: dict[str, Any] = {"subnet": {"id": net("virtualNetworks", f"v{v}") + "/subnets/a"}}
+        if rng.random() < 0.6:
+            config["publicIPAddress"] = {"id": net("publicIPAddresses", f"p{i}")}
+        body: dict[str, Any] = {
+            "location": "local",
+            "properties": {"ipConfigurations": [{"name": "c", "properties": config}]},
+        }
+        if rng.random() < 0.3:
+            body["properties"]["networkSecurityGroup"] = {"id": net("networkSecurityGroups", "nsg")}
+        ops.append(("PUT", net("networkInterfaces", f"n{i}"), body))
+        ops.append(("BIND", f"n{i}", f"host{rng.randrange(1, 3)}"))
+    ops.append(("PUT", net("publicIPAddresses", "gwip"), {"location": "local"}))
+    ops.append(
+        (
+            "PUT",
+            net("virtualNetworkGateways", "gw"),
+            {
+                "location": "local",
+                "properties": {
+                    "gatewayType": "Vpn",
+                    "vpnType": "RouteBased",
+                    "sku": {"name": "Standard"},
+                    "ipConfigurations": [
+                        {
+                            "name": "c",
+                            "properties": {
+                                "subnet": {"id": net("virtualNetworks", "v0") + "/subnets/GatewaySubnet"},
+                                "publicIPAddress": {"id": net("publicIPAddresses", "gwip")},
+                            },
+                        }
+                    ],
+                },
+            },
+        )
+    )
+    for i in rng.sample(range(8), 4):  # detach, re-tag, delete
+        choice = rng.randrange(3)
+        if choice == 0:
+            ops.append(
+                (
+                    "PUT",
+                    net("networkInterfaces", f"n{i}"),
+                    {
+                        "location": "local",
+                        "properties": {
+                            "ipConfigurations": [
+                                {
+                                    "name": "c",
+                                    "properties": {"subnet": {"id": net("virtualNetworks", "v1") + "/subnets/a"}},
+                                }
+                            ]
+                        },
+                    },
+                )
+            )
+        elif choice == 1:
+            ops.append(("PATCH", net("virtualNetworks", "v2"), {"tags": {"round": str(i)}}))
+        else:
+            ops.append(("UNBIND", f"n{i}", ""))
+            ops.append(("DELETE", net("networkInterfaces", f"n{i}"), None))
+    return ops
+
+
+def test_incremental_equals_full(seeded: Controller) -> None:
+    declare_fabric(seeded)
+    for node, role, address in (
+        ("host1", "host", "198.18.0.11"),
+        ("host2", "host", "198.18.0.12"),
+        ("mux1", "mux", "198.18.0.21"),
+        ("gw1", "gateway", "198.18.0.31"),
+    ):
+        register(seeded, node, role, address)
+    with reading(seeded.engine) as conn:
+        compiler = Compiler(load_snapshot(conn))
+    for method, path, body in operations(random.Random(7)):
+        if method == "BIND":
+            response = seeded.admin(
+                "PUT",
+                f"/portBindings/{path}",
+                {"properties": {"networkInterface": net("networkInterfaces", path), "host": body}},
+            )
+        elif method == "UNBIND":
+            response = seeded.admin("DELETE", f"/portBindings/{path}")
+        else:
+            response = seeded.call(method, path, body)
+        assert response.status_code < 300, (method, path, response.text)
+        with reading(seeded.engine) as conn:
+            snapshot, changed = refresh(conn, compiler.snapshot)
+        compiler.advance(snapshot, changed)
+        assert compiler.all_documents() == full(seeded), (method, path)

@@ -1,0 +1,105 @@
+"""Fixtures shared by every test: a controller on a fresh store, with tokens, spoken to in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from isthmus.api.app import create_app
+from isthmus.store import tables, tokens
+from isthmus.store.db import make_engine, upgrade
+
+API = "2026-03-01"
+SUB_A = "00000000-0000-0000-0000-00000000000a"
+SUB_B = "00000000-0000-0000-0000-00000000000b"
+
+
+@dataclass
+class Controller:
+    engine: Engine
+    client: TestClient
+    tenant_a: str
+    tenant_b: str
+    operator: str
+
+    def headers(self, token: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        api_version: str | None = API,
+        **kwargs: Any,
+    ) -> Any:
+        params = {"api-version": api_version} if api_version else {}
+        headers = {**self.headers(token or self.tenant_a), **kwargs.pop("headers", {})}
+        return self.client.request(method, path, params=params, json=body, headers=headers, **kwargs)
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        return self.client.request(method, f"/admin{path}", json=body, headers=self.headers(self.operator))
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table: what 'the store is unchanged' compares."""
+        with self.engine.connect() as conn:
+            return {
+                table.name: sorted(tuple(row) for row in conn.execute(select(table)))
+                for table in tables.metadata.sorted_tables
+            }
+
+
+def rg(sub: str = SUB_A, group: str = "rg1") -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{group}"
+
+
+def net(collection: str, name: str, sub: str = SUB_A, group: str = "rg1") -> str:
+    return f"{rg(sub, group)}/providers/Microsoft.Network/{collection}/{name}"
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[Controller]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'isthmus.db'}")
+    upgrade(engine)
+    app = create_app(engine, page_size=5)
+    with TestClient(app) as client:
+        yield Controller(
+            engine=engine,
+            client=client,
+            tenant_a=tokens.create(engine, "subscription", SUB_A),
+            tenant_b=tokens.create(engine, "subscription", SUB_B),
+            operator=tokens.create(engine, "operator", "operator"),
+        )
+    engine.dispose()
+
+
+@pytest.fixture
+def seeded(controller: Controller) -> Controller:
+    """A public IP pool, and a resource group in each subscription."""
+    assert (
+        controller.admin(
+            "PUT", "/publicIpPools/pool1", {"properties": {"addressPrefixes": ["203.0.113.0/24"]}}
+        ).status_code
+        == 201
+    )
+    for sub, token in ((SUB_A, controller.tenant_a), (SUB_B, controller.tenant_b)):
+        response = controller.call("PUT", rg(sub), {"location": "local"}, token=token, api_version="2024-11-01")
+        assert response.status_code == 201, response.text
+    return controller
+
+
+def vnet_body(*prefixes: str, subnets: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "location": "local",
+        "properties": {
+            "addressSpace": {"addressPrefixes": list(prefixes)},
+            "subnets": [{"name": n, "properties": {"addressPrefix": p}} for n, p in (subnets or {}).items()],
+        },
+    }

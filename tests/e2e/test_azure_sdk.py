@@ -1,0 +1,305 @@
+"""The real azure-mgmt-network client against a real controller over HTTPS, unchanged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network import models as m
+
+from tests.e2e.conftest import SUB_A, SUB_B, Live
+
+GROUP = "sdk-rg"
+
+
+class StaticToken:
+    """The smallest TokenCredential: the controller's bearer token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def client_for(live: Live, token: str, subscription: str) -> NetworkManagementClient:
+    return NetworkManagementClient(
+        StaticToken(token),
+        subscription,
+        base_url=live.url,  # type: ignore[arg-type]
+        connection_verify=str(live.ca),
+        retry_total=0,
+        polling_interval=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def network(live: Live) -> Iterator[NetworkManagementClient]:
+    http = httpx.Client(base_url=live.url, verify=str(live.ca), headers={"Authorization": f"Bearer {live.operator}"})
+    pool = http.put("/admin/publicIpPools/sdk-pool", json={"properties": {"addressPrefixes": ["203.0.113.0/25"]}})
+    assert pool.status_code in (200, 201), pool.text
+    group = http.put(
+        f"/subscriptions/{SUB_A}/resourcegroups/{GROUP}",
+        params={"api-version": "2024-11-01"},
+        json={"location": "local"},
+        headers={"Authorization": f"Bearer {live.tenant_a}"},
+    )
+    assert group.status_code in (200, 201), group.text
+    with client_for(live, live.tenant_a, SUB_A) as client:
+        yield client
+
+
+def vnet_id(name: str) -> str:
+    return f"/subscriptions/{SUB_A}/resourceGroups/{GROUP}/providers/Microsoft.Network/virtualNetworks/{name}"
+
+
+def test_full_lifecycle(network: NetworkManagementClient) -> None:
+    nsg = network.network_security_groups.begin_create_or_update(
+        GROUP,
+        "web-nsg",
+        m.NetworkSecurityGroup(
+            location="local",
+            security_rules=[
+                m.SecurityRule(
+                    name="allow-ssh",
+                    protocol="Tcp",
+                    source_port_range="*",
+                    destination_port_range="22",
+                    source_address_prefix="Internet",
+                    destination_address_prefix="*",
+                    access="Allow",
+                    priority=100,
+                    direction="Inbound",
+                ),
+                m.SecurityRule(
+                    name="allow-web",
+                    protocol="Tcp",
+                    source_port_range="*",
+                    destination_port_ranges=["80", "443", "8000-8080"],
+                    source_address_prefixes=["198.51.100.0/24", "203.0.113.0/24"],
+                    destination_address_prefix="VirtualNetwork",
+                    access="Allow",
+                    priority=110,
+                    direction="Inbound",
+                ),
+            ],
+        ),
+    ).result()
+    assert nsg.provisioning_state == "Succeeded"
+    assert {r.name for r in nsg.default_security_rules} >= {"DenyAllInBound", "AllowInternetOutBound"}
+
+    vnet = network.virtual_networks.begin_create_or_update(
+        GROUP,
+        "vnet1",
+        m.VirtualNetwork(
+            location="local",
+            address_space=m.AddressSpace(address_prefixes=["100.64.0.0/16"]),
+            subnets=[
+                m.Subnet(
+                    name="web",
+                    address_prefix="100.64.1.0/24",
+                    network_security_group=m.SubResource(id=nsg.id),
+                ),
+                m.Subnet(name="app", address_prefix="100.64.2.0/24"),
+                m.Subnet(name="GatewaySubnet", address_prefix="100.64.255.0/27"),
+            ],
+        ),
+    ).result()
+    assert [s.name for s in vnet.subnets] == ["web", "app", "GatewaySubnet"]
+    web = network.subnets.get(GROUP, "vnet1", "web")
+    assert web.network_security_group.id.lower() == nsg.id.lower()
+
+    pip = network.public_ip_addresses.begin_create_or_update(
+        GROUP,
+        "vm-ip",
+        m.PublicIPAddress(
+            location="local",
+            public_ip_allocation_method="Static",
+            sku=m.PublicIPAddressSku(name="Standard"),
+        ),
+    ).result()
+    assert pip.ip_address.startswith("203.0.113.")
+
+    nic = network.network_interfaces.begin_create_or_update(
+        GROUP,
+        "vm-nic",
+        m.NetworkInterface(
+            location="local",
+            network_security_group=m.NetworkSecurityGroup(id=nsg.id),
+            ip_configurations=[
+                m.NetworkInterfaceIPConfiguration(
+                    name="ipconfig1",
+                    subnet=m.Subnet(id=web.id),
+                    public_ip_address=m.PublicIPAddress(id=pip.id),
+                )
+            ],
+        ),
+    ).result()
+    assert nic.ip_configurations[0].private_ip_address == "100.64.1.4"
+    assert nic.mac_address
+
+    gw_ip = network.public_ip_addresses.begin_create_or_update(
+        GROUP, "gw-ip", m.PublicIPAddress(location="local", public_ip_allocation_method="Dynamic")
+    ).result()
+    gateway = network.virtual_network_gateways.begin_create_or_update(
+        GROUP,
+        "vpn-gw",
+        m.VirtualNetworkGateway(
+            location="local",
+            gateway_type="Vpn",
+            vpn_type="RouteBased",
+            sku=m.VirtualNetworkGatewaySku(name="Standard", tier="Standard"),
+            ip_configurations=[
+                m.VirtualNetworkGatewayIPConfiguration(
+                    name="gwipconfig",
+                    subnet=m.SubResource(id=vnet_id("vnet1") + "/subnets/GatewaySubnet"),
+                    public_ip_address=m.SubResource(id=gw_ip.id),
+                )
+            ],
+        ),
+    ).result()
+    assert gateway.provisioning_state == "Succeeded"
+    assert network.public_ip_addresses.get(GROUP, "gw-ip").ip_address.startswith("203.0.113.")
+
+    site = network.local_network_gateways.begin_create_or_update(
+        GROUP,
+        "onprem",
+        m.LocalNetworkGateway(
+            location="local",
+            gateway_ip_address="198.51.100.20",
+            local_network_address_space=m.AddressSpace(address_prefixes=["192.0.2.0/24"]),
+        ),
+    ).result()
+    connection = network.virtual_network_gateway_connections.begin_create_or_update(
+        GROUP,
+        "to-onprem",
+        m.VirtualNetworkGatewayConnection(
+            location="local",
+            connection_type="IPsec",
+            shared_key="psk-from-the-sdk",
+            virtual_network_gateway1=m.VirtualNetworkGateway(id=gateway.id),
+            local_network_gateway2=m.LocalNetworkGateway(id=site.id),
+            ipsec_policies=[
+                m.IpsecPolicy(
+                    sa_life_time_seconds=3600,
+                    sa_data_size_kilobytes=102400000,
+                    ipsec_encryption="AES256",
+                    ipsec_integrity="SHA256",
+                    ike_encryption="AES256",
+                    ike_integrity="SHA384",
+                    dh_group="DHGroup14",
+                    pfs_group="PFS2048",
+                )
+            ],
+        ),
+    ).result()
+    assert connection.provisioning_state == "Succeeded"
+    assert connection.shared_key is None  # write-only
+
+    # list and get
+    assert [v.name for v in network.virtual_networks.list(GROUP)] == ["vnet1"]
+    assert "vnet1" in [v.name for v in network.virtual_networks.list_all()]
+    assert {p.name for p in network.public_ip_addresses.list(GROUP)} == {"vm-ip", "gw-ip"}
+    assert [r.name for r in network.security_rules.list(GROUP, "web-nsg")] == ["allow-ssh", "allow-web"]
+    assert network.network_interfaces.get(GROUP, "vm-nic").ip_configurations[0].public_ip_address.id == pip.id
+
+    # update tags, and a round trip of a GET back into a PUT
+    tagged = network.virtual_networks.update_tags(GROUP, "vnet1", m.TagsObject(tags={"env": "demo"}))
+    assert tagged.tags == {"env": "demo"}
+    fetched = network.virtual_networks.get(GROUP, "vnet1")
+    fetched.tags = {"env": "demo", "owner": "sdk"}
+    again = network.virtual_networks.begin_create_or_update(GROUP, "vnet1", fetched).result()
+    assert again.tags == {"env": "demo", "owner": "sdk"}
+    rule = network.security_rules.begin_create_or_update(
+        GROUP,
+        "web-nsg",
+        "allow-dns",
+        m.SecurityRule(
+            protocol="Udp",
+            source_port_range="*",
+            destination_port_range="53",
+            source_address_prefix="*",
+            destination_address_prefix="*",
+            access="Allow",
+            priority=120,
+            direction="Outbound",
+        ),
+    ).result()
+    assert rule.priority == 120
+
+    # errors surface as HttpResponseError with Azure's codes
+    with pytest.raises(HttpResponseError) as in_use:
+        network.subnets.begin_delete(GROUP, "vnet1", "web").result()
+    assert in_use.value.error.code == "InUseSubnetCannotBeDeleted"
+    with pytest.raises(HttpResponseError) as bad_priority:
+        network.security_rules.begin_create_or_update(
+            GROUP,
+            "web-nsg",
+            "bad",
+            m.SecurityRule(
+                protocol="Tcp",
+                source_port_range="*",
+                destination_port_range="1",
+                source_address_prefix="*",
+                destination_address_prefix="*",
+                access="Allow",
+                priority=5000,
+                direction="Inbound",
+            ),
+        ).result()
+    assert bad_priority.value.error.code == "SecurityRuleInvalidPriority"
+    with pytest.raises(HttpResponseError) as overlap:
+        network.virtual_networks.begin_create_or_update(
+            GROUP,
+            "bad",
+            m.VirtualNetwork(
+                location="local",
+                address_space=m.AddressSpace(address_prefixes=["100.64.0.0/16", "100.64.0.0/17"]),
+            ),
+        ).result()
+    assert overlap.value.error.code == "VnetAddressSpacesOverlap"
+    with pytest.raises(HttpResponseError) as reference:
+        network.network_interfaces.begin_create_or_update(
+            GROUP,
+            "bad-nic",
+            m.NetworkInterface(
+                location="local",
+                ip_configurations=[
+                    m.NetworkInterfaceIPConfiguration(name="c", subnet=m.Subnet(id=vnet_id("missing") + "/subnets/x"))
+                ],
+            ),
+        ).result()
+    assert reference.value.error.code == "InvalidResourceReference"
+    with pytest.raises(ResourceNotFoundError):
+        network.virtual_networks.get(GROUP, "nope")
+
+    # delete in dependency order
+    network.virtual_network_gateway_connections.begin_delete(GROUP, "to-onprem").result()
+    network.local_network_gateways.begin_delete(GROUP, "onprem").result()
+    network.virtual_network_gateways.begin_delete(GROUP, "vpn-gw").result()
+    network.network_interfaces.begin_delete(GROUP, "vm-nic").result()
+    for name in ("vm-ip", "gw-ip"):
+        network.public_ip_addresses.begin_delete(GROUP, name).result()
+    network.virtual_networks.begin_delete(GROUP, "vnet1").result()
+    network.network_security_groups.begin_delete(GROUP, "web-nsg").result()
+    assert list(network.virtual_networks.list(GROUP)) == []
+
+
+def test_other_tenant_sees_nothing(live: Live, network: NetworkManagementClient) -> None:
+    network.virtual_networks.begin_create_or_update(
+        GROUP,
+        "private",
+        m.VirtualNetwork(location="local", address_space=m.AddressSpace(address_prefixes=["100.64.0.0/16"])),
+    ).result()
+    with client_for(live, live.tenant_b, SUB_A) as intruder, pytest.raises(HttpResponseError) as denied:
+        intruder.virtual_networks.get(GROUP, "private")
+    assert denied.value.status_code == 404
+    with client_for(live, live.tenant_b, SUB_B) as own:
+        assert list(own.virtual_networks.list_all()) == []
+    network.virtual_networks.begin_delete(GROUP, "private").result()

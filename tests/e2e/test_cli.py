@@ -1,0 +1,84 @@
+"""The `isthmus` command line against a real controller: tokens, PKI, read commands as tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import SUB_A, Live
+
+
+def isthmus(live: Live, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ISTHMUS_CONTROLLER": live.url,
+        "ISTHMUS_CA": str(live.ca),
+        "ISTHMUS_TOKEN": token,
+        "COLUMNS": "200",
+    }
+    return subprocess.run([sys.executable, "-m", "isthmus", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_read_commands(live: Live) -> None:
+    http = httpx.Client(base_url=live.url, verify=str(live.ca))
+    operator = {"Authorization": f"Bearer {live.operator}"}
+    tenant = {"Authorization": f"Bearer {live.tenant_a}"}
+    http.put(
+        "/admin/gatewayPools/cli-pool",
+        headers=operator,
+        json={
+            "properties": {
+                "type": "All",
+                "redundantGatewayCount": 1,
+                "gatewayCapacityKbps": 500_000,
+                "tierBandwidthKbps": 100_000,
+            }
+        },
+    )
+    http.put(
+        f"/subscriptions/{SUB_A}/resourcegroups/cli",
+        params={"api-version": "2024-11-01"},
+        headers=tenant,
+        json={"location": "local"},
+    )
+    http.put(
+        f"/subscriptions/{SUB_A}/resourceGroups/cli/providers/Microsoft.Network/virtualNetworks/cli-net",
+        params={"api-version": "2026-03-01"},
+        headers=tenant,
+        json={"location": "local", "properties": {"addressSpace": {"addressPrefixes": ["100.64.0.0/24"]}}},
+    )
+
+    table = isthmus(live, live.tenant_a, "vnet", "list", "-s", SUB_A)
+    assert table.returncode == 0, table.stderr
+    assert "cli-net" in table.stdout and "100.64.0.0/24" in table.stdout
+    as_json = isthmus(live, live.tenant_a, "--output", "json", "vnet", "list", "-s", SUB_A)
+    assert "cli-net" in [v["name"] for v in json.loads(as_json.stdout)]
+    pools = json.loads(isthmus(live, live.operator, "-o", "json", "pool", "list").stdout)
+    assert "cli-pool" in [p["name"] for p in pools]
+    placement = json.loads(isthmus(live, live.operator, "-o", "json", "placement").stdout)
+    assert set(placement) == {"pools", "placed", "unplaced"}
+    assert isthmus(live, live.operator, "events").returncode == 0
+    denied = isthmus(live, live.tenant_a, "pool", "list")
+    assert denied.returncode == 1 and "AuthorizationFailed" in denied.stdout
+
+
+def test_token_and_pki_commands(live: Live, tmp_path: Path) -> None:
+    created = isthmus(live, "", "token", "create", "--subscription", SUB_A, "--db", live.db)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    response = httpx.get(
+        f"{live.url}/subscriptions/{SUB_A}/providers/Microsoft.Network/virtualNetworks",
+        params={"api-version": "2026-03-01"},
+        verify=str(live.ca),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200
+    both = isthmus(live, "", "token", "create", "--operator", "--node", "x", "--db", live.db)
+    assert both.returncode != 0
+    ca = isthmus(live, "", "pki", "init", "--dir", str(tmp_path / "pki"))
+    assert ca.returncode == 0 and (tmp_path / "pki" / "server.pem").exists()
