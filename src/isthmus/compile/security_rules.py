@@ -302,7 +302,7 @@ def compile_nsg(rules: Sequence[Mapping[str, Any]], context: NsgContext) -> NsgP
 
 def _compile(rule: Mapping[str, Any], context: NsgContext, *, default: bool) -> Rule:
     props = rule["properties"]
-    ported = props["protocol"] in PORTED
+    ported = props["protocol"] in (*PORTED, "*")  # "*" rules filter the ports of TCP and UDP flows
 
     def ports(side: str) -> tuple[tuple[int, int], ...]:
         if not ported:
