@@ -120,6 +120,55 @@ def operations(rng: random.Random) -> list[tuple[str, str, Any]]:
         else:
             ops.append(("UNBIND", f"n{i}", ""))
             ops.append(("DELETE", net("networkInterfaces", f"n{i}"), None))
+    ops.append(
+        (
+            "PUT",
+            net("networkSecurityGroups", "nsg"),
+            {
+                "location": "local",
+                "properties": {
+                    "securityRules": [
+                        {
+                            "name": "web",
+                            "properties": {
+                                "protocol": "Tcp",
+                                "sourcePortRange": "*",
+                                "destinationPortRange": "80",
+                                "sourceAddressPrefix": "Internet",
+                                "destinationAddressPrefix": "*",
+                                "access": "Allow",
+                                "priority": 110,
+                                "direction": "Inbound",
+                            },
+                        }
+                    ]
+                },
+            },
+        )
+    )
+    for v in range(3):  # a subnet NSG on every VNet, and the address space grows
+        ops.append(
+            (
+                "PUT",
+                net("virtualNetworks", f"v{v}"),
+                {
+                    "location": "local",
+                    "properties": {
+                        "addressSpace": {"addressPrefixes": [f"100.64.{v}.0/24", f"100.65.{v}.0/24"]},
+                        "subnets": [
+                            {
+                                "name": "a",
+                                "properties": {
+                                    "addressPrefix": f"100.64.{v}.0/26",
+                                    "networkSecurityGroup": {"id": net("networkSecurityGroups", "nsg")},
+                                },
+                            },
+                            {"name": "GatewaySubnet", "properties": {"addressPrefix": f"100.64.{v}.224/27"}},
+                        ],
+                    },
+                },
+            )
+        )
     return ops
 
 

@@ -50,13 +50,14 @@ class Compiler:
         self.snapshot = snapshot
         self.placement = placement.place(snapshot)
         self.host_index = host.index(snapshot)
+        self.host_memo = host.HostMemo()
         self.vip_table = mux.vip_table(snapshot, self.placement)
         self.roles = node_roles(snapshot)
 
     def document(self, node: str, role: str | None = None) -> dict[str, Any]:
         role = role or self.roles.get(node, "unknown")
         if role == "host":
-            return host.host_document(self.snapshot, self.host_index, node)
+            return host.host_document(self.snapshot, self.host_index, node, self.host_memo)
         if role == "mux":
             return mux.mux_document(self.snapshot, node, self.vip_table)
         if role == "gateway":
@@ -91,7 +92,9 @@ class Compiler:
                 touched_vnets.update(self._hosts_vnet(key))
             elif type_ == VNET:
                 touched_vnets.add(key)
+                self.host_memo.forget({key})
             elif type_ == NSG:
+                self.host_memo.forget({key})
                 affected.update(n for n, r in self.roles.items() if r == "host")
         for vnet in touched_vnets:
             affected.update(self.host_index.hosts_of(vnet))

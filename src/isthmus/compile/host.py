@@ -65,46 +65,41 @@ def index(snapshot: Snapshot) -> HostIndex:
     return idx
 
 
-def host_document(snapshot: Snapshot, idx: HostIndex, host: str) -> dict[str, Any]:
+@dataclass
+class HostMemo:
+    """Parts shared by many host documents of one snapshot: per VNet, per (NSG, VNet)."""
+
+    vnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    programs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def forget(self, keys: set[str]) -> None:
+        for key in keys:
+            self.vnets.pop(key, None)
+        for pair in [p for p in self.programs if p[0] in keys or p[1] in keys]:
+            del self.programs[pair]
+
+
+def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo | None = None) -> dict[str, Any]:
+    memo = memo if memo is not None else HostMemo()
     nics = idx.nics_by_host.get(host, set())
     vnets = sorted({idx.vnet_of_nic[nic] for nic in nics})
-    nsg_ids: set[str] = set()
+    programs: set[tuple[str, str]] = set()  # (NSG, VNet) pairs this host enforces
     vnet_docs = []
     for vnet in vnets:
-        doc = snapshot.get(vnet)
-        if doc is None:
+        shared = memo.vnets.get(vnet)
+        if shared is None:
+            shared = memo.vnets[vnet] = _vnet(snapshot, vnet)
+        if not shared:
             continue
-        subnets = []
-        for subnet in doc["properties"]["subnets"]:
-            props = subnet["properties"]
-            prefixes = props.get("addressPrefixes") or [props["addressPrefix"]]
-            nsg = props.get("networkSecurityGroup", {}).get("id")
-            if nsg:
-                nsg_ids.add(nsg.lower())
-            subnets.append(
-                {
-                    "id": subnet["id"],
-                    "name": subnet["name"],
-                    "addressPrefixes": prefixes,
-                    "gateways": [gateway_address(p) for p in prefixes],
-                    "networkSecurityGroup": nsg,
-                }
-            )
-        vnet_docs.append(
-            {
-                "id": doc["id"],
-                "vni": snapshot.vnis.get(vnet),
-                "addressSpace": doc["properties"]["addressSpace"]["addressPrefixes"],
-                "subnets": subnets,
-                "vteps": sorted(
-                    snapshot.host_address[h] for h in idx.hosts_of(vnet) if h != host and h in snapshot.host_address
-                ),
-            }
+        programs.update(
+            (s["networkSecurityGroup"].lower(), vnet) for s in shared["subnets"] if s["networkSecurityGroup"]
         )
+        vteps = sorted(snapshot.host_address[h] for h in idx.hosts_of(vnet) if h != host and h in snapshot.host_address)
+        vnet_docs.append({**shared, "vteps": vteps})
     nic_docs = [_nic(snapshot, key) for key in sorted(nics)]
-    for nic in nic_docs:
+    for key, nic in zip(sorted(nics), nic_docs, strict=True):
         if nic["networkSecurityGroup"]:
-            nsg_ids.add(nic["networkSecurityGroup"].lower())
+            programs.add((nic["networkSecurityGroup"].lower(), idx.vnet_of_nic[key]))
     neighbours = []
     for vnet in vnets:
         for other in sorted(idx.hosts_of(vnet) - {host}):
@@ -118,6 +113,12 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str) -> dict[str, An
                         "vtep": snapshot.host_address.get(other),
                     }
                 )
+    nsg_programs = []
+    for pair in sorted(programs):
+        program = memo.programs.get(pair)
+        if program is None:
+            program = memo.programs[pair] = _nsg(snapshot, *pair)
+        nsg_programs.append({"networkSecurityGroup": pair[0], "virtualNetwork": pair[1], **program})
     return {
         "node": host,
         "role": "host",
@@ -125,7 +126,33 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str) -> dict[str, An
         "virtualNetworks": vnet_docs,
         "networkInterfaces": nic_docs,
         "neighbours": neighbours,
-        "networkSecurityGroups": {nsg: _nsg(snapshot, nsg, vnets) for nsg in sorted(nsg_ids)},
+        "networkSecurityGroups": nsg_programs,
+    }
+
+
+def _vnet(snapshot: Snapshot, vnet: str) -> dict[str, Any]:
+    """The host-independent part of a VNet's entry ({} if the VNet is gone)."""
+    doc = snapshot.get(vnet)
+    if doc is None:
+        return {}
+    subnets = []
+    for subnet in doc["properties"]["subnets"]:
+        props = subnet["properties"]
+        prefixes = props.get("addressPrefixes") or [props["addressPrefix"]]
+        subnets.append(
+            {
+                "id": subnet["id"],
+                "name": subnet["name"],
+                "addressPrefixes": prefixes,
+                "gateways": [gateway_address(p) for p in prefixes],
+                "networkSecurityGroup": props.get("networkSecurityGroup", {}).get("id"),
+            }
+        )
+    return {
+        "id": doc["id"],
+        "vni": snapshot.vnis.get(vnet),
+        "addressSpace": doc["properties"]["addressSpace"]["addressPrefixes"],
+        "subnets": subnets,
     }
 
 
@@ -159,14 +186,14 @@ def _nic(snapshot: Snapshot, key: str) -> dict[str, Any]:
     }
 
 
-def _nsg(snapshot: Snapshot, key: str, vnets: list[str]) -> dict[str, Any]:
+def _nsg(snapshot: Snapshot, key: str, vnet: str) -> dict[str, Any]:
+    """The NSG's program where it guards `vnet`: the VirtualNetwork tag is that VNet's address space."""
     doc = snapshot.get(key)
     if doc is None:
         return {"inbound": [], "outbound": []}
+    vnet_doc = snapshot.get(vnet) or {}
     space = tuple(
-        ip_network(p)
-        for vnet in vnets
-        for p in (snapshot.get(vnet) or {}).get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
+        ip_network(p) for p in vnet_doc.get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
     )
     program = compile_nsg(doc["properties"]["securityRules"], NsgContext(space, AZURE_LOAD_BALANCER))
     return program_json(program)
