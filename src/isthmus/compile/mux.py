@@ -6,25 +6,14 @@ is kept per public IP so that one changed resource updates only the VIPs it touc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.compile.placement import Placement
-from isthmus.compile.snapshot import EMPTY, MUXES, NIC, VNET_GATEWAY, Snapshot
+from isthmus.compile.snapshot import EMPTY, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
-
-
-def public_ips_of(body: Mapping[str, Any] | None) -> set[str]:
-    if not body:
-        return set()
-    keys = set()
-    for config in body.get("properties", {}).get("ipConfigurations", []):
-        pip = config.get("properties", {}).get("publicIPAddress")
-        if pip:
-            keys.add(pip["id"].lower())
-    return keys
 
 
 @dataclass
@@ -52,11 +41,11 @@ class VipTable:
         """Follow changed NICs/gateways to the public IPs they use; returns the public IPs touched."""
         touched: set[str] = set()
         for user in users:
-            for pip in public_ips_of(old.documents.get(user)):
+            for pip in public_ip_keys(old.documents.get(user)):
                 if self.user_of.get(pip) == user:
                     del self.user_of[pip]
                 touched.add(pip)
-            for pip in public_ips_of(new.documents.get(user)):
+            for pip in public_ip_keys(new.documents.get(user)):
                 self.user_of[pip] = user
                 touched.add(pip)
         return touched

@@ -13,6 +13,7 @@ from typing import Any
 
 from isthmus.compile.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot
 
+# Azure Stack Hub's gateway SKUs and Azure's VpnGw family, with the throughput each is sold at (Mbps).
 SKU_MBPS = {
     "Basic": 100,
     "Standard": 100,

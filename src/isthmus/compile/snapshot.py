@@ -112,6 +112,18 @@ def _hosts(documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, fro
 EMPTY = build(0, {}, {}, {}, {}, {})
 
 
+def public_ip_keys(body: Mapping[str, Any] | None) -> set[str]:
+    """Keys of the public IPs a NIC's or gateway's ipConfigurations use."""
+    if not body:
+        return set()
+    keys = set()
+    for config in body.get("properties", {}).get("ipConfigurations", []):
+        pip = config.get("properties", {}).get("publicIPAddress")
+        if pip:
+            keys.add(pip["id"].lower())
+    return keys
+
+
 def vnet_key_of(resource_id: str) -> str:
     """The virtualNetworks store key of a subnet or virtual network id."""
     parts = resource_id.lower().strip("/").split("/")

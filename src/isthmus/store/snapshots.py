@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from isthmus.compile.snapshot import Snapshot, build, evolve
+from isthmus.compile.snapshot import Snapshot, build, evolve, public_ip_keys
 from isthmus.store import tables as t
 from isthmus.store.db import current_revision
 
@@ -61,7 +61,7 @@ def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
     owners = set(changed)
     for key in changed:
         for body in (old.documents.get(key), documents.get(key)):
-            owners.update(_public_ip_keys(body))
+            owners.update(public_ip_keys(body))
     vnis = dict(old.vnis)
     public = dict(old.public_ips)
     for owner in owners:
@@ -79,14 +79,3 @@ def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
             public[allocation.owner] = allocation.address
     snapshot = evolve(old, revision, documents, types, vnis, public, _nodes(conn), changed)
     return snapshot, changed
-
-
-def _public_ip_keys(body: Any) -> set[str]:
-    if not body:
-        return set()
-    keys = set()
-    for config in body.get("properties", {}).get("ipConfigurations", []):
-        pip = config.get("properties", {}).get("publicIPAddress")
-        if pip:
-            keys.add(pip["id"].lower())
-    return keys

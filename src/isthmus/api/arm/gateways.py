@@ -10,20 +10,13 @@ from isthmus.api.arm.addressing import address, allocate_private, cidr
 from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, child_id, find_child, guid, in_use, resolve
 from isthmus.api.arm.virtual_networks import subnet_prefixes
 from isthmus.api.errors import bad_request
+from isthmus.compile.placement import SKU_MBPS
+from isthmus.compile.snapshot import public_ip_keys
 from isthmus.model import arm
 from isthmus.model.ids import ResourceId
 from isthmus.store.repo import Doc, Tx
 
 GATEWAY_SUBNET = "GatewaySubnet"
-# Azure Stack Hub's gateway SKUs and Azure's VpnGw family, with the throughput each is sold at (Mbps).
-SKU_MBPS = {
-    "Basic": 100,
-    "Standard": 100,
-    "HighPerformance": 200,
-    "VpnGw1": 650,
-    "VpnGw2": 1000,
-    "VpnGw3": 1250,
-}
 # ASNs Azure keeps for itself.
 RESERVED_ASNS = {8074, 8075, 12076, 65515, 65517, 65518, 65519, 65520, 23456}
 DEFAULT_ASN = 65515
@@ -129,15 +122,7 @@ class VirtualNetworkGateways(Kind):
                 "A VPN gateway's ipConfiguration needs a public IP address.",
                 f"{target}.publicIPAddress",
             )
-        pip_id, pip = resolve(tx, rid, cp.publicIPAddress, f"{target}.publicIPAddress", "publicIPAddresses")
-        users = [s for s, _p, _t in tx.referrers(pip_id.key, below=False) if s != rid.key]
-        if users:
-            raise bad_request(
-                "PublicIPAddressInUse",
-                f"Public IP address {pip_id} is already used by {users[0]}.",
-                f"{target}.publicIPAddress",
-            )
-        public_ip_addresses.associate(tx, pip_id.key, pip, f"{target}.publicIPAddress")
+        pip_id = public_ip_addresses.attach(tx, rid, cp.publicIPAddress, f"{target}.publicIPAddress")
         properties["publicIPAddress"] = {"id": str(pip_id)}
         refs[f"ipConfigurations/{name}/publicIPAddress"] = pip_id.key
         return {
@@ -149,23 +134,14 @@ class VirtualNetworkGateways(Kind):
 
     def after_put(self, tx: Tx, doc: Doc, existing: Doc | None) -> None:
         if existing is not None:
-            old, new = _public_ips(existing.body), _public_ips(doc.body)
+            old, new = public_ip_keys(existing.body), public_ip_keys(doc.body)
             public_ip_addresses.release_unused_dynamic(tx, old - new)
 
     def check_delete(self, tx: Tx, doc: Doc) -> None:
         in_use(tx, doc.key, "InUseVirtualNetworkGatewayCannotBeDeleted", f"Virtual network gateway {doc.name}")
 
     def after_delete(self, tx: Tx, doc: Doc) -> None:
-        public_ip_addresses.release_unused_dynamic(tx, _public_ips(doc.body))
-
-
-def _public_ips(body: dict[str, Any]) -> set[str]:
-    keys = set()
-    for config in body["properties"].get("ipConfigurations", []):
-        pip = config["properties"].get("publicIPAddress")
-        if pip:
-            keys.add(pip["id"].lower())
-    return keys
+        public_ip_addresses.release_unused_dynamic(tx, public_ip_keys(doc.body))
 
 
 class LocalNetworkGateways(Kind):

@@ -11,6 +11,7 @@ from isthmus.api.arm.addressing import allocate_private, cidr
 from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, child_id, find_child, guid, resolve, unique_names
 from isthmus.api.arm.virtual_networks import subnet_prefixes
 from isthmus.api.errors import bad_request
+from isthmus.compile.snapshot import public_ip_keys
 from isthmus.model import arm
 from isthmus.model.ids import ResourceId
 from isthmus.store.repo import Doc, Tx
@@ -22,15 +23,6 @@ def mac_address(resource_guid: str) -> str:
     """A stable MAC in Microsoft's 00-0D-3A OUI, derived from the NIC's resourceGuid."""
     digest = hashlib.sha256(resource_guid.encode()).digest()
     return "00-0D-3A-" + "-".join(f"{b:02X}" for b in digest[:3])
-
-
-def public_ip_keys(body: dict[str, Any]) -> set[str]:
-    keys = set()
-    for config in body.get("properties", {}).get("ipConfigurations", []):
-        pip = config.get("properties", {}).get("publicIPAddress")
-        if pip:
-            keys.add(pip["id"].lower())
-    return keys
 
 
 class NetworkInterfaces(Kind):
@@ -148,15 +140,7 @@ class NetworkInterfaces(Kind):
             "provisioningState": SUCCEEDED,
         }
         if cp.publicIPAddress is not None:
-            pip_id, pip = resolve(tx, rid, cp.publicIPAddress, f"{target}.publicIPAddress", "publicIPAddresses")
-            users = [s for s, _p, _t in tx.referrers(pip_id.key, below=False) if s != rid.key]
-            if users:
-                raise bad_request(
-                    "PublicIPAddressInUse",
-                    f"Public IP address {pip_id} is already used by {users[0]}.",
-                    f"{target}.publicIPAddress",
-                )
-            public_ip_addresses.associate(tx, pip_id.key, pip, f"{target}.publicIPAddress")
+            pip_id = public_ip_addresses.attach(tx, rid, cp.publicIPAddress, f"{target}.publicIPAddress")
             properties["publicIPAddress"] = {"id": str(pip_id)}
             refs[f"ipConfigurations/{name}/publicIPAddress"] = pip_id.key
         entry = {"id": child_id(rid, "ipConfigurations", name), "name": name, "type": IPCONFIG_TYPE}

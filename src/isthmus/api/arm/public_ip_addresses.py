@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from isthmus.api.arm.addressing import PUBLIC, allocate_public
-from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, guid
+from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, guid, resolve
 from isthmus.api.errors import bad_request
 from isthmus.model import arm
 from isthmus.model.ids import ResourceId
@@ -80,10 +80,16 @@ class PublicIPAddresses(Kind):
             )
 
 
-def associate(tx: Tx, key: str, doc: Doc, target: str) -> None:
-    """An ipConfiguration now uses the public IP `doc`: a Dynamic one gets its address now."""
-    version = 6 if doc.body["properties"].get("publicIPAddressVersion") == "IPv6" else 4
-    allocate_public(tx, key, version, target)
+def attach(tx: Tx, rid: ResourceId, ref: Any, target: str) -> ResourceId:
+    """The public IP `ref` names, taken by `rid` (a NIC or a gateway): it must exist and be free, and a
+    Dynamic one gets its address now."""
+    pip_id, pip = resolve(tx, rid, ref, target, "publicIPAddresses")
+    users = [source for source, _p, _t in tx.referrers(pip_id.key, below=False) if source != rid.key]
+    if users:
+        raise bad_request("PublicIPAddressInUse", f"Public IP address {pip_id} is already used by {users[0]}.", target)
+    version = 6 if pip.body["properties"].get("publicIPAddressVersion") == "IPv6" else 4
+    allocate_public(tx, pip_id.key, version, target)
+    return pip_id
 
 
 def release_unused_dynamic(tx: Tx, keys: set[str]) -> None:
