@@ -40,7 +40,8 @@ def controller(
     ssl: dict[str, str] = {}
     if tls_dir is not None:
         ssl = {"ssl_certfile": str(tls_dir / pki.SERVER_CERT), "ssl_keyfile": str(tls_dir / pki.SERVER_KEY)}
-    uvicorn.run(create_app(engine), host=host, port=port, log_level=log_level, **ssl)  # type: ignore[arg-type]
+    # Long-polls and idle keep-alive connections would hold a graceful shutdown open: bound it.
+    uvicorn.run(create_app(engine), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2, **ssl)  # type: ignore[arg-type]
 
 
 @token_app.command("create")
