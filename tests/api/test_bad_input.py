@@ -13,19 +13,13 @@ SUBNET = {"id": VNET + "/subnets/a"}
 NSG = net("networkSecurityGroups", "nsg")
 
 
-def rule(**overrides: Any) -> dict[str, Any]:
+def rule(name: str = "r1", **overrides: Any) -> dict[str, Any]:
     props = {
-        "protocol": "Tcp",
-        "sourcePortRange": "*",
-        "destinationPortRange": "22",
-        "sourceAddressPrefix": "*",
-        "destinationAddressPrefix": "*",
-        "access": "Allow",
-        "priority": 100,
-        "direction": "Inbound",
-    }
+        "protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "22", "sourceAddressPrefix": "*",
+        "destinationAddressPrefix": "*", "access": "Allow", "priority": 100, "direction": "Inbound",
+    }  # fmt: skip
     props.update(overrides)
-    return {"name": overrides.pop("name", "r1") if "name" in overrides else "r1", "properties": props}
+    return {"name": name, "properties": props}
 
 
 def nsg(*rules: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +126,24 @@ CASES: list[tuple[str, str, str, Any, int, str, str | None]] = [
     ),
     ("priority out of range", "PUT", NSG, nsg(rule(priority=99)), 400, "SecurityRuleInvalidPriority", None),
     ("priority above range", "PUT", NSG, nsg(rule(priority=4097)), 400, "SecurityRuleInvalidPriority", None),
+    (
+        "priority duplicated in a direction",
+        "PUT",
+        NSG,
+        nsg({**rule(), "name": "a"}, {**rule(), "name": "b"}),
+        400,
+        "SecurityRuleConflict",
+        "properties.securityRules[1].properties.priority",
+    ),
+    (
+        "port out of range",
+        "PUT",
+        NSG,
+        nsg(rule(destinationPortRange="65536")),
+        400,
+        "SecurityRuleInvalidPortRange",
+        "properties.securityRules[0].properties.destinationPortRange",
+    ),
     (
         "nic on a missing subnet",
         "PUT",
