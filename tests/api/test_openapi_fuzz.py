@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,25 +15,26 @@ from isthmus.store import tokens
 from isthmus.store.db import make_engine, upgrade
 from tests.conftest import SUB_A
 
-WORKDIR = Path(__import__("tempfile").mkdtemp(prefix="isthmus-fuzz-"))
-ENGINE = make_engine(f"sqlite:///{WORKDIR / 'fuzz.db'}")
-upgrade(ENGINE)
-OPERATOR = tokens.create(ENGINE, "operator", "operator")
-TENANT = tokens.create(ENGINE, "subscription", SUB_A)
-APP = create_app(ENGINE)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+TOKENS: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _dispose() -> object:
-    yield None
-    ENGINE.dispose()
+@pytest.fixture(scope="module")
+def served_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
+    engine = make_engine(f"sqlite:///{Path(tmp_path_factory.mktemp('fuzz')) / 'fuzz.db'}")
+    upgrade(engine)
+    TOKENS["operator"] = tokens.create(engine, "operator", "operator")
+    TOKENS["tenant"] = tokens.create(engine, "subscription", SUB_A)
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(engine))
+    engine.dispose()
+
+
+schema = schemathesis.pytest.from_fixture("served_schema")
 
 
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case: schemathesis.Case) -> None:
-    token = OPERATOR if case.path.startswith(("/admin", "/v1")) else TENANT
-    if case.path_parameters and "subscriptionId" in case.path_parameters and case.path_parameters is not None:
+    token = TOKENS["operator"] if case.path.startswith(("/admin", "/v1")) else TOKENS["tenant"]
+    if case.path_parameters and "subscriptionId" in case.path_parameters:
         case.path_parameters["subscriptionId"] = SUB_A  # reach the handlers, not just the tenant check
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])
