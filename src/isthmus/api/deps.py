@@ -7,6 +7,7 @@ from fastapi import Depends, Query, Request
 
 from isthmus.api.errors import ArmError, bad_request, not_found
 from isthmus.api.state import State
+from isthmus.model.ids import SUBSCRIPTION_ID
 from isthmus.store.db import reading, writing
 from isthmus.store.repo import Tx
 from isthmus.store.tokens import Principal
@@ -69,6 +70,9 @@ async def principal(request: Request, st: State = Depends(state)) -> Principal:
 
 async def tenant(subscriptionId: str, who: Principal = Depends(principal)) -> Principal:
     """A tenant reaches only its own subscription; any other is reported as not existing."""
+    if not SUBSCRIPTION_ID.match(subscriptionId):
+        raise bad_request("InvalidSubscriptionId", f"The provided subscription identifier '{subscriptionId}' is "
+                          "malformed or invalid.")  # fmt: skip
     if not who.may_use_subscription(subscriptionId):
         raise not_found("SubscriptionNotFound", f"The subscription '{subscriptionId}' could not be found.")
     return who

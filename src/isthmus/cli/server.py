@@ -67,7 +67,10 @@ def token_create(
     engine = make_engine(db)
     upgrade(engine)
     kind, subject = chosen[0]
-    print(tokens.create(engine, kind, subject))
+    try:
+        print(tokens.create(engine, kind, subject))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @pki_app.command("init")

@@ -7,9 +7,18 @@ client may PUT back what it got from a GET, as azure-mgmt-network does.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Azure's limits: at most 50 tags, names up to 512 characters, values up to 256.
+Tags = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=512)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ],
+    Field(max_length=50),
+]
 
 
 class Arm(BaseModel):
@@ -33,7 +42,7 @@ class Envelope(Arm):
     type: str | None = None
     etag: str | None = None
     location: str | None = None
-    tags: dict[str, str] | None = None
+    tags: Tags | None = None
 
 
 class ChildEnvelope(Arm):
@@ -293,9 +302,9 @@ class ResourceGroup(Arm):
     type: str | None = None
     location: str | None = None
     managedBy: str | None = None
-    tags: dict[str, str] | None = None
+    tags: Tags | None = None
     properties: dict[str, Any] | None = None
 
 
 class TagsObject(Arm):
-    tags: dict[str, str] | None = None
+    tags: Tags | None = None

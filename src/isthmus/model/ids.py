@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PROVIDER = "Microsoft.Network"
+# Azure's rule for most Microsoft.Network names: 1-80 characters, letters, digits, '.', '_', '-',
+# starting with a letter or digit and ending with a letter, digit or '_'.
+RESOURCE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,78}[A-Za-z0-9_])?$")
+GROUP_NAME = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")
+SUBSCRIPTION_ID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, select
 
+from isthmus.model.ids import SUBSCRIPTION_ID
 from isthmus.store import tables as t
 from isthmus.store.db import reading, writing
 from isthmus.store.repo import now
@@ -34,6 +35,8 @@ def digest(secret: str) -> str:
 def create(engine: Engine, kind: str, subject: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"token kind must be one of {KINDS}")
+    if kind == "subscription" and not SUBSCRIPTION_ID.match(subject):
+        raise ValueError(f"'{subject}' is not a subscription id (a GUID)")
     token_id = secrets.token_hex(8)
     secret = f"ism_{token_id}_{secrets.token_urlsafe(32)}"
     subject = subject.lower() if kind == "subscription" else subject

@@ -99,6 +99,8 @@ def unique_names(items: list[Any], target: str) -> None:
         name = getattr(item, "name", None)
         if not name:
             raise bad_request("InvalidRequestFormat", "Every element needs a name.", f"{target}[{index}].name")
+        if not ids.RESOURCE_NAME.match(name):
+            raise bad_request("InvalidResourceName", f"'{name}' is not a valid name.", f"{target}[{index}].name")
         if name.lower() in seen:
             raise bad_request(
                 "DuplicateResourceName",

@@ -16,7 +16,7 @@ from isthmus.api.deps import network_api_version, read, resources_api_version, s
 from isthmus.api.errors import bad_request, not_found
 from isthmus.api.state import State
 from isthmus.model import arm
-from isthmus.model.ids import ResourceId
+from isthmus.model.ids import GROUP_NAME, ResourceId
 from isthmus.store.repo import Doc, Tx, new_etag
 from isthmus.store.tokens import Principal
 
@@ -274,8 +274,13 @@ async def put_group(
 ) -> JSONResponse:
     if not body.location:
         raise bad_request("LocationRequired", "The location property is required for this definition.", "location")
-    if not 1 <= len(resourceGroupName) <= 90:
-        raise bad_request("InvalidResourceGroupName", "A resource group name has 1 to 90 characters.", "name")
+    if not GROUP_NAME.match(resourceGroupName):
+        raise bad_request(
+            "InvalidResourceGroupName",
+            "A resource group name has 1 to 90 characters: letters, digits, '_', '-', '.', '(' and ')', "
+            "not ending in '.'.",
+            "name",
+        )
     key = resource_groups.key(subscriptionId, resourceGroupName)
     with write(st) as tx:
         existing = tx.get(key)

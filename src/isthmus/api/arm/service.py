@@ -11,7 +11,7 @@ from isthmus.api.arm import resource_groups
 from isthmus.api.arm.kind import Kind
 from isthmus.api.arm.kinds import BY_TYPE, DELETE_ORDER
 from isthmus.api.errors import ArmError, bad_request, json_path, not_found
-from isthmus.model.ids import ResourceId
+from isthmus.model.ids import RESOURCE_NAME, ResourceId
 from isthmus.store.repo import Doc, Tx, new_etag
 
 
@@ -19,6 +19,17 @@ from isthmus.store.repo import Doc, Tx, new_etag
 class Written:
     doc: Doc
     created: bool
+
+
+def check_name(name: str, target: str) -> None:
+    if not RESOURCE_NAME.match(name):
+        raise bad_request(
+            "InvalidResourceName",
+            f"Resource name {name} is invalid. The name can be up to 80 characters long. It must begin with a word "
+            "character, and it must end with a word character or with '_'. The name may contain word characters or "
+            "'.', '-', '_'.",
+            target,
+        )
 
 
 def check_preconditions(existing: Doc | None, if_match: str | None, if_none_match: str | None) -> None:
@@ -39,6 +50,7 @@ def put(
     if_match: str | None = None,
     if_none_match: str | None = None,
 ) -> Written:
+    check_name(rid.name, "name")
     resource_groups.require(tx, rid.subscription, rid.resource_group)
     existing = tx.get(rid.key)
     check_preconditions(existing, if_match, if_none_match)
@@ -147,6 +159,7 @@ def put_child(tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str, c
     spec = kind.child(collection)
     if spec is None or spec.read_only:
         raise ArmError(405, "MethodNotAllowed", f"{collection} cannot be written.")
+    check_name(name, "name")
     parent = get(tx, kind, rid.parent)
     props = dict(parent.body["properties"])
     items = [dict(item) for item in props.get(spec.collection, [])]
