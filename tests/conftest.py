@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from isthmus.api.app import create_app
 from isthmus.store import tables, tokens
@@ -64,9 +64,16 @@ def net(collection: str, name: str, sub: str = SUB_A, group: str = "rg1") -> str
     return f"{rg(sub, group)}/providers/Microsoft.Network/{collection}/{name}"
 
 
-@pytest.fixture
-def controller(tmp_path: Path) -> Iterator[Controller]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'isthmus.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def controller(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Controller]:
+    """The controller on a fresh store: every API test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'isthmus.db'}")
+    else:
+        engine = make_engine(request.getfixturevalue("postgres_url"))
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
     app = create_app(engine, page_size=5)
     with TestClient(app) as client:
@@ -103,3 +110,6 @@ def vnet_body(*prefixes: str, subnets: dict[str, str] | None = None) -> dict[str
             "subnets": [{"name": n, "properties": {"addressPrefix": p}} for n, p in (subnets or {}).items()],
         },
     }
+
+
+pytest_plugins = ["tests.postgres"]
