@@ -328,8 +328,12 @@ def test_a_node_failure_shows_as_provisioning_state_failed_with_the_reason(seede
     token = register(seeded, "host1", "host", "198.18.0.11")
     nic = net("networkInterfaces", "nic1")
 
+    revision = int(
+        seeded.client.get("/v1/nodes/host1/desired", headers=seeded.headers(token)).headers["X-Isthmus-Revision"]
+    )
+
     def report(state: str, message: str = "") -> None:
-        body = {"appliedRevision": 1, "resources": {nic: {"state": state, "message": message}}}
+        body = {"appliedRevision": revision, "resources": {nic: {"state": state, "message": message}}}
         assert seeded.client.post("/v1/nodes/host1/status", json=body, headers=seeded.headers(token)).status_code == 200
 
     report("Failed", "veth creation failed: File exists")
@@ -340,3 +344,36 @@ def test_a_node_failure_shows_as_provisioning_state_failed_with_the_reason(seede
     assert seeded.call("GET", nic).json()["properties"]["provisioningState"] == "Succeeded"
     events = seeded.admin("GET", "/events?limit=1000").json()["value"]
     assert events[-1]["kind"] == "apply.recovered"
+
+
+def test_updating_until_the_live_node_that_carries_it_has_applied_it(seeded: Controller) -> None:
+    declare_fabric(seeded)
+    tenant_world(seeded)
+    nic = net("networkInterfaces", "nic2")  # bound to host2, which has not registered
+    assert seeded.call("GET", nic).json()["properties"]["provisioningState"] == "Succeeded"
+    token = register(seeded, "host2", "host", "198.18.0.12")  # live now, having applied nothing
+    time.sleep(1.1)  # liveness is read at most once a second
+    pending = seeded.call("GET", nic)
+    assert pending.json()["properties"]["provisioningState"] == "Updating"
+    updated = seeded.call(
+        "PUT",
+        nic,
+        {
+            "location": "local",
+            "tags": {"v": "2"},
+            "properties": {
+                "ipConfigurations": [
+                    {"name": "c", "properties": {"subnet": {"id": net("virtualNetworks", "v") + "/subnets/a"}}}
+                ]
+            },
+        },
+    )
+    assert updated.json()["properties"]["provisioningState"] == "Updating"
+    assert updated.headers["Retry-After"] == "1"
+    other = seeded.call("GET", net("networkInterfaces", "nic1"))  # on host1, which is not live
+    assert other.json()["properties"]["provisioningState"] == "Succeeded"
+    desired = seeded.client.get("/v1/nodes/host2/desired", headers=seeded.headers(token))
+    applied = int(desired.headers["X-Isthmus-Revision"])
+    seeded.client.post("/v1/nodes/host2/status", json={"appliedRevision": applied}, headers=seeded.headers(token))
+    time.sleep(1.1)
+    assert seeded.call("GET", nic).json()["properties"]["provisioningState"] == "Succeeded"

@@ -33,6 +33,10 @@ class DocumentCache:
         with self._lock:
             return self._current().document(node, role)
 
+    def carriers(self, key: str) -> set[str]:
+        with self._lock:
+            return self._current().carriers(key)
+
     def roles(self) -> dict[str, str]:
         with self._lock:
             return dict(self._current().roles)

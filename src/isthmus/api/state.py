@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
 from isthmus.api.documents import DocumentCache
 from isthmus.store import tokens
 from isthmus.store.db import current_revision, reading
+from isthmus.store.repo import nodes_seen_since
 from isthmus.store.tokens import Principal
 
 TOKEN_CACHE_SECONDS = 30.0
@@ -57,6 +59,7 @@ class State:
 
     def __post_init__(self) -> None:
         self.documents = DocumentCache(self.engine)
+        self.progress = Progress(self.engine, self.documents)
 
     def principal(self, secret: str) -> Principal | None:
         cached = self._tokens.get(secret)
@@ -70,3 +73,30 @@ class State:
     def revision(self) -> int:
         with reading(self.engine) as conn:
             return current_revision(conn)
+
+
+LIVE_SECONDS = 15.0  # a node that has not reported for this long no longer holds resources in Updating
+
+
+class Progress:
+    """Heartbeats drive provisioningState: a resource is Updating while a live node that realises it has
+    not yet reported applying its revision."""
+
+    def __init__(self, engine: Engine, documents: DocumentCache) -> None:
+        self.engine = engine
+        self.documents = documents
+        self._live: tuple[float, dict[str, int]] = (0.0, {})
+
+    def live_nodes(self) -> dict[str, int]:
+        """node -> applied revision of nodes heard from lately (read at most once a second)."""
+        checked, nodes = self._live
+        if time.monotonic() - checked > 1.0:
+            cutoff = datetime.now(UTC) - timedelta(seconds=LIVE_SECONDS)
+            with reading(self.engine) as conn:
+                nodes = nodes_seen_since(conn, cutoff)
+            self._live = (time.monotonic(), nodes)
+        return nodes
+
+    def pending(self, key: str, revision: int) -> bool:
+        lagging = {node for node, applied in self.live_nodes().items() if applied < revision}
+        return bool(lagging) and bool(self.documents.carriers(key) & lagging)

@@ -27,6 +27,7 @@ from isthmus.compile.snapshot import (
     VNET,
     VNET_GATEWAY,
     Snapshot,
+    public_ip_keys,
 )
 
 GATEWAY_TYPES = {VNET_GATEWAY, CONNECTION, LOCAL_GATEWAY}
@@ -108,9 +109,52 @@ class Compiler:
             affected.update(n for n, r in self.roles.items() if r == "mux")
         return affected
 
+    def carriers(self, key: str) -> set[str]:
+        """The nodes whose documents realise resource `key` (what must apply it before it is done)."""
+        snapshot = self.snapshot
+        type_ = snapshot.types.get(key, "")
+        muxes = {n for n, r in self.roles.items() if r == "mux"}
+        placed = {p.virtual_network_gateway.lower(): p.node for p in self.placement.placed}
+        if type_ == NIC:
+            host = self.host_index.host_of_nic.get(key)
+            return ({host} if host else set()) | (muxes if public_ip_keys(snapshot.documents[key]) else set())
+        if type_ == VNET:
+            return self.host_index.hosts_of(key)
+        if type_ == NSG:
+            return {node for node, role in self.roles.items() if role == "host" and self._host_uses_nsg(node, key)}
+        if type_ == PIP:
+            user = self.vip_table.user_of.get(key)
+            return muxes | (self.carriers(user) - muxes if user else set()) if key in snapshot.public_ips else set()
+        if type_ == VNET_GATEWAY:
+            return ({placed[key]} if key in placed else set()) | muxes
+        if type_ == CONNECTION:
+            gateway = snapshot.documents[key]["properties"]["virtualNetworkGateway1"]["id"].lower()
+            return {placed[gateway]} if gateway in placed else set()
+        if type_ == LOCAL_GATEWAY:
+            return {
+                p.node for p in self.placement.placed for c in p.connections if _local_gateway_of(snapshot, c) == key
+            }
+        return set()
+
+    def _host_uses_nsg(self, host_node: str, nsg: str) -> bool:
+        for nic in self.host_index.nics_by_host.get(host_node, ()):
+            doc = self.snapshot.documents[nic]
+            if doc["properties"].get("networkSecurityGroup", {}).get("id", "").lower() == nsg:
+                return True
+            vnet = self.snapshot.get(self.host_index.vnet_of_nic[nic]) or {}
+            for subnet in vnet.get("properties", {}).get("subnets", []):
+                if subnet["properties"].get("networkSecurityGroup", {}).get("id", "").lower() == nsg:
+                    return True
+        return False
+
     def _hosts_vnet(self, nic: str) -> set[str]:
         vnet = self.host_index.vnet_of_nic.get(nic)
         return {vnet} if vnet else set()
+
+
+def _local_gateway_of(snapshot: Snapshot, connection: str) -> str:
+    props = (snapshot.get(connection) or {}).get("properties", {})
+    return str(props.get("localNetworkGateway2", {}).get("id", "")).lower()
 
 
 def compile_all(snapshot: Snapshot) -> dict[str, dict[str, Any]]:

@@ -89,6 +89,12 @@ _FAILURE_OF = (
 )
 
 
+def nodes_seen_since(conn: Connection, cutoff: datetime) -> dict[str, int]:
+    """node -> applied revision of every node that reported after `cutoff`."""
+    rows = conn.execute(select(t.nodes.c.name, t.nodes.c.applied_revision).where(t.nodes.c.last_seen >= cutoff))
+    return {row.name: int(row.applied_revision) for row in rows}
+
+
 class Tx:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,11 +59,17 @@ class Kind:
         """The document as a GET returns it. Kinds add back-references or strip secrets."""
         return doc.body
 
-    def present(self, tx: Tx, doc: Doc) -> dict[str, Any]:
-        """`render`, with provisioningState Failed while a node reports it cannot apply the resource."""
+    def present(self, tx: Tx, doc: Doc, pending: Callable[[str, int], bool] | None = None) -> dict[str, Any]:
+        """`render`, with the provisioningState the nodes' reports give it: Failed while a node reports it
+        cannot apply the resource, Updating while a live node that realises it has not applied it yet."""
         body = self.render(tx, doc)
+        state = SUCCEEDED
         if tx.failure_of(doc.key) is not None:
-            body = {**body, "properties": {**body["properties"], "provisioningState": "Failed"}}
+            state = "Failed"
+        elif pending is not None and pending(doc.key, doc.revision):
+            state = "Updating"
+        if state != body["properties"].get("provisioningState"):
+            body = {**body, "properties": {**body["properties"], "provisioningState": state}}
         return body
 
     def check_delete(self, tx: Tx, doc: Doc) -> None:

@@ -51,6 +51,11 @@ def async_headers(request: Request, tx: Tx, subscription: str, location: str, re
     }
 
 
+def retry_after(body: dict[str, Any]) -> dict[str, str]:
+    """Clients poll a resource that is still Updating; tell them to look again soon (ARM's default is 30 s)."""
+    return {"Retry-After": "1"} if body["properties"].get("provisioningState") == "Updating" else {}
+
+
 def add_kind_routes(kind: Kind) -> None:
     model = kind.model
     item = f"{PROVIDER}/{kind.collection}/{{name}}"
@@ -79,8 +84,8 @@ def add_kind_routes(kind: Kind) -> None:
                 if_match=if_match,
                 if_none_match=if_none_match,
             )
-            rendered = kind.present(tx, written.doc)
-        return JSONResponse(rendered, status_code=201 if written.created else 200)
+            rendered = kind.present(tx, written.doc, st.progress.pending)
+        return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(rendered))
 
     async def get_resource(
         subscriptionId: str,
@@ -92,7 +97,7 @@ def add_kind_routes(kind: Kind) -> None:
     ) -> JSONResponse:
         with read(st) as tx:
             doc = service.get(tx, kind, rid_of(subscriptionId, resourceGroupName, name))
-            return JSONResponse(kind.present(tx, doc))
+            return JSONResponse(kind.present(tx, doc, st.progress.pending))
 
     async def patch_tags(
         subscriptionId: str,
@@ -105,7 +110,7 @@ def add_kind_routes(kind: Kind) -> None:
     ) -> JSONResponse:
         with write(st) as tx:
             doc = service.update_tags(tx, kind, rid_of(subscriptionId, resourceGroupName, name), body.tags)
-            return JSONResponse(kind.present(tx, doc))
+            return JSONResponse(kind.present(tx, doc, st.progress.pending))
 
     async def delete_resource(
         request: Request,
@@ -141,7 +146,7 @@ def add_kind_routes(kind: Kind) -> None:
                 skiptoken(request),
                 st.page_size + 1,
             )
-            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d)))
+            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
 
     async def list_in_subscription(
         request: Request,
@@ -152,7 +157,7 @@ def add_kind_routes(kind: Kind) -> None:
     ) -> JSONResponse:
         with read(st) as tx:
             docs = tx.list_docs(subscriptionId.lower(), kind.type, None, skiptoken(request), st.page_size + 1)
-            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d)))
+            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
 
     router.add_api_route(item, put_resource, methods=["PUT"], tags=list(tag), name=f"{kind.collection}_CreateOrUpdate")
     router.add_api_route(item, get_resource, methods=["GET"], tags=list(tag), name=f"{kind.collection}_Get")
@@ -196,8 +201,9 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         rid = rid_of(subscriptionId, resourceGroupName, name, childName)
         with write(st) as tx:
             written = service.put_child(tx, kind, rid, collection, childName, body)
-            rendered = service.find_rendered_child(kind.present(tx, written.doc), collection, childName)
-        return JSONResponse(rendered, status_code=201 if written.created else 200)
+            parent = kind.present(tx, written.doc, st.progress.pending)
+            rendered = service.find_rendered_child(parent, collection, childName)
+        return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(parent))
 
     async def get_child(
         subscriptionId: str,
@@ -211,7 +217,9 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         rid = rid_of(subscriptionId, resourceGroupName, name, childName)
         with read(st) as tx:
             parent = service.get(tx, kind, rid.parent)
-            return JSONResponse(service.find_rendered_child(kind.present(tx, parent), collection, childName))
+            return JSONResponse(
+                service.find_rendered_child(kind.present(tx, parent, st.progress.pending), collection, childName)
+            )
 
     async def delete_child(
         request: Request,
@@ -241,7 +249,9 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
     ) -> JSONResponse:
         with read(st) as tx:
             parent = service.get(tx, kind, ResourceId(subscriptionId, resourceGroupName, kind.collection, name))
-            return JSONResponse({"value": kind.present(tx, parent)["properties"].get(collection, [])})
+            return JSONResponse(
+                {"value": kind.present(tx, parent, st.progress.pending)["properties"].get(collection, [])}
+            )
 
     if not read_only:
         router.add_api_route(item, put_child, methods=["PUT"], tags=list(tag), name=f"{collection}_CreateOrUpdate")
