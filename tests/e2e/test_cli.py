@@ -63,6 +63,12 @@ def test_read_commands(live: Live) -> None:
     placement = json.loads(isthmus(live, live.operator, "-o", "json", "placement").stdout)
     assert set(placement) == {"pools", "placed", "unplaced"}
     assert isthmus(live, live.operator, "events").returncode == 0
+    latest = json.loads(isthmus(live, live.operator, "-o", "json", "events", "--limit", "1").stdout)
+    assert len(latest) == 1 and latest[0]["kind"] == "virtualNetworks.created"  # the newest, not the first
+    registered = http.post("/v1/nodes/cli-host/register", headers=operator, json={"role": "host"})
+    assert registered.status_code == 200
+    nodes = isthmus(live, live.operator, "node", "list")
+    assert "cli-host" in nodes.stdout and "live" in nodes.stdout
     denied = isthmus(live, live.tenant_a, "pool", "list")
     assert denied.returncode == 1 and "AuthorizationFailed" in denied.stdout
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
 
+from isthmus.api.state import LIVE_SECONDS
 from isthmus.cli.client import arm_list, get, settings, show
 
 vnet_app = typer.Typer(help="Virtual networks.", no_args_is_help=True)
@@ -164,6 +166,11 @@ def gateway_list(ctx: typer.Context) -> None:
     )
 
 
+def _health(row: dict[str, Any]) -> str:
+    age = (datetime.now(UTC) - datetime.fromisoformat(row["lastSeen"])).total_seconds()
+    return "live" if age <= LIVE_SECONDS else f"silent {age:.0f} s"
+
+
 @node_app.command("list")
 def node_list(ctx: typer.Context) -> None:
     rows = get(settings(ctx), "/admin/nodes")["value"]
@@ -176,6 +183,7 @@ def node_list(ctx: typer.Context) -> None:
             ("address", lambda r: r["address"]),
             ("applied revision", lambda r: r["appliedRevision"]),
             ("last seen", lambda r: r["lastSeen"]),
+            ("health", _health),
         ],
         "nodes",
     )
@@ -215,11 +223,12 @@ def placement(ctx: typer.Context) -> None:
 
 def events(
     ctx: typer.Context,
-    after: int = typer.Option(0, help="Only events after this id."),
+    after: int | None = typer.Option(None, help="Events after this id (default: the latest)."),
     limit: int = typer.Option(50),
 ) -> None:
     """The events timeline (operator)."""
-    rows = get(settings(ctx), "/admin/events", {"after": str(after), "limit": str(limit)})["value"]
+    params = {"limit": str(limit)} | ({"after": str(after)} if after is not None else {})
+    rows = get(settings(ctx), "/admin/events", params)["value"]
     show(
         settings(ctx),
         rows,

@@ -24,6 +24,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(stamp: datetime) -> str:
+    """ISO 8601 in UTC (SQLite hands timestamps back without their zone; they are all UTC)."""
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat()
+
+
 def new_etag() -> str:
     return f'W/"{uuid.uuid4()}"'
 
@@ -281,15 +286,21 @@ class Tx:
         status = self.conn.execute(query).scalar_one_or_none()
         return str(status) if status is not None else None
 
-    def events(self, *, after: int = 0, limit: int = 100, scope: str | None = None) -> list[dict[str, Any]]:
-        query = select(t.events).where(t.events.c.id > after)
+    def events(self, *, after: int | None = None, limit: int = 100, scope: str | None = None) -> list[dict[str, Any]]:
+        """Events in order: the first `limit` after id `after`, or without `after` the latest `limit`."""
+        query = select(t.events)
         if scope is not None:
             query = query.where(t.events.c.scope == scope)
-        rows = self.conn.execute(query.order_by(t.events.c.id).limit(limit))
+        if after is None:
+            latest = query.order_by(t.events.c.id.desc()).limit(limit).subquery()
+            query = select(latest)
+        else:
+            query = query.where(t.events.c.id > after)
+        rows = self.conn.execute(query.order_by("id").limit(limit))
         return [
             {
                 "id": r.id,
-                "at": r.at.isoformat(),
+                "at": iso(r.at),
                 "revision": r.revision,
                 "scope": r.scope,
                 "kind": r.kind,
@@ -308,8 +319,8 @@ class Tx:
                 "name": r.name,
                 "role": r.role,
                 "address": r.address,
-                "registeredAt": r.registered_at.isoformat(),
-                "lastSeen": r.last_seen.isoformat(),
+                "registeredAt": iso(r.registered_at),
+                "lastSeen": iso(r.last_seen),
                 "appliedRevision": r.applied_revision,
                 "status": r.status,
             }

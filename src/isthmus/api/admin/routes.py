@@ -107,7 +107,7 @@ async def get_placement(_who: Principal = Depends(operator), st: State = Depends
 @router.get("/events")
 async def get_events(
     request: Request,
-    after: int = Query(default=0, ge=0),
+    after: int | None = Query(default=None, ge=0, description="events after this id; by default the latest"),
     limit: int = Query(default=100, ge=1, le=1000),
     scope: str | None = Query(default=None, max_length=64),
     _who: Principal = Depends(operator),
