@@ -377,3 +377,11 @@ def test_updating_until_the_live_node_that_carries_it_has_applied_it(seeded: Con
     seeded.client.post("/v1/nodes/host2/status", json={"appliedRevision": applied}, headers=seeded.headers(token))
     time.sleep(1.1)
     assert seeded.call("GET", nic).json()["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_revoked_token_stops_working(seeded: Controller) -> None:
+    secret = tokens.create(seeded.engine, "subscription", "00000000-0000-0000-0000-0000000000cc")
+    assert tokens.lookup(seeded.engine, secret) is not None
+    assert tokens.revoke(seeded.engine, secret.split("_")[1])
+    assert tokens.lookup(seeded.engine, secret) is None
+    assert not tokens.revoke(seeded.engine, secret.split("_")[1])

@@ -17,6 +17,7 @@ from isthmus.api.errors import ArmError, conflict, not_found
 from isthmus.api.state import State
 from isthmus.model.admin import NAME_PATTERN
 from isthmus.model.ids import normalize
+from isthmus.store.db import MAX_REVISION
 from isthmus.store.tokens import Principal
 
 router = APIRouter(prefix="/v1/nodes", tags=["agents"])
@@ -37,7 +38,7 @@ class ResourceStatus(BaseModel):
 
 class StatusReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    appliedRevision: int = Field(ge=0)
+    appliedRevision: int = Field(ge=0, le=MAX_REVISION)
     resources: dict[str, ResourceStatus] = Field(default_factory=dict)
     daemons: dict[str, str] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
@@ -68,7 +69,7 @@ async def register(
 @router.get("/{node}/desired")
 async def desired(
     node: str = NODE,
-    after: int = Query(default=0, ge=0),
+    after: int = Query(default=0, ge=0, le=MAX_REVISION),
     timeout: float = Query(default=25.0, ge=0, le=60),
     _who: Principal = Depends(node_principal),
     st: State = Depends(state),

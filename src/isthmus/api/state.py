@@ -16,7 +16,7 @@ from isthmus.store.db import current_revision, reading
 from isthmus.store.repo import nodes_seen_since
 from isthmus.store.tokens import Principal
 
-TOKEN_CACHE_SECONDS = 30.0
+TOKEN_CACHE_SECONDS = 5.0  # how long a revoked token may still work here
 
 
 class Notifier:

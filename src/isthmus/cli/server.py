@@ -73,6 +73,17 @@ def token_create(
         raise typer.BadParameter(str(error)) from None
 
 
+@token_app.command("revoke")
+def token_revoke(
+    token_id: str = typer.Argument(..., help="The token's id: ism_<id>_… of the secret."),
+    db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
+) -> None:
+    """Revoke a token (controllers stop accepting it within 5 s)."""
+    if not tokens.revoke(make_engine(db), token_id):
+        raise typer.BadParameter(f"no token with id {token_id}")
+    print(f"revoked {token_id}")
+
+
 @pki_app.command("init")
 def pki_init(
     directory: Path = typer.Option(Path("var/pki"), "--dir", help="Where the CA and certificate go."),

@@ -155,7 +155,3 @@ class Compiler:
 def _local_gateway_of(snapshot: Snapshot, connection: str) -> str:
     props = (snapshot.get(connection) or {}).get("properties", {})
     return str(props.get("localNetworkGateway2", {}).get("id", "")).lower()
-
-
-def compile_all(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
-    return Compiler(snapshot).all_documents()

@@ -6,9 +6,9 @@ Each is {"properties": {...}, "tags": {...}} at /admin/{collection}/{name}.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, ip_address, ip_network
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
@@ -24,15 +24,16 @@ def _ip(value: str) -> str:
         raise ValueError(f"'{value}' is not an IP address") from None
 
 
+IPAddressText = Annotated[str, AfterValidator(_ip)]
+
+
 class GatewayPoolProperties(AdminModel):
     type: Literal["All", "S2sIpsec", "S2sGre", "Forwarding"]
     redundantGatewayCount: int = Field(default=1, ge=0, le=16)
     gatewayCapacityKbps: int = Field(gt=0, le=100_000_000)
     tierBandwidthKbps: int = Field(gt=0, le=100_000_000)  # what one connection of this pool is sold at
-    publicIpAddress: str | None = None  # a shared VIP for all of the pool's connections (isthmus extension)
+    publicIpAddress: IPAddressText | None = None  # a VIP shared by all the pool's connections (isthmus extension)
     provisioningState: str | None = None
-
-    _ip = field_validator("publicIpAddress")(lambda cls, v: v if v is None else _ip(v))
 
 
 class GatewayProperties(AdminModel):
@@ -42,10 +43,8 @@ class GatewayProperties(AdminModel):
 
 
 class BgpPeer(AdminModel):
-    address: str
+    address: IPAddressText
     asn: int = Field(ge=1, le=4294967295)
-
-    _ip = field_validator("address")(lambda cls, v: _ip(v))
 
 
 class LoadBalancerMuxProperties(AdminModel):
@@ -65,10 +64,8 @@ class LoadBalancerMuxProperties(AdminModel):
 
 class HostProperties(AdminModel):
     node: str = Field(pattern=NAME_PATTERN)
-    address: str  # underlay (VTEP) address
+    address: IPAddressText  # underlay (VTEP) address
     provisioningState: str | None = None
-
-    _ip = field_validator("address")(lambda cls, v: _ip(v))
 
 
 class PublicIpPoolProperties(AdminModel):

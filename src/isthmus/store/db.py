@@ -17,6 +17,7 @@ from sqlalchemy.pool import StaticPool
 from isthmus.store import tables
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MAX_REVISION = 2**63 - 1  # revisions and event ids are 64-bit signed integers in both databases
 # SQLite admits one writer; writers of this process queue here instead of in SQLite's busy handler,
 # whose growing sleeps would turn a short queue into a long tail.
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()

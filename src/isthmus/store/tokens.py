@@ -56,11 +56,6 @@ def lookup(engine: Engine, secret: str) -> Principal | None:
 
 
 def revoke(engine: Engine, token_id: str) -> bool:
+    """Remove a token by its id (the part between the first two underscores of the secret)."""
     with writing(engine) as conn:
         return conn.execute(delete(t.tokens).where(t.tokens.c.id == token_id)).rowcount > 0
-
-
-def subscriptions(engine: Engine) -> set[str]:
-    with reading(engine) as conn:
-        rows = conn.execute(select(t.tokens.c.subject).where(t.tokens.c.kind == "subscription"))
-        return {row.subject for row in rows}

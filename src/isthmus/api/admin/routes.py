@@ -15,6 +15,7 @@ from isthmus.api.errors import not_found
 from isthmus.api.state import State
 from isthmus.compile import placement
 from isthmus.model.admin import NAME_PATTERN
+from isthmus.store.db import MAX_REVISION
 from isthmus.store.repo import Doc, new_etag
 from isthmus.store.snapshots import load_snapshot
 from isthmus.store.tokens import Principal
@@ -107,7 +108,9 @@ async def get_placement(_who: Principal = Depends(operator), st: State = Depends
 @router.get("/events")
 async def get_events(
     request: Request,
-    after: int | None = Query(default=None, ge=0, description="events after this id; by default the latest"),
+    after: int | None = Query(
+        default=None, ge=0, le=MAX_REVISION, description="events after this id; by default the latest"
+    ),
     limit: int = Query(default=100, ge=1, le=1000),
     scope: str | None = Query(default=None, max_length=64),
     _who: Principal = Depends(operator),

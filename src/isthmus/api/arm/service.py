@@ -141,19 +141,6 @@ def render(tx: Tx, kind: Kind, doc: Doc) -> dict[str, Any]:
 # --- child resources (subnets, securityRules): written through their parent ------------------------
 
 
-def parse_child(kind: Kind, collection: str, body: Any) -> BaseModel:
-    child = kind.child(collection)
-    if child is None:
-        raise not_found("NotFound", f"{kind.collection} has no child collection '{collection}'.")
-    try:
-        return child.model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise bad_request(
-            "InvalidRequestFormat", f"{json_path(first['loc'])}: {first['msg']}", json_path(first["loc"])
-        ) from None
-
-
 def put_child(tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str, child: BaseModel) -> Written:
     """Create or replace one child inside its parent, then re-run the parent's checks on the whole."""
     spec = kind.child(collection)
