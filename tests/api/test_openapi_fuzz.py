@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,8 @@ schema = schemathesis.pytest.from_fixture("served_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("ISTHMUS_FUZZ_EXAMPLES", "12")), deadline=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
 def test_no_server_errors(case: schemathesis.Case) -> None:
     token = TOKENS["operator"] if case.path.startswith(("/admin", "/v1")) else TOKENS["tenant"]
     if case.path_parameters and "subscriptionId" in case.path_parameters:
