@@ -183,8 +183,9 @@ def test_documents_per_node(seeded: Controller) -> None:
     doc = host.json()
     assert [n["id"].split("/")[-1] for n in doc["networkInterfaces"]] == ["nic1"]
     [vnet] = doc["virtualNetworks"]
-    assert vnet["vni"] >= 4096 and vnet["vteps"] == ["198.18.0.12"]
-    assert doc["neighbours"][0]["vtep"] == "198.18.0.12"
+    assert vnet["vni"] >= 4096 and [r["vtep"] for r in vnet["remotes"]] == ["198.18.0.12"]
+    assert vnet["remotes"][0]["routerMac"] != vnet["routerMac"]
+    assert doc["outboundNatAddress"].startswith("203.0.113.")
     assert doc["networkInterfaces"][0]["ipConfigurations"][0]["publicIPAddress"].startswith("203.0.113.")
 
     mux = seeded.client.get("/v1/nodes/mux1/desired", params={"after": 0}, headers=seeded.headers(mux_token)).json()

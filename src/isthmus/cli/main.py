@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.cli import server, show
+from isthmus.cli import agent, lab, server, show
 from isthmus.cli.client import Settings
 
 app = typer.Typer(help="isthmus: tenant networks to the outside world.", no_args_is_help=True)
@@ -33,5 +33,7 @@ app.add_typer(show.nsg_app, name="nsg")
 app.add_typer(show.pool_app, name="pool")
 app.add_typer(show.gateway_app, name="gateway")
 app.add_typer(show.node_app, name="node")
+app.add_typer(agent.agent_app, name="agent")
+app.add_typer(lab.lab_app, name="lab")
 app.command("placement")(show.placement)
 app.command("events")(show.events)

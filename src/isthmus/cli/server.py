@@ -10,6 +10,7 @@ import uvicorn
 
 from isthmus import pki
 from isthmus.api.app import create_app
+from isthmus.linux.sockets import listen_here, listen_in_netns
 from isthmus.store import tokens
 from isthmus.store.db import make_engine, upgrade
 
@@ -31,6 +32,9 @@ def controller(
     port: int = typer.Option(8443, help="TCP port."),
     tls_dir: Path | None = typer.Option(None, help="Directory from `isthmus pki init` (serves HTTPS)."),
     log_level: str = typer.Option("warning"),
+    listen_netns: list[str] = typer.Option(
+        [], help="Also listen in a network namespace: NETNS:ADDRESS:PORT (repeat). The lab's management network."
+    ),
 ) -> None:
     """Run the controller: tenant API, operator API and agent protocol."""
     _sqlite_dir(db)
@@ -40,8 +44,21 @@ def controller(
     ssl: dict[str, str] = {}
     if tls_dir is not None:
         ssl = {"ssl_certfile": str(tls_dir / pki.SERVER_CERT), "ssl_keyfile": str(tls_dir / pki.SERVER_KEY)}
+    sockets = [listen_here(host, port)]
+    for spec in listen_netns:
+        netns, _, rest = spec.partition(":")
+        address, _, listen_port = rest.rpartition(":")
+        if not netns or not address or not listen_port.isdigit():
+            raise typer.BadParameter(f"--listen-netns wants NETNS:ADDRESS:PORT, not {spec!r}")
+        sockets.append(listen_in_netns(netns, address, int(listen_port)))
     # Long-polls and idle keep-alive connections would hold a graceful shutdown open: bound it.
-    uvicorn.run(create_app(engine), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2, **ssl)  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        create_app(engine),
+        log_level=log_level,
+        timeout_graceful_shutdown=2,
+        **ssl,  # type: ignore[arg-type]
+    )
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 @token_app.command("create")

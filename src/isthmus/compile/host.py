@@ -7,6 +7,7 @@ other hosts: no flooding, no learning.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_network
@@ -81,8 +82,9 @@ class HostMemo:
 
 def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo | None = None) -> dict[str, Any]:
     memo = memo if memo is not None else HostMemo()
-    nics = idx.nics_by_host.get(host, set())
+    nics = sorted(idx.nics_by_host.get(host, set()))
     vnets = sorted({idx.vnet_of_nic[nic] for nic in nics})
+    own_address = snapshot.host_address.get(host)
     programs: set[tuple[str, str]] = set()  # (NSG, VNet) pairs this host enforces
     vnet_docs = []
     for vnet in vnets:
@@ -94,40 +96,50 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo 
         programs.update(
             (s["networkSecurityGroup"].lower(), vnet) for s in shared["subnets"] if s["networkSecurityGroup"]
         )
-        vteps = sorted(snapshot.host_address[h] for h in idx.hosts_of(vnet) if h != host and h in snapshot.host_address)
-        vnet_docs.append({**shared, "vteps": vteps})
-    nic_docs = [_nic(snapshot, key) for key in sorted(nics)]
-    for key, nic in zip(sorted(nics), nic_docs, strict=True):
+        vni = shared["vni"]
+        remotes = []
+        for other in sorted(idx.hosts_of(vnet) - {host}):
+            vtep = snapshot.host_address.get(other)
+            if vtep is None:
+                continue
+            addresses = [
+                config["privateIPAddress"]
+                for key in sorted(idx.nics_by_host_vnet.get((other, vnet), ()))
+                for config in _nic(snapshot, key)["ipConfigurations"]
+            ]
+            remotes.append({"node": other, "vtep": vtep, "routerMac": router_mac(vtep, vni), "addresses": addresses})
+        router = router_mac(own_address, vni) if own_address else None
+        vnet_docs.append({**shared, "routerMac": router, "remotes": remotes})
+    nic_docs = []
+    for key in nics:
+        nic = {**_nic(snapshot, key), "virtualNetwork": idx.vnet_of_nic[key], "vm": snapshot.vm_of_nic.get(key)}
+        nic_docs.append(nic)
         if nic["networkSecurityGroup"]:
             programs.add((nic["networkSecurityGroup"].lower(), idx.vnet_of_nic[key]))
-    neighbours = []
-    for vnet in vnets:
-        for other in sorted(idx.hosts_of(vnet) - {host}):
-            for key in sorted(idx.nics_by_host_vnet.get((other, vnet), ())):
-                nic = _nic(snapshot, key)
-                neighbours.append(
-                    {
-                        "vni": snapshot.vnis.get(vnet),
-                        "mac": nic["macAddress"],
-                        "ips": [c["privateIPAddress"] for c in nic["ipConfigurations"]],
-                        "vtep": snapshot.host_address.get(other),
-                    }
-                )
     nsg_programs = []
     for pair in sorted(programs):
         program = memo.programs.get(pair)
         if program is None:
             program = memo.programs[pair] = _nsg(snapshot, *pair)
         nsg_programs.append({"networkSecurityGroup": pair[0], "virtualNetwork": pair[1], **program})
+    host_key = snapshot.host_key.get(host)
     return {
         "node": host,
         "role": "host",
         "revision": snapshot.revision,
+        "address": own_address,
+        "outboundNatAddress": snapshot.public_ips.get(host_key) if host_key else None,
         "virtualNetworks": vnet_docs,
         "networkInterfaces": nic_docs,
-        "neighbours": neighbours,
         "networkSecurityGroups": nsg_programs,
     }
+
+
+def router_mac(vtep: str, vni: int | None) -> str:
+    """The MAC of a VNet's router on one host: locally administered, stable, distinct per (host, VNI).
+    Remote routers' MACs are what FDB and neighbour entries point at (routed VXLAN, no learning)."""
+    digest = hashlib.sha256(f"{vtep}/{vni}".encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
 def _vnet(snapshot: Snapshot, vnet: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""MUX documents: every allocated public IP as a /32 (or /128) VIP with its backend next hop.
+"""MUX documents: every allocated public IP and host outbound NAT address as a /32 (or /128) VIP with its
+backend next hop.
 
 Identical on every MUX (stateless, ECMP-safe); only the MUX's own BGP identity differs. The VIP table
 is kept per public IP so that one changed resource updates only the VIPs it touches.
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.compile.placement import Placement
-from isthmus.compile.snapshot import EMPTY, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
+from isthmus.compile.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
 
@@ -57,6 +58,8 @@ def _next_hop(snapshot: Snapshot, on_node: dict[str, str], user: str | None) -> 
     if snapshot.types.get(user) == NIC:
         host = snapshot.host_of_nic.get(user)
         return snapshot.host_address.get(host) if host else None
+    if snapshot.types.get(user) == HOSTS:  # a host's outbound NAT address: replies go back to that host
+        return snapshot.host_address.get(snapshot.documents[user]["properties"]["node"])
     node = on_node.get(user)
     return snapshot.nodes.get(node, {}).get("address") if node else None
 
@@ -64,6 +67,7 @@ def _next_hop(snapshot: Snapshot, on_node: dict[str, str], user: str | None) -> 
 def vip_table(snapshot: Snapshot, placement: Placement) -> VipTable:
     table = VipTable()
     table.rebind(EMPTY, snapshot, [key for type_ in USERS for key in snapshot.keys_of(type_)])
+    table.user_of.update({key: key for key in snapshot.keys_of(HOSTS)})  # hosts own their outbound address
     table.refresh(snapshot, placement, snapshot.public_ips)
     return table
 

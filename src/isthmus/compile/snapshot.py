@@ -35,7 +35,9 @@ class Snapshot:
     nodes: Mapping[str, Mapping[str, Any]]  # registered nodes: name -> role, address
     by_type: Mapping[str, frozenset[str]]  # type -> keys
     host_of_nic: Mapping[str, str]  # NIC key -> host node, from the operator's port bindings
+    vm_of_nic: Mapping[str, str]  # NIC key -> the port binding's name: the VM the NIC is plugged into
     host_address: Mapping[str, str]  # host node -> underlay address
+    host_key: Mapping[str, str]  # host node -> its admin/hosts key (the owner of its outbound NAT address)
 
     def of_type(self, type_: str) -> list[tuple[str, Mapping[str, Any]]]:
         """(key, document) of every resource of `type_`, in key order."""
@@ -69,8 +71,8 @@ def build(
         public_ips,
         nodes,
         frozen,
-        _bindings(documents, frozen),
-        _hosts(documents, frozen),
+        *_bindings(documents, frozen),
+        *_hosts(documents, frozen),
     )
 
 
@@ -92,21 +94,28 @@ def evolve(
     by_type = dict(old.by_type)
     for type_, keys in touched.items():
         by_type[type_] = frozenset((set(by_type.get(type_, ())) - keys) | {k for k in keys if types.get(k) == type_})
-    host_of_nic = _bindings(documents, by_type) if BINDINGS in touched else old.host_of_nic
-    host_address = _hosts(documents, by_type) if HOSTS in touched else old.host_address
-    return Snapshot(revision, documents, types, vnis, public_ips, nodes, by_type, host_of_nic, host_address)
+    bindings = _bindings(documents, by_type) if BINDINGS in touched else (old.host_of_nic, old.vm_of_nic)
+    hosts = _hosts(documents, by_type) if HOSTS in touched else (old.host_address, old.host_key)
+    return Snapshot(revision, documents, types, vnis, public_ips, nodes, by_type, *bindings, *hosts)
 
 
-def _bindings(documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, frozenset[str]]) -> dict[str, str]:
-    out = {}
+def _bindings(
+    documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, frozenset[str]]
+) -> tuple[dict[str, str], dict[str, str]]:
+    hosts, vms = {}, {}
     for key in by_type.get(BINDINGS, ()):
-        props = documents[key]["properties"]
-        out[props["networkInterface"].lower()] = props["host"]
-    return out
+        doc = documents[key]
+        nic = doc["properties"]["networkInterface"].lower()
+        hosts[nic] = doc["properties"]["host"]
+        vms[nic] = doc["name"]
+    return hosts, vms
 
 
-def _hosts(documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, frozenset[str]]) -> dict[str, str]:
-    return {documents[k]["properties"]["node"]: documents[k]["properties"]["address"] for k in by_type.get(HOSTS, ())}
+def _hosts(
+    documents: Mapping[str, Mapping[str, Any]], by_type: Mapping[str, frozenset[str]]
+) -> tuple[dict[str, str], dict[str, str]]:
+    hosts = [(documents[k]["properties"], k) for k in by_type.get(HOSTS, ())]
+    return {p["node"]: p["address"] for p, _k in hosts}, {p["node"]: k for p, k in hosts}
 
 
 EMPTY = build(0, {}, {}, {}, {}, {})

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,46 +32,68 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def controller_process(db: str, workdir: Path, *, start_timeout: float = 30.0) -> Iterator[RunningController]:
-    """A controller serving HTTPS on a free loopback port, with a CA in `workdir/pki`; stopped on exit
-    (its process group, by the PID recorded here)."""
-    ca = pki.init(workdir / "pki", ("localhost", "127.0.0.1"))
+def start_controller(
+    db: str,
+    workdir: Path,
+    *,
+    names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    extra: tuple[str, ...] = (),
+    start_timeout: float = 30.0,
+) -> RunningController:
+    """A controller process serving HTTPS on a free loopback port (plus `extra` arguments), with a CA in
+    `workdir/pki`; returns once it answers. Its own session, so `stop` can end its whole process group."""
+    ca = pki.init(workdir / "pki", names)
     port = free_port()
     log_path = workdir / "controller.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "isthmus",
-                "controller",
-                "--db",
-                db,
-                "--port",
-                str(port),
-                "--tls-dir",
-                str(workdir / "pki"),
-            ],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    command = [sys.executable, "-m", "isthmus", "controller", "--db", db, "--port", str(port),
+               "--tls-dir", str(workdir / "pki"), *extra]  # fmt: skip
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + start_timeout
+    while not _healthy(url, ca):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process.pid)
+            raise RuntimeError(f"controller did not start:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return RunningController(url, ca, process.pid, log_path)
+
+
+def stop(pid: int, timeout: float = 10.0) -> None:
+    """End the process group `pid` leads (a process this code started): TERM, then KILL after `timeout`."""
     try:
-        deadline = time.monotonic() + start_timeout
-        while not _healthy(url, ca):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"controller did not start:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield RunningController(url, ca, process.pid, log_path)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            finished, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child (started by an earlier command): poll for it
+            finished = 0 if _alive(pid) else pid
+        if finished == pid:
+            return
+        time.sleep(0.05)
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+@contextmanager
+def controller_process(db: str, workdir: Path, *, start_timeout: float = 30.0) -> Iterator[RunningController]:
+    """`start_controller`, stopped on exit."""
+    running = start_controller(db, workdir, start_timeout=start_timeout)
+    try:
+        yield running
+    finally:
+        stop(running.pid)
 
 
 def _healthy(url: str, ca: Path) -> bool:

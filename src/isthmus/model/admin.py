@@ -65,6 +65,7 @@ class LoadBalancerMuxProperties(AdminModel):
 class HostProperties(AdminModel):
     node: str = Field(pattern=NAME_PATTERN)
     address: IPAddressText  # underlay (VTEP) address
+    outboundNatAddress: str | None = None  # read-only: allocated by the controller
     provisioningState: str | None = None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from isthmus.api.arm.addressing import PUBLIC, first_overlap
+from isthmus.api.arm.addressing import PUBLIC, allocate_public, first_overlap, pool_networks
 from isthmus.api.errors import bad_request, conflict
 from isthmus.model import admin, ids
 from isthmus.store.repo import Doc, Tx
@@ -76,6 +76,13 @@ class AdminKind:
         elif self.collection == "portBindings":
             refs.update(_check_binding(tx, name, props))
         return refs
+
+    def derive(self, tx: Tx, name: str) -> dict[str, Any]:
+        """Read-only properties the controller fills in. A host holds the public address its VMs without a
+        public IP are SNATed to, once the operator has a public IP pool."""
+        if self.collection != "hosts" or not pool_networks(tx):
+            return {}
+        return {"outboundNatAddress": allocate_public(tx, key("hosts", name), 4, "properties.outboundNatAddress")}
 
     def check_delete(self, tx: Tx, doc: Doc) -> None:
         if self.collection == "publicIpPools" and tx.pool_usage(doc.name) > 0:

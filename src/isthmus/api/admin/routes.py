@@ -4,6 +4,7 @@
 """
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from isthmus.api.admin.objects import KINDS, SCOPE, AdminKind, key
 from isthmus.api.deps import operator, read, state, write
 from isthmus.api.errors import not_found
-from isthmus.api.state import State
+from isthmus.api.state import LIVE_SECONDS, State
 from isthmus.compile import placement
 from isthmus.model.admin import NAME_PATTERN
 from isthmus.store.db import MAX_REVISION
@@ -21,6 +22,7 @@ from isthmus.store.snapshots import load_snapshot
 from isthmus.store.tokens import Principal
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+READ_ONLY = {"outboundNatAddress", "provisioningState"}  # what a client sends there is ignored
 
 
 def render(doc: Doc) -> dict[str, Any]:
@@ -40,6 +42,7 @@ def add_routes(kind: AdminKind) -> None:
         props = body.properties  # type: ignore[attr-defined]
         with write(st) as tx:
             refs = kind.check(tx, name, props)
+            derived = kind.derive(tx, name)
             existing = tx.get(key(kind.collection, name))
             stored_name = existing.name if existing else name
             etag = new_etag()
@@ -50,7 +53,11 @@ def add_routes(kind: AdminKind) -> None:
                 "type": kind.type,
                 "etag": etag,
                 "tags": body.tags or {},  # type: ignore[attr-defined]
-                "properties": {**props.model_dump(exclude_none=True), "provisioningState": "Succeeded"},
+                "properties": {
+                    **props.model_dump(exclude_none=True, exclude=READ_ONLY),
+                    **derived,
+                    "provisioningState": "Succeeded",
+                },
             }
             doc = tx.put(
                 key(kind.collection, name),
@@ -125,6 +132,8 @@ async def get_events(
 async def get_nodes(_who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
     with read(st) as tx:
         nodes = tx.nodes()
+    now = datetime.now(UTC)
     for node in nodes:
         node["status"] = json.loads(node["status"])
+        node["live"] = (now - datetime.fromisoformat(node["lastSeen"])).total_seconds() <= LIVE_SECONDS
     return JSONResponse({"value": nodes})

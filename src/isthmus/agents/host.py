@@ -1,0 +1,199 @@
+"""The host agent: makes a compute host's Linux match its desired document.
+
+Per VNet with NICs here, a router namespace (linux/router.py); per NIC, a VM port; public IPs routed
+into their router and DNATed there; outbound NAT; NSGs as nftables. Level-triggered: each pass reads the
+kernel, compares, and changes only what differs. A restart finds its own objects (router and VM
+namespaces by name, routes by protocol, nftables tables by digest) and leaves working state alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from ipaddress import IPv4Network, ip_address, ip_interface, ip_network
+from typing import Any
+
+from isthmus.agents.loop import Outcome
+from isthmus.linux import nft
+from isthmus.linux.nat_nft import TRANSIT, host_guard, router_nat
+from isthmus.linux.nsg_nft import Port, render_filter
+from isthmus.linux.router import Remote, RouterSpec, VmPort, realize
+from isthmus.linux.routes import Route, ensure_routes
+from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
+
+log = logging.getLogger("isthmus.agent.host")
+
+
+def port_name(nic_id: str) -> str:
+    return "n" + hashlib.sha256(nic_id.lower().encode()).hexdigest()[:8]
+
+
+def colon_mac(azure_mac: str) -> str:
+    return azure_mac.replace("-", ":").lower()
+
+
+class HostReconciler:
+    def __init__(self, node: str, prefix: str) -> None:
+        self.node = node
+        self.router_prefix = f"{prefix}{node}-vnet"
+        self.vm_prefix = f"{prefix}{node}-vm-"
+        self.realized: dict[str, RouterSpec] = {}  # router netns -> the spec last applied without error
+        sysctl(None, {"net.ipv4.ip_forward": "1"})
+
+    def vm_netns(self, vm: str) -> str:
+        return f"{self.vm_prefix}{vm}"
+
+    def reconcile(self, doc: dict[str, Any], *, full: bool) -> Outcome:
+        outcome = Outcome()
+        transit = self._transit({v["vni"] for v in doc["virtualNetworks"]})
+        programs = {f"{p['networkSecurityGroup']}|{p['virtualNetwork']}": p for p in doc["networkSecurityGroups"]}
+        nics_by_vnet: dict[str, list[dict[str, Any]]] = {}
+        for nic in doc["networkInterfaces"]:
+            nics_by_vnet.setdefault(nic["virtualNetwork"].lower(), []).append(nic)
+        host_routes: list[Route] = []
+        wanted_routers: set[str] = set()
+        wanted_vms: set[str] = set()
+        changes = 0
+        for vnet in doc["virtualNetworks"]:
+            nics = nics_by_vnet.get(vnet["id"].lower(), [])
+            spec, public, failures = self._spec(doc, vnet, nics, transit[vnet["vni"]], programs)
+            wanted_routers.add(spec.netns)
+            wanted_vms.update(p.netns for p in spec.ports)
+            affected = [vnet["id"], *(n["id"] for n in nics), *self._nsgs_of(vnet, nics)]
+            try:
+                if full or self.realized.get(spec.netns) != spec:
+                    changes += realize(spec, None, check_vms=full or spec.netns not in self.realized)
+                    self.realized[spec.netns] = spec
+                for key in affected:
+                    outcome.resources[key] = {"state": "Succeeded", "message": ""}
+                host_routes += [Route(vip, spec.uplink, spec.transit[1]) for vip in public]
+            except LinuxError as error:
+                self.realized.pop(spec.netns, None)
+                log.warning("VNet %s: %s", vnet["id"], error)
+                for key in affected:
+                    outcome.resources[key] = {"state": "Failed", "message": str(error)}
+            for nic_id, message in failures.items():
+                outcome.resources[nic_id] = {"state": "Failed", "message": message}
+        changes += self._remove_stale(wanted_routers, wanted_vms)
+        outbound = doc.get("outboundNatAddress")
+        if outbound:
+            host_routes.append(Route(outbound, blackhole=True))  # only replies (de-NATed before routing) pass
+        changes += ensure_routes(None, host_routes)
+        changes += nft.ensure_table(None, "ip", "isthmus_host", host_guard(outbound, self._infrastructure()))
+        outcome.details = {"routers": len(wanted_routers), "vms": len(wanted_vms), "changes": changes}
+        return outcome
+
+    def _spec(
+        self,
+        doc: dict[str, Any],
+        vnet: dict[str, Any],
+        nics: list[dict[str, Any]],
+        transit: tuple[str, str],
+        programs: dict[str, dict[str, Any]],
+    ) -> tuple[RouterSpec, dict[str, str], dict[str, str]]:
+        subnets = {s["id"].lower(): s for s in vnet["subnets"]}
+        ports, guards, public, failures = [], [], {}, {}
+        for nic in nics:
+            if not nic.get("vm"):
+                continue
+            configs = nic["ipConfigurations"]
+            if any(":" in c["privateIPAddress"] for c in configs):
+                failures[nic["id"]] = "IPv6 ipConfigurations are not supported by this host agent yet."
+                continue
+            subnet = subnets.get(configs[0]["subnet"].lower())
+            if subnet is None:
+                failures[nic["id"]] = "The NIC's subnet is not in its virtual network."
+                continue
+            prefix = next(p for p in subnet["addressPrefixes"] if ip_network(p).version == 4)
+            name = port_name(nic["id"])
+            ports.append(
+                VmPort(
+                    interface=name,
+                    netns=self.vm_netns(nic["vm"]),
+                    mac=colon_mac(nic["macAddress"]),
+                    addresses=tuple(c["privateIPAddress"] for c in configs),
+                    prefixlen=ip_network(prefix).prefixlen,
+                    gateway=subnet["gateways"][subnet["addressPrefixes"].index(prefix)],
+                )
+            )
+            nic_nsg = nic.get("networkSecurityGroup")
+            subnet_nsg = subnet.get("networkSecurityGroup")
+            vnet_key = vnet["id"].lower()
+            guards.append(
+                Port(
+                    name,
+                    f"{nic_nsg.lower()}|{vnet_key}" if nic_nsg else None,
+                    f"{subnet_nsg.lower()}|{vnet_key}" if subnet_nsg else None,
+                )
+            )
+            for config in configs:
+                if config.get("publicIPAddress"):
+                    public[config["publicIPAddress"]] = config["privateIPAddress"]
+        gateways = sorted({g for s in vnet["subnets"] for g in s["gateways"] if ":" not in g})
+        remotes = tuple(
+            Remote(r["vtep"], r["routerMac"], tuple(a for a in r["addresses"] if ":" not in a)) for r in vnet["remotes"]
+        )
+        spec = RouterSpec(
+            netns=f"{self.router_prefix}{vnet['vni']}",
+            vni=vnet["vni"],
+            router_mac=vnet["routerMac"],
+            underlay=doc["address"],
+            transit=transit,
+            gateways=tuple(gateways),
+            ports=tuple(sorted(ports, key=lambda p: p.interface)),
+            remotes=remotes,
+            filter_body=render_filter(sorted(guards, key=lambda p: p.interface), programs),
+            nat_body=router_nat(public, transit[1]),
+        )
+        return spec, public, failures
+
+    @staticmethod
+    def _nsgs_of(vnet: dict[str, Any], nics: list[dict[str, Any]]) -> set[str]:
+        nsgs = {s["networkSecurityGroup"] for s in vnet["subnets"] if s["networkSecurityGroup"]}
+        return nsgs | {n["networkSecurityGroup"] for n in nics if n.get("networkSecurityGroup")}
+
+    def _transit(self, vnis: set[int]) -> dict[int, tuple[str, str]]:
+        """The /31 between the host and each VNet router: kept from the kernel, new ones take the lowest free."""
+        held: dict[int, int] = {}
+        for link in ip_json(None, "addr", "show"):
+            name = link["ifname"]
+            if name.startswith("t") and name[1:].isdigit():
+                for info in link.get("addr_info", []):
+                    if info["family"] == "inet":
+                        held[int(name[1:])] = int(ip_address(info["local"]))
+        base = ip_network(TRANSIT)
+        taken = set(held.values())
+        free = (int(base.network_address) + 2 * i for i in range(base.num_addresses // 2))
+        out = {}
+        for vni in sorted(vnis):
+            if vni not in held:
+                held[vni] = next(a for a in free if a not in taken)
+            low = held[vni]
+            out[vni] = (str(ip_address(low)), str(ip_address(low + 1)))
+        return out
+
+    def _infrastructure(self) -> list[str]:
+        """Networks of the host's own (non-tenant) addresses: the underlay and management networks."""
+        networks = set()
+        for link in ip_json(None, "addr", "show"):
+            if link["ifname"] == "lo" or link["ifname"][:1] in ("t", "x"):
+                continue
+            for info in link.get("addr_info", []):
+                if info["family"] == "inet":
+                    networks.add(ip_interface(f"{info['local']}/{info['prefixlen']}").network)
+        return [
+            str(n)
+            for n in sorted(networks, key=lambda n: (int(n.network_address), n.prefixlen))
+            if isinstance(n, IPv4Network)
+        ]
+
+    def _remove_stale(self, routers: set[str], vms: set[str]) -> int:
+        removed = 0
+        for name in sorted(list_netns()):
+            if (name.startswith(self.router_prefix) and name not in routers) or (
+                name.startswith(self.vm_prefix) and name not in vms
+            ):
+                delete_netns(name)
+                self.realized.pop(name, None)
+                removed += 1
+        return removed

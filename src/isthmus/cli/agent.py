@@ -1,0 +1,52 @@
+"""`isthmus agent host|mux`: run a node's agent against the controller."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import typer
+
+from isthmus.agents.client import ControllerClient
+from isthmus.agents.loop import Reconciler, run
+
+agent_app = typer.Typer(help="Node agents: level-triggered reconcilers.", no_args_is_help=True)
+
+
+def _start(role: str, node: str, controller: str, token_file: Path, ca: str | None, address: str | None,
+           reconciler: Reconciler, log_level: str) -> None:  # fmt: skip
+    logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {role} {node} %(levelname)s %(message)s")
+    client = ControllerClient(controller, token_file.read_text().strip(), ca, node, role)
+    run(client, reconciler, address, threading.Event())
+
+
+@agent_app.command("host")
+def host(
+    node: str = typer.Option(..., help="This node's name."),
+    controller: str = typer.Option(..., envvar="ISTHMUS_CONTROLLER"),
+    token_file: Path = typer.Option(..., help="File holding this node's token."),
+    ca: str | None = typer.Option(None, envvar="ISTHMUS_CA"),
+    address: str | None = typer.Option(None, help="Underlay address to register."),
+    netns_prefix: str = typer.Option("isthmus-", help="Prefix of the namespaces this agent creates."),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """A compute host: VNet routers, VM ports, NSGs, public IPs, outbound NAT."""
+    from isthmus.agents.host import HostReconciler
+
+    _start("host", node, controller, token_file, ca, address, HostReconciler(node, netns_prefix), log_level)
+
+
+@agent_app.command("mux")
+def mux(
+    node: str = typer.Option(..., help="This node's name."),
+    controller: str = typer.Option(..., envvar="ISTHMUS_CONTROLLER"),
+    token_file: Path = typer.Option(..., help="File holding this node's token."),
+    ca: str | None = typer.Option(None, envvar="ISTHMUS_CA"),
+    address: str | None = typer.Option(None, help="Underlay address to register."),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """An SLB MUX: every public IP routed to its backend."""
+    from isthmus.agents.mux import MuxReconciler
+
+    _start("mux", node, controller, token_file, ca, address, MuxReconciler(node), log_level)

@@ -1,0 +1,53 @@
+"""The top-of-rack router: FRR (zebra + staticd) in the ToR namespace, routing the public pool to the MUXes.
+
+(The BGP issue replaces the static route with routes the MUXes announce.)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from isthmus.lab.topology import PUBLIC_POOL
+from isthmus.linux.run import in_netns
+
+FRR = Path("/usr/lib/frr")
+
+
+def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
+    """Start zebra and staticd for the ToR; returns their PIDs (read from their pid files)."""
+    run_dir = workdir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    statics = "\n".join(f"ip route {PUBLIC_POOL} {address}" for address in mux_addresses)
+    (workdir / "zebra.conf").write_text("hostname tor\n")
+    (workdir / "staticd.conf").write_text(f"hostname tor\n{statics}\n")
+    for path in (workdir, run_dir, workdir / "zebra.conf", workdir / "staticd.conf"):
+        shutil.chown(path, "frr", "frr")
+    pids = []
+    for daemon in ("zebra", "staticd"):
+        pid_file = run_dir / f"{daemon}.pid"
+        command = [
+            str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(workdir / f"{daemon}.conf"),
+            "-i", str(pid_file), "-z", str(run_dir / "zserv.api"), "--vty_socket", str(run_dir),
+        ]  # fmt: skip
+        subprocess.run(in_netns(netns, command), check=True, capture_output=True)
+        pids.append(_wait_pid(pid_file))
+    return pids
+
+
+def _wait_pid(path: Path, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip().isdigit():
+            return int(path.read_text().strip())
+        time.sleep(0.05)
+    raise RuntimeError(f"{path.name}: the daemon did not start")
+
+
+def vtysh(workdir: Path, command: str) -> str:
+    out = subprocess.run(
+        ["vtysh", "--vty_socket", str(workdir / "run"), "-c", command], capture_output=True, text=True, check=False
+    )
+    return out.stdout
