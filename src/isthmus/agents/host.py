@@ -38,6 +38,7 @@ class HostReconciler:
         self.router_prefix = f"{prefix}{node}-vnet"
         self.vm_prefix = f"{prefix}{node}-vm-"
         self.realized: dict[str, RouterSpec] = {}  # router netns -> the spec last applied without error
+        self.last_good: dict[str, dict[str, Any]] = {}  # NIC id -> its last entry this host could realise
         sysctl(None, {"net.ipv4.ip_forward": "1"})
 
     def vm_netns(self, vm: str) -> str:
@@ -93,17 +94,19 @@ class HostReconciler:
     ) -> tuple[RouterSpec, dict[str, str], dict[str, str]]:
         subnets = {s["id"].lower(): s for s in vnet["subnets"]}
         ports, guards, public, failures = [], [], {}, {}
-        for nic in nics:
-            if not nic.get("vm"):
+        for wanted in nics:
+            if not wanted.get("vm"):
+                continue
+            problem = self._problem(wanted, subnets)
+            if problem:
+                failures[wanted["id"]] = problem
+            else:
+                self.last_good[wanted["id"]] = wanted
+            nic = self.last_good.get(wanted["id"]) if problem else wanted
+            if nic is None:
                 continue
             configs = nic["ipConfigurations"]
-            if any(":" in c["privateIPAddress"] for c in configs):
-                failures[nic["id"]] = "IPv6 ipConfigurations are not supported by this host agent yet."
-                continue
-            subnet = subnets.get(configs[0]["subnet"].lower())
-            if subnet is None:
-                failures[nic["id"]] = "The NIC's subnet is not in its virtual network."
-                continue
+            subnet = subnets[configs[0]["subnet"].lower()]
             prefix = next(p for p in subnet["addressPrefixes"] if ip_network(p).version == 4)
             name = port_name(nic["id"])
             ports.append(
@@ -146,6 +149,16 @@ class HostReconciler:
             nat_body=router_nat(public, transit[1]),
         )
         return spec, public, failures
+
+    @staticmethod
+    def _problem(nic: dict[str, Any], subnets: dict[str, dict[str, Any]]) -> str | None:
+        """Why this host cannot realise the NIC (it then keeps the NIC's last good state), or None."""
+        configs = nic["ipConfigurations"]
+        if any(":" in c["privateIPAddress"] for c in configs):
+            return "IPv6 ipConfigurations are not supported by this host agent yet."
+        if configs[0]["subnet"].lower() not in subnets:
+            return "The NIC's subnet is not in its virtual network."
+        return None
 
     @staticmethod
     def _nsgs_of(vnet: dict[str, Any], nics: list[dict[str, Any]]) -> set[str]:

@@ -115,7 +115,7 @@ def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabStat
         state.pids["controller"] = controller.pid
         state.save()
         muxes = [n.underlay for n in topology.nodes() if n.role == "mux"]
-        for i, pid in enumerate(tor.start_tor(topology.netns("tor"), workdir / "tor", muxes)):
+        for i, pid in enumerate(tor.start_tor(topology.netns("tor"), tor.run_dir(topology.netns("tor")), muxes)):
             state.pids[f"tor-{i}"] = pid
         state.save()
         _declare(state, topology)
@@ -240,7 +240,8 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
             removed.append(f"netns {netns}")
     if state is not None:
         (workdir / STATE_FILE).unlink(missing_ok=True)
-        shutil.rmtree(workdir / "tor", ignore_errors=True)
+    if prefix:
+        shutil.rmtree(tor.run_dir(f"{prefix}tor"), ignore_errors=True)
     return removed
 
 

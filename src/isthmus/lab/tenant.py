@@ -61,7 +61,9 @@ class Tenant:
         return result
 
     def put(self, path: str, properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return self.put_raw(self.id(path), {"location": "local", "properties": properties, **extra})
+        top_level = path.count("/") == 1  # children (subnets, securityRules) have no location
+        body = {**({"location": "local"} if top_level else {}), "properties": properties, **extra}
+        return self.put_raw(self.id(path), body)
 
     def get(self, path: str) -> dict[str, Any]:
         response = self.http.get(self.id(path), params=API)
@@ -100,6 +102,9 @@ class Tenant:
 
     def nsg(self, name: str, rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return self.put(f"networkSecurityGroups/{name}", {"securityRules": rules or []})
+
+    def security_rule(self, nsg: str, entry: dict[str, Any]) -> dict[str, Any]:
+        return self.put(f"networkSecurityGroups/{nsg}/securityRules/{entry['name']}", entry["properties"])
 
     def public_ip(self, name: str) -> str:
         doc = self.put(f"publicIPAddresses/{name}", {"publicIPAllocationMethod": "Static"}, sku={"name": "Standard"})

@@ -16,14 +16,20 @@ from isthmus.linux.run import in_netns
 FRR = Path("/usr/lib/frr")
 
 
+def run_dir(netns: str) -> Path:
+    """Where the ToR's FRR files live: readable by the frr user (a pytest tmp dir is not)."""
+    return Path("/run/isthmus") / netns
+
+
 def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
     """Start zebra and staticd for the ToR; returns their PIDs (read from their pid files)."""
+    workdir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     run_dir = workdir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     statics = "\n".join(f"ip route {PUBLIC_POOL} {address}" for address in mux_addresses)
     (workdir / "zebra.conf").write_text("hostname tor\n")
     (workdir / "staticd.conf").write_text(f"hostname tor\n{statics}\n")
-    for path in (workdir, run_dir, workdir / "zebra.conf", workdir / "staticd.conf"):
+    for path in (workdir, run_dir, workdir / "zebra.conf", workdir / "staticd.conf"):  # frr reads, writes run/
         shutil.chown(path, "frr", "frr")
     pids = []
     for daemon in ("zebra", "staticd"):
@@ -32,7 +38,9 @@ def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
             str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(workdir / f"{daemon}.conf"),
             "-i", str(pid_file), "-z", str(run_dir / "zserv.api"), "--vty_socket", str(run_dir),
         ]  # fmt: skip
-        subprocess.run(in_netns(netns, command), check=True, capture_output=True)
+        started = subprocess.run(in_netns(netns, command), capture_output=True, text=True, check=False)
+        if started.returncode != 0:
+            raise RuntimeError(f"{daemon} did not start: {(started.stderr or started.stdout).strip()[:500]}")
         pids.append(_wait_pid(pid_file))
     return pids
 

@@ -1,0 +1,30 @@
+"""A whole lab (controller, ToR, MUX and host agents in namespaces) per test module, always removed."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from isthmus.lab import fabric
+from isthmus.lab.topology import Topology
+
+if os.geteuid() != 0:
+    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[fabric.LabState]:
+    workdir = tmp_path_factory.mktemp("lab")
+    # Unique per run and module, short (interface names derive from node names, not from this).
+    prefix = f"it{os.getpid() % 10000}x{zlib.crc32(request.module.__name__.encode()) % 100:02d}-"
+    state = fabric.up(workdir, Topology(prefix, hosts=2, muxes=1, gateways=0), log_level="info")
+    try:
+        yield state
+    finally:
+        fabric.down(Path(workdir), prefix)
+        leftovers = [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+        assert not leftovers, leftovers
