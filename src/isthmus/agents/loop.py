@@ -11,6 +11,7 @@ nothing in Linux. Every RESYNC seconds a full pass re-reads everything from the 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -48,6 +49,7 @@ def run(client: ControllerClient, reconciler: Reconciler, address: str | None, s
     dirty = False  # a document not yet applied (a failed pass is retried at once after the backoff)
     last_full = 0.0
     backoff = 0.5
+    passes = 0
     while not stop.is_set():
         try:
             if not registered:
@@ -62,7 +64,9 @@ def run(client: ControllerClient, reconciler: Reconciler, address: str | None, s
                 started = time.monotonic()
                 outcome = reconciler.reconcile(document, full=full)
                 applied, dirty = document["revision"], False
-                outcome.details["passSeconds"] = round(time.monotonic() - started, 4)
+                passes += 1
+                outcome.details.update(passSeconds=round(time.monotonic() - started, 4), passes=passes,
+                                       full=full, pid=os.getpid())  # fmt: skip
                 if full:
                     last_full = time.monotonic()
                 log.info("applied revision %s in %.3f s", applied, outcome.details["passSeconds"])
