@@ -144,6 +144,18 @@ def test_full_lifecycle(network: NetworkManagementClient) -> None:
     assert nic.ip_configurations[0].private_ip_address == "100.64.1.4"
     assert nic.mac_address
 
+    def verify(port: str, remote: str) -> m.VerificationIPFlowResult:
+        question = m.VerificationIPFlowParameters(
+            target_resource_id=nic.id, direction="Inbound", protocol="TCP", local_port=port, remote_port="40000",
+            local_ip_address="100.64.1.4", remote_ip_address=remote,
+        )  # fmt: skip
+        return network.network_watchers.begin_verify_ip_flow(GROUP, "NetworkWatcher_local", question).result()
+
+    allowed = verify("22", "198.51.100.7")
+    assert (allowed.access, allowed.rule_name) == ("Allow", "securityRules/allow-ssh")
+    denied = verify("23", "198.51.100.7")
+    assert (denied.access, denied.rule_name) == ("Deny", "defaultSecurityRules/DenyAllInBound")
+
     gw_ip = network.public_ip_addresses.begin_create_or_update(
         GROUP, "gw-ip", m.PublicIPAddress(location="local", public_ip_allocation_method="Dynamic")
     ).result()

@@ -88,3 +88,42 @@ def test_token_and_pki_commands(live: Live, tmp_path: Path) -> None:
     assert both.returncode != 0
     ca = isthmus(live, "", "pki", "init", "--dir", str(tmp_path / "pki"))
     assert ca.returncode == 0 and (tmp_path / "pki" / "server.pem").exists()
+
+
+def test_nsg_verify(live: Live) -> None:
+    http = httpx.Client(base_url=live.url, verify=str(live.ca), headers={"Authorization": f"Bearer {live.tenant_a}"})
+    group = f"/subscriptions/{SUB_A}/resourceGroups/verify"
+    base = f"{group}/providers/Microsoft.Network"
+    api = {"api-version": "2026-03-01"}
+    http.put(group.replace("resourceGroups", "resourcegroups"), params={"api-version": "2024-11-01"},
+             json={"location": "local"})  # fmt: skip
+    ssh = {"name": "ssh", "properties": {"priority": 100, "access": "Allow", "direction": "Inbound",
+           "protocol": "Tcp", "sourceAddressPrefix": "Internet", "destinationAddressPrefix": "*",
+           "sourcePortRange": "*", "destinationPortRange": "22"}}  # fmt: skip
+    http.put(
+        f"{base}/networkSecurityGroups/n",
+        params=api,
+        json={"location": "local", "properties": {"securityRules": [ssh]}},
+    )
+    vnet = {"addressSpace": {"addressPrefixes": ["100.64.5.0/24"]},
+            "subnets": [{"name": "s", "properties": {"addressPrefix": "100.64.5.0/24"}}]}  # fmt: skip
+    http.put(f"{base}/virtualNetworks/v", params=api, json={"location": "local", "properties": vnet})
+    nic = {"networkSecurityGroup": {"id": f"{base}/networkSecurityGroups/n"}, "ipConfigurations": [
+        {"name": "c", "properties": {"subnet": {"id": f"{base}/virtualNetworks/v/subnets/s"}}}]}  # fmt: skip
+    assert (
+        http.put(f"{base}/networkInterfaces/nic", params=api, json={"location": "local", "properties": nic}).status_code
+        == 201
+    )
+
+    def verify(port: int) -> dict[str, str]:
+        done = isthmus(live, live.tenant_a, "-o", "json", "nsg", "verify", "--nic", f"{base}/networkInterfaces/nic",
+                       "--local", f"100.64.5.4:{port}", "--remote", "198.51.100.7:40000")  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        answer: dict[str, str] = json.loads(done.stdout)
+        return answer
+
+    assert (verify(22)["access"], verify(22)["ruleName"]) == ("Allow", "securityRules/ssh")
+    assert verify(23)["ruleName"] == "defaultSecurityRules/DenyAllInBound"
+    table = isthmus(live, live.tenant_a, "nsg", "verify", "--nic", f"{base}/networkInterfaces/nic",
+                    "--local", "100.64.5.4:23", "--remote", "198.51.100.7:40000")  # fmt: skip
+    assert "Deny" in table.stdout and "DenyAllInBound" in table.stdout

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from isthmus import __version__
 from isthmus.api import errors
 from isthmus.api.admin.routes import router as admin_router
+from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
 from isthmus.api.nodes import router as nodes_router
@@ -89,6 +90,7 @@ def create_app(engine: Engine, *, page_size: int = 100) -> FastAPI:
     app.state.isthmus = state
     errors.install(app)
     app.include_router(arm_router)
+    app.include_router(flow_verify_router)
     app.include_router(admin_router)
     app.include_router(nodes_router)
 

@@ -41,7 +41,15 @@ def client(s: Settings) -> httpx.Client:
 
 def get(s: Settings, path: str, params: dict[str, str] | None = None) -> Any:
     with client(s) as http:
-        response = http.get(path, params=params)
+        return _answer(http.get(path, params=params))
+
+
+def post(s: Settings, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
+    with client(s) as http:
+        return _answer(http.post(path, params=params, json=body))
+
+
+def _answer(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         try:
             error = response.json()["error"]

@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from isthmus.api.state import LIVE_SECONDS
-from isthmus.cli.client import arm_list, get, settings, show
+from isthmus.cli.client import NETWORK_API, arm_list, get, post, settings, show
+from isthmus.model import ids
 
 vnet_app = typer.Typer(help="Virtual networks.", no_args_is_help=True)
 publicip_app = typer.Typer(help="Public IP addresses.", no_args_is_help=True)
@@ -89,6 +90,39 @@ def nsg_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
         ],
         "network security groups",
     )
+
+
+@nsg_app.command("verify")
+def nsg_verify(
+    ctx: typer.Context,
+    nic: str = typer.Option(..., help="The networkInterfaces id."),
+    direction: str = typer.Option("Inbound", help="Inbound or Outbound, seen from the NIC."),
+    protocol: str = typer.Option("TCP", help="TCP, UDP or ICMP."),
+    local: str = typer.Option(..., help="The NIC's side: ADDRESS:PORT."),
+    remote: str = typer.Option(..., help="The other side: ADDRESS:PORT."),
+) -> None:
+    """IP flow verify: Allow or Deny, and the rule that decides, for one flow at a NIC (no packet is sent)."""
+    parsed = ids.parse(nic)
+    if parsed is None:
+        raise typer.BadParameter("--nic must be a networkInterfaces id")
+    (local_ip, local_port), (remote_ip, remote_port) = (_endpoint(local, "--local"), _endpoint(remote, "--remote"))
+    path = (
+        f"/subscriptions/{parsed.subscription}/resourceGroups/{parsed.resource_group}"
+        "/providers/Microsoft.Network/networkWatchers/NetworkWatcher_local/ipFlowVerify"
+    )
+    question = {"targetResourceId": nic, "direction": direction, "protocol": protocol, "localPort": local_port,
+                "remotePort": remote_port, "localIPAddress": local_ip, "remoteIPAddress": remote_ip}  # fmt: skip
+    answer = post(settings(ctx), path, question, {"api-version": NETWORK_API})
+    columns = [("access", lambda r: r["access"]), ("rule", lambda r: r["ruleName"]),
+               ("network security group", lambda r: r.get("networkSecurityGroup"))]  # fmt: skip
+    show(settings(ctx), [answer], columns, "IP flow verify", raw=answer)
+
+
+def _endpoint(text: str, option: str) -> tuple[str, str]:
+    address, _, port = text.rpartition(":")
+    if not address or not port:
+        raise typer.BadParameter(f"{option} is ADDRESS:PORT")
+    return address.strip("[]"), port
 
 
 @nsg_app.command("show")
