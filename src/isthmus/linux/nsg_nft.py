@@ -87,14 +87,17 @@ def rule_lines(rule: Mapping[str, Any]) -> list[str]:
             for side, values in (("saddr", sources), ("daddr", destinations))
             if values != [any_net]
         )
+        # An address match implies the family; without one the rule must still name it, or the IPv6 half
+        # of a rule would judge IPv4 packets too (the kernel property test found exactly that).
+        addresses = addresses or f"meta nfproto {'ipv4' if version == 4 else 'ipv6'}"
         if protocol == "*":
             if ports:
-                out.append(_join("meta l4proto { tcp, udp }", addresses, ports, verdict, comment))
-                out.append(_join("meta l4proto != { tcp, udp }", addresses, "", verdict, comment))
+                out.append(_join(addresses, "meta l4proto { tcp, udp }", ports, verdict, comment))
+                out.append(_join(addresses, "meta l4proto != { tcp, udp }", verdict, comment))
             else:
-                out.append(_join(f"meta nfproto {'ipv4' if version == 4 else 'ipv6'}", addresses, "", verdict, comment))
+                out.append(_join(addresses, verdict, comment))
         else:
-            out.append(_join(f"meta l4proto {PROTOCOLS[protocol]}", addresses, ports, verdict, comment))
+            out.append(_join(addresses, f"meta l4proto {PROTOCOLS[protocol]}", ports, verdict, comment))
     return out
 
 

@@ -19,14 +19,16 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
-def socket_in(netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:
+def socket_in(
+    netns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0
+) -> socket.socket:
     """A socket of `netns`, usable from this process. Call while this thread's namespace may move briefly."""
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open(f"{NETNS_DIR}/{netns}", os.O_RDONLY)
     try:
         _setns(target)
         try:
-            return socket.socket(family, kind)
+            return socket.socket(family, kind, proto)
         finally:
             _setns(own)
     finally:

@@ -1,0 +1,148 @@
+"""The kernel enforces exactly what IP flow verify predicts.
+
+Hypothesis draws a subnet NSG and a NIC NSG (random rules over tags, prefixes, port ranges and lists)
+and flows in both directions; the NSGs are loaded into a real router namespace as the host agent loads
+them (linux/nsg_nft.py), one real packet per flow is sent between namespaces, and whether it crossed the
+router (a confirmed conntrack entry there) must equal compile/'s verdict.
+
+    peer netns (198.51.100.7, 203.0.113.9, …) ── np ─ router netns ─ nvm ── VM netns (100.64.1.4)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from isthmus.compile.host import AZURE_LOAD_BALANCER, program_json
+from isthmus.compile.security_rules import Flow, NsgContext, compile_nsg, verify_flow
+from isthmus.linux import nft
+from isthmus.linux.nsg_nft import Port, render_filter
+from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, run, sysctl
+from isthmus.linux.sockets import socket_in
+from tests.unit.test_security_rules import rule_sets
+
+if os.geteuid() != 0:
+    pytest.skip("needs root (network namespaces)", allow_module_level=True)
+
+VM = "100.64.1.4"
+PEERS = ["100.64.200.1", "198.51.100.7", "203.0.113.9", "198.18.255.254", "192.0.2.1"]
+CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), AZURE_LOAD_BALANCER)
+EXAMPLES = int(os.environ.get("ISTHMUS_KERNEL_EXAMPLES", "60"))
+
+
+@pytest.fixture(scope="module")
+def netns() -> Iterator[dict[str, str]]:
+    tag = f"nk{os.getpid() % 100000}"
+    names = {"router": f"{tag}-router", "vm": f"{tag}-vm", "peer": f"{tag}-peer"}
+    try:
+        for name in names.values():
+            add_netns(name)
+        router, vm, peer = names["router"], names["vm"], names["peer"]
+        sysctl(router, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.proxy_arp": "1"})
+        ip_batch(router, [
+            f"link add nvm type veth peer name eth0 netns {vm}", f"link add np type veth peer name eth0 netns {peer}",
+            "ntable change name arp_cache dev nvm proxy_delay 0", "ntable change name arp_cache dev np proxy_delay 0",
+            "link set nvm up", "link set np up", "addr add 100.64.1.1/32 dev lo", f"route add {VM}/32 dev nvm",
+            *(f"route add {p}/32 dev np" for p in PEERS),
+        ])  # fmt: skip
+        ip_batch(vm, [f"addr add {VM}/16 dev eth0", "link set eth0 up", "route add default dev eth0"])
+        ip_batch(
+            peer, [*(f"addr add {p}/32 dev eth0" for p in PEERS), "link set eth0 up", "route add default dev eth0"]
+        )
+        for observer in (vm, peer):
+            run(in_netns(observer, ["nft", "-f", "-"]), stdin=OBSERVER)
+        yield names
+    finally:
+        for name in names.values():
+            delete_netns(name)
+
+
+def send(netns: str, flow: Flow) -> None:
+    """One packet of `flow`, from its source address and port, not waiting for any answer."""
+    src, dst = str(flow.source_ip), str(flow.destination_ip)
+    if flow.protocol == "Icmp":
+        sock = socket_in(netns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        header = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1)
+        sock.bind((src, 0))
+        sock.sendto(struct.pack("!BBHHH", 8, 0, _checksum(header), 0x1234, 1), (dst, 0))
+    else:
+        kind = socket.SOCK_STREAM if flow.protocol == "Tcp" else socket.SOCK_DGRAM
+        sock = socket_in(netns, socket.AF_INET, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((src, flow.source_port))
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect((dst, flow.destination_port))
+        else:
+            sock.sendto(b"x", (dst, flow.destination_port))
+    time.sleep(0.02)
+    sock.close()
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+OBSERVER = """table inet observer {
+counter seen {}
+chain prerouting {
+type filter hook prerouting priority raw; policy accept;
+tcp flags & (syn | ack) == syn counter name seen
+meta l4proto udp counter name seen
+icmp type echo-request counter name seen
+}
+}
+"""
+
+
+def arrived(netns: str) -> bool:
+    """Did a flow's first packet (SYN, datagram, echo request) reach `netns` since the last look?"""
+    out = run(in_netns(netns, ["nft", "reset", "counter", "inet", "observer", "seen"]))
+    packets = re.search(r"packets (\d+)", out)
+    return bool(packets and int(packets.group(1)) > 0)
+
+
+flows = st.builds(
+    lambda direction, protocol, peer, sport, dport: Flow(
+        direction, protocol,
+        ip_address(peer if direction == "Inbound" else VM), sport,
+        ip_address(VM if direction == "Inbound" else peer), dport,
+    ),
+    st.sampled_from(["Inbound", "Outbound"]), st.sampled_from(["Tcp", "Udp", "Icmp"]), st.sampled_from(PEERS),
+    st.sampled_from([22, 1500, 40000]), st.sampled_from([22, 80, 443, 1000, 2000, 2001, 8080]),
+)  # fmt: skip
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subnet_rules=rule_sets(), nic_rules=rule_sets(), sample=st.lists(flows, min_size=4, max_size=8))
+def test_kernel_verdict_equals_flow_verify(
+    netns: dict[str, str], subnet_rules: list[dict[str, Any]], nic_rules: list[dict[str, Any]], sample: list[Flow]
+) -> None:
+    subnet, nic = compile_nsg(subnet_rules, CONTEXT), compile_nsg(nic_rules, CONTEXT)
+    programs = {"subnet": program_json(subnet), "nic": program_json(nic)}
+    nft.ensure_table(netns["router"], "inet", "isthmus", render_filter([Port("nvm", "nic", "subnet")], programs))
+    for flow in sample:
+        run(in_netns(netns["router"], ["conntrack", "-F"]), check=False)  # every flow is new to the router
+        source, destination = ("peer", "vm") if flow.direction == "Inbound" else ("vm", "peer")
+        arrived(netns[destination])
+        send(netns[source], flow)
+        verdict = verify_flow(flow, ("subnet", subnet), ("nic", nic))
+        if arrived(netns[destination]) != (verdict.access == "Allow"):
+            raise AssertionError(f"kernel disagrees with {verdict} on {flow}\nsubnet NSG {subnet_rules}\n"
+                                 f"NIC NSG {nic_rules}\nflows {sample}")  # fmt: skip

@@ -1,0 +1,41 @@
+"""NSG programs as nftables text: the shape the kernel test relies on, checked without a kernel."""
+
+from __future__ import annotations
+
+from isthmus.linux.nsg_nft import Port, render_filter, rule_lines
+
+
+def compiled(**overrides: object) -> dict[str, object]:
+    rule = {"name": "r", "priority": 100, "access": "Deny", "protocol": "Tcp",
+            "sourcePrefixes": ["0.0.0.0/0", "::/0"], "sourcePorts": [[0, 65535]],
+            "destinationPrefixes": ["0.0.0.0/0", "::/0"], "destinationPorts": [[22, 22]]}  # fmt: skip
+    rule.update(overrides)
+    return rule
+
+
+def test_each_family_half_names_its_family() -> None:
+    v4, v6 = rule_lines(compiled())
+    assert v4.startswith("meta nfproto ipv4 ") and v6.startswith("meta nfproto ipv6 ")
+    assert "th dport 22 drop" in v4
+
+
+def test_a_family_with_no_prefix_on_one_side_is_left_out() -> None:
+    lines = rule_lines(compiled(sourcePrefixes=["198.51.100.0/24"], access="Allow"))
+    assert lines == ['ip saddr 198.51.100.0/24 meta l4proto tcp th dport 22 return comment "r"']
+
+
+def test_any_protocol_with_ports_filters_tcp_udp_ports_and_passes_other_protocols_on_addresses() -> None:
+    lines = rule_lines(compiled(protocol="*", sourcePrefixes=["100.64.0.0/16"], destinationPrefixes=["100.64.0.0/16"]))
+    assert lines == [
+        'ip saddr 100.64.0.0/16 ip daddr 100.64.0.0/16 meta l4proto { tcp, udp } th dport 22 drop comment "r"',
+        'ip saddr 100.64.0.0/16 ip daddr 100.64.0.0/16 meta l4proto != { tcp, udp } drop comment "r"',
+    ]
+
+
+def test_ports_dispatch_through_verdict_maps_in_azure_order() -> None:
+    programs = {"n": {"inbound": [], "outbound": []}, "s": {"inbound": [], "outbound": []}}
+    text = render_filter([Port("nab", "n", "s"), Port("ncd", None, "s")], programs)
+    assert 'iifname vmap { "nab" : jump port-nab-out, "ncd" : jump port-ncd-out }' in text
+    assert "chain port-nab-out {\njump nsg0-out\njump nsg1-out\n}" in text  # NIC (n) first on the way out
+    assert "chain port-nab-in {\njump nsg1-in\njump nsg0-in\n}" in text  # subnet (s) first on the way in
+    assert "chain port-ncd-in {\njump nsg1-in\n}" in text
