@@ -27,8 +27,8 @@ def test_a_family_with_no_prefix_on_one_side_is_left_out() -> None:
 def test_any_protocol_with_ports_filters_tcp_udp_ports_and_passes_other_protocols_on_addresses() -> None:
     lines = rule_lines(compiled(protocol="*", sourcePrefixes=["100.64.0.0/16"], destinationPrefixes=["100.64.0.0/16"]))
     assert lines == [
-        'ip saddr 100.64.0.0/16 ip daddr 100.64.0.0/16 meta l4proto { tcp, udp } th dport 22 drop comment "r"',
-        'ip saddr 100.64.0.0/16 ip daddr 100.64.0.0/16 meta l4proto != { tcp, udp } drop comment "r"',
+        'ip saddr 100.64.0.0/16 ip daddr 100.64.0.0/16 meta l4proto @ported th dport 22 drop comment "r"',
+        'ip saddr 100.64.0.0/16 ip daddr 100.64.0.0/16 meta l4proto != @ported drop comment "r"',
     ]
 
 

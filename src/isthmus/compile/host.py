@@ -218,10 +218,16 @@ def program_json(program: NsgProgram) -> dict[str, Any]:
             "priority": r.priority,
             "access": r.access,
             "protocol": r.protocol,
-            "sourcePrefixes": [str(p) for p in r.source_prefixes],
+            "sourcePrefixes": _texts(r.source_prefixes),
             "sourcePorts": [list(p) for p in r.source_ports],
-            "destinationPrefixes": [str(p) for p in r.destination_prefixes],
+            "destinationPrefixes": _texts(r.destination_prefixes),
             "destinationPorts": [list(p) for p in r.destination_ports],
         }
 
     return {"inbound": [rule(r) for r in program.inbound], "outbound": [rule(r) for r in program.outbound]}
+
+
+@lru_cache(maxsize=16384)
+def _texts(prefixes: tuple[Any, ...]) -> list[str]:
+    """Prefixes as text (cached: the same few tuples recur; callers only read the list)."""
+    return [str(p) for p in prefixes]

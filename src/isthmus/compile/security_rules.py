@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collapse_addresses, ip_network
 from typing import Any
 
@@ -311,11 +312,7 @@ def _compile(rule: Mapping[str, Any], context: NsgContext, *, default: bool) -> 
         return merge_intervals(port_interval(v) or ALL_PORTS[0] for v in values)
 
     def prefixes(side: str) -> tuple[Network, ...]:
-        values = props.get(f"{side}AddressPrefixes") or [props[f"{side}AddressPrefix"]]
-        out: list[Network] = []
-        for value in values:
-            out.extend(resolve_prefix(value, context))
-        return collapse(out)
+        return _resolved(tuple(props.get(f"{side}AddressPrefixes") or [props[f"{side}AddressPrefix"]]), context)
 
     return Rule(
         name=rule["name"], default=default, priority=props["priority"], direction=props["direction"],
@@ -323,6 +320,15 @@ def _compile(rule: Mapping[str, Any], context: NsgContext, *, default: bool) -> 
         source_prefixes=prefixes("source"), source_ports=ports("source"),
         destination_prefixes=prefixes("destination"), destination_ports=ports("destination"),
     )  # fmt: skip
+
+
+@lru_cache(maxsize=16384)
+def _resolved(values: tuple[str, ...], context: NsgContext) -> tuple[Network, ...]:
+    """A rule side's prefixes and tags as collapsed networks (rules repeat the same few sides: cached)."""
+    out: list[Network] = []
+    for value in values:
+        out.extend(resolve_prefix(value, context))
+    return (out[0],) if len(out) == 1 else collapse(out)
 
 
 def resolve_prefix(value: str, context: NsgContext) -> list[Network]:

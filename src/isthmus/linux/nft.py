@@ -27,17 +27,29 @@ def loaded_digest(netns: str | None, family: str, table: str) -> str | None:
     return match.group(1) if match else None
 
 
-def ensure_table(netns: str | None, family: str, table: str, body: str) -> bool:
+_loaded: dict[tuple[str | None, str, str], str] = {}  # what this process loaded last, by (netns, family, table)
+
+
+def ensure_table(netns: str | None, family: str, table: str, body: str, *, verify: bool = True) -> bool:
     """Make `table` hold exactly `body` (chains, sets, rules), in one transaction; False if it already did.
-    A body nft rejects raises LinuxError and leaves the loaded table as it was."""
+    With verify=False a table this process loaded with the same digest is trusted without listing it
+    (listing a 1,000-rule table costs ~70 ms); full passes verify. A body nft rejects raises LinuxError
+    and leaves the loaded table as it was."""
     digest = digest_of(body)
+    where = (netns, family, table)
+    if not verify and _loaded.get(where) == digest:
+        return False
     if loaded_digest(netns, family, table) == digest:
+        _loaded[where] = digest
         return False
     name = f"{family} {table}"
     script = f'table {name}\ndelete table {name}\ntable {name} {{\ncomment "{digest}"\n{body}\n}}\n'
+    _loaded.pop(where, None)
     run(in_netns(netns, ["nft", "-f", "-"]), stdin=script)
+    _loaded[where] = digest
     return True
 
 
 def delete_table(netns: str | None, family: str, table: str) -> None:
+    _loaded.pop((netns, family, table), None)
     run(in_netns(netns, ["nft", "delete", "table", family, table]), check=False)

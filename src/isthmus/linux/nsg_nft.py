@@ -8,18 +8,26 @@ map keyed by interface, so the per-packet cost does not grow with the number of 
        └─ oifname vmap { port: jump port-in }   ─► nsg(subnet)-in ─► nsg(NIC)-in       (VM receiving)
 
 In an NSG chain an Allow rule returns (the next NSG still has its say) and a Deny rule drops. Prefix and
-port lists are anonymous interval sets, so one rule costs one lookup however many prefixes it names.
+port lists are anonymous interval sets, so one rule costs one lookup however many prefixes it names; the
+protocol groups are two named sets shared by all rules. A flow's first packet walks the NSG's rules in
+order (established packets never do). Merging runs of same-access rules into one concatenated interval
+set was tried: the kernel rejects overlapping intervals in a concatenated set ("File exists"), and rules'
+intervals overlap freely, so that needs a disjoint decomposition first (not done).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import ip_network
 from typing import Any
 
 TABLE = "isthmus"
-PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "{ icmp, ipv6-icmp }", "Esp": "esp", "Ah": "ah"}
+PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "@icmp_any", "Esp": "esp", "Ah": "ah"}
+# Named once per table: an anonymous set per rule would be one more kernel object per rule (twice the load time).
+SHARED_SETS = [
+    "set ported {", "type inet_proto", "elements = { tcp, udp }", "}",
+    "set icmp_any {", "type inet_proto", "elements = { icmp, ipv6-icmp }", "}",
+]  # fmt: skip
 ALL_PORTS = [[0, 65535]]
 
 
@@ -41,6 +49,7 @@ def render_filter(ports: Sequence[Port], programs: Mapping[str, Mapping[str, Any
     used = sorted({n for p in ports for n in (p.nic_nsg, p.subnet_nsg) if n is not None})
     index = {nsg: i for i, nsg in enumerate(used)}
     lines = [
+        *SHARED_SETS,
         "chain forward {",
         "type filter hook forward priority filter; policy accept;",
         "ct state established,related accept",
@@ -78,8 +87,8 @@ def rule_lines(rule: Mapping[str, Any]) -> list[str]:
     out = []
     for family, any_net in (("ip", "0.0.0.0/0"), ("ip6", "::/0")):
         version = 4 if family == "ip" else 6
-        sources = [p for p in rule["sourcePrefixes"] if ip_network(p).version == version]
-        destinations = [p for p in rule["destinationPrefixes"] if ip_network(p).version == version]
+        sources = [p for p in rule["sourcePrefixes"] if (":" in p) == (version == 6)]
+        destinations = [p for p in rule["destinationPrefixes"] if (":" in p) == (version == 6)]
         if not sources or not destinations:
             continue
         addresses = " ".join(
@@ -92,8 +101,8 @@ def rule_lines(rule: Mapping[str, Any]) -> list[str]:
         addresses = addresses or f"meta nfproto {'ipv4' if version == 4 else 'ipv6'}"
         if protocol == "*":
             if ports:
-                out.append(_join(addresses, "meta l4proto { tcp, udp }", ports, verdict, comment))
-                out.append(_join(addresses, "meta l4proto != { tcp, udp }", verdict, comment))
+                out.append(_join(addresses, "meta l4proto @ported", ports, verdict, comment))
+                out.append(_join(addresses, "meta l4proto != @ported", verdict, comment))
             else:
                 out.append(_join(addresses, verdict, comment))
         else:

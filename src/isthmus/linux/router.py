@@ -110,8 +110,8 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
     neighbours = {a: remote.router_mac for remote in spec.remotes for a in remote.addresses}
     changes += ensure_neighbours(spec.netns, spec.vxlan, neighbours)
     changes += ensure_fdb(spec.netns, spec.vxlan, {r.router_mac: r.vtep for r in spec.remotes})
-    changes += nft.ensure_table(spec.netns, "inet", "isthmus", spec.filter_body)
-    changes += nft.ensure_table(spec.netns, "ip", "isthmus_nat", spec.nat_body)
+    changes += nft.ensure_table(spec.netns, "inet", "isthmus", spec.filter_body, verify=check_vms)
+    changes += nft.ensure_table(spec.netns, "ip", "isthmus_nat", spec.nat_body, verify=check_vms)
     return changes
 
 

@@ -1,0 +1,239 @@
+"""Benchmark of the host data plane, on real namespaces (needs root).
+
+Without a lab (a router namespace between a VM and a peer, loaded as the host agent loads it):
+  - an NSG of 1,000 rules: compile + render + load into the kernel          (target < 100 ms)
+  - VM-to-peer iperf3 through the router with those 1,000 rules vs none     (target ratio >= 0.9)
+  - plain veth between two namespaces (the baseline of the VXLAN figure)
+With a lab (controller, ToR, MUX and host agents; everything through the API):
+  - VM-to-VM across hosts over VXLAN, iperf3, as a ratio to the veth baseline
+  - securityRule PUT -> enforced in the kernel (the first SYN through) p50/p99  (target < 200 / < 500 ms)
+  - N VMs on 2 hosts from empty to all reachable                           (200 in the full run)
+Prints a table, then one JSON object as the last line. `--quick` is a small run under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
+
+from isthmus.compile import host, security_rules
+from isthmus.compile.host import AZURE_LOAD_BALANCER, program_json
+from isthmus.compile.security_rules import NsgContext, compile_nsg
+from isthmus.lab import fabric, probe, vms
+from isthmus.lab.tenant import Tenant, rule
+from isthmus.lab.topology import Topology
+from isthmus.linux import nft
+from isthmus.linux.nsg_nft import Port, render_filter
+from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, sysctl
+
+CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), AZURE_LOAD_BALANCER)
+VM, PEER = "100.64.1.4", "198.51.100.200"
+IPERF_PORT = 5201
+
+
+def thousand_rules(count: int = 1000) -> list[dict[str, Any]]:
+    """count-1 deny rules that do not match the measured flow (other sources, other ports), then its allow."""
+    rng = random.Random(7)
+    rules = []
+    for index in range(count - 1):
+        source = f"203.0.113.{rng.randrange(256)}/32" if index % 2 else f"192.0.2.{rng.randrange(0, 256, 8)}/29"
+        low = rng.randrange(6000, 60000)
+        rules.append(rule(f"deny-{index}", 100 + index, "Deny", protocol=rng.choice(["Tcp", "Udp", "*"]),
+                          source=source, ports=f"{low}-{low + rng.randrange(100)}"))  # fmt: skip
+    rules.append(rule("allow-iperf", 100 + count, protocol="Tcp", ports=str(IPERF_PORT), source=PEER))
+    return rules
+
+
+@contextmanager
+def router_topology(tag: str) -> Iterator[dict[str, str]]:
+    names = {"router": f"{tag}-router", "vm": f"{tag}-vm", "peer": f"{tag}-peer", "a": f"{tag}-a", "b": f"{tag}-b"}
+    try:
+        for name in names.values():
+            add_netns(name)
+        router, vm, peer = names["router"], names["vm"], names["peer"]
+        sysctl(router, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.proxy_arp": "1"})
+        ip_batch(router, [
+            f"link add nvm type veth peer name eth0 netns {vm}", f"link add np type veth peer name eth0 netns {peer}",
+            "ntable change name arp_cache dev nvm proxy_delay 0", "ntable change name arp_cache dev np proxy_delay 0",
+            "link set nvm up", "link set np up", f"route add {VM}/32 dev nvm", f"route add {PEER}/32 dev np",
+        ])  # fmt: skip
+        ip_batch(vm, [f"addr add {VM}/16 dev eth0", "link set eth0 up", "route add default dev eth0"])
+        ip_batch(peer, [f"addr add {PEER}/32 dev eth0", "link set eth0 up", "route add default dev eth0"])
+        veth = f"link add eth0 type veth peer name eth0 netns {names['b']}"
+        ip_batch(names["a"], [veth, "addr add 198.19.0.0/31 dev eth0", "link set eth0 up"])
+        ip_batch(names["b"], ["addr add 198.19.0.1/31 dev eth0", "link set eth0 up"])
+        yield names
+    finally:
+        for name in names.values():
+            delete_netns(name)
+
+
+def iperf(server_ns: str, address: str, client_ns: str, seconds: float) -> float:
+    """Gbit/s received by an iperf3 server in `server_ns` on `address` from one TCP stream."""
+    server = subprocess.Popen(in_netns(server_ns, ["iperf3", "-s", "-1", "-B", address, "-p", str(IPERF_PORT)]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.3)
+        out = subprocess.run(
+            in_netns(client_ns, ["iperf3", "-c", address, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]),
+            capture_output=True, text=True, timeout=seconds + 20, check=True,
+        )  # fmt: skip
+        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        server.kill()
+        server.wait()
+
+
+def load_nsg(router: str, rules: list[dict[str, Any]]) -> tuple[float, float]:
+    """Seconds to compile + render the rules' JSON, and to replace the kernel table, as the agent does it."""
+    security_rules._resolved.cache_clear()  # a cold compile: nothing of an earlier NSG is reused
+    host._texts.cache_clear()
+    started = time.perf_counter()
+    program = program_json(compile_nsg(rules, CONTEXT))
+    body = render_filter([Port("nvm", "nic", None)], {"nic": program})
+    compiled = time.perf_counter()
+    nft.ensure_table(router, "inet", "isthmus", body, verify=False)  # as the agent's passes between full ones
+    return compiled - started, time.perf_counter() - compiled
+
+
+def without_lab(quick: bool) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    seconds = 1.0 if quick else 3.0
+    with router_topology(f"bd{os.getpid() % 10000}") as ns:
+        rules = thousand_rules()
+        loads = []
+        for index in range(5 if quick else 20):
+            rules[0]["properties"]["destinationPortRange"] = str(7000 + index)  # a real reload every time
+            loads.append(load_nsg(ns["router"], rules))
+        totals = [c + k for c, k in loads]
+        figures["nsg1000_load_ms_p50"] = round(statistics.median(totals) * 1000, 1)
+        figures["nsg1000_load_ms_max"] = round(max(totals) * 1000, 1)
+        figures["nsg1000_compile_ms_p50"] = round(statistics.median(c for c, _k in loads) * 1000, 1)
+        figures["nsg1000_kernel_ms_p50"] = round(statistics.median(k for _c, k in loads) * 1000, 1)
+        with_rules, without = [], []
+        for _round in range(1 if quick else 2):  # alternate: the machine is shared and noisy
+            load_nsg(ns["router"], rules)
+            with_rules.append(iperf(ns["vm"], VM, ns["peer"], seconds))
+            load_nsg(ns["router"], [rule("allow-iperf", 100, protocol="Tcp", ports=str(IPERF_PORT), source=PEER)])
+            without.append(iperf(ns["vm"], VM, ns["peer"], seconds))
+        figures["routed_gbps_1000_rules"] = round(statistics.median(with_rules), 2)
+        figures["routed_gbps_1_rule"] = round(statistics.median(without), 2)
+        figures["nsg_throughput_ratio"] = round(figures["routed_gbps_1000_rules"] / figures["routed_gbps_1_rule"], 3)
+        figures["veth_gbps"] = round(iperf(ns["b"], "198.19.0.1", ns["a"], seconds), 2)
+    return figures
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> float | None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if predicate():
+            return time.perf_counter() - started
+    return None
+
+
+def with_lab(quick: bool, workdir: Path, veth_gbps: float) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    prefix = f"bl{os.getpid() % 10000}-"
+    lab = fabric.up(workdir, Topology(prefix, hosts=2, muxes=1, gateways=0), log_level="warning")
+    try:
+        tenant = Tenant(lab, "00000000-0000-0000-0000-0000000000be")
+        tenant.nsg("web", [])
+        tenant.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "back": "100.64.16.0/20"}, nsg="web")
+        tenant.public_ip("pip")
+        tenant.nic("a", "vnet1", "front", public_ip="pip")
+        tenant.nic("b", "vnet1", "back")
+        a = vms.create(lab, "a", tenant.id("networkInterfaces/a"), "h1")
+        b = vms.create(lab, "b", tenant.id("networkInterfaces/b"), "h2")
+        vxlan = iperf(b.netns, b.addresses[0], a.netns, 1.0 if quick else 3.0)
+        figures["vxlan_gbps"] = round(vxlan, 2)
+        figures["vxlan_vs_veth_ratio"] = round(vxlan / veth_gbps, 3)
+
+        vip = tenant.get("publicIPAddresses/pip")["properties"]["ipAddress"]
+        inet = lab.topology.netns("inet")
+        latencies = []
+        with probe.server(a.netns, "0.0.0.0", 20000):
+            for trial in range(20 if quick else 100):
+                name = f"allow-{trial}"
+                tenant.security_rule("web", rule(name, 200, protocol="Tcp", ports="20000", source="Internet"))
+                took = wait_until(lambda: probe.tcp_open(inet, vip, 20000, timeout=0.005), 5.0)
+                latencies.append(took if took is not None else 5.0)
+                tenant.delete(f"networkSecurityGroups/web/securityRules/{name}")
+                wait_until(lambda: not probe.tcp_open(inet, vip, 20000, timeout=0.05), 5.0)
+        latencies.sort()
+        figures["rule_to_kernel_ms_p50"] = round(statistics.median(latencies) * 1000, 1)
+        figures["rule_to_kernel_ms_p99"] = round(
+            latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 1
+        )
+        figures["rule_trials"] = len(latencies)
+
+        count = 40 if quick else 200
+        started = time.perf_counter()
+        made = []
+        for index in range(count):
+            tenant.nic(f"s{index}", "vnet1", "back")
+            made.append(f"s{index}")
+        api_done = time.perf_counter() - started
+        with lab.operator() as http:
+            for index, name in enumerate(made):
+                body = {"properties": {"networkInterface": tenant.id(f"networkInterfaces/{name}"),
+                                       "host": "h1" if index % 2 else "h2"}}  # fmt: skip
+                http.put(f"/admin/portBindings/{name}", json=body).raise_for_status()
+        pending = set(made)
+        deadline = time.monotonic() + 300
+        while pending and time.monotonic() < deadline:
+            for name in sorted(pending):
+                vm = vms.find(lab, name)
+                if vm and vm.addresses and probe.ping(a.netns, vm.addresses[0], timeout=0.5):
+                    pending.discard(name)
+        figures["scale_vms"] = count
+        figures["scale_seconds_to_all_reachable"] = round(time.perf_counter() - started, 1)
+        figures["scale_seconds_api_only"] = round(api_done, 1)
+        figures["scale_unreachable"] = len(pending)
+    finally:
+        fabric.down(workdir, prefix)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
+    args = parser.parse_args()
+    figures = without_lab(args.quick)
+    with tempfile.TemporaryDirectory() as workdir:
+        figures.update(with_lab(args.quick, Path(workdir), figures["veth_gbps"]))
+    rows = [
+        ("NSG 1,000 rules: compile + load, p50", f"{figures['nsg1000_load_ms_p50']} ms (compile "
+         f"{figures['nsg1000_compile_ms_p50']}, kernel {figures['nsg1000_kernel_ms_p50']})", "< 100 ms",
+         figures["nsg1000_load_ms_p50"] < 100),
+        ("routed TCP, 1,000 rules vs 1 rule", f"{figures['routed_gbps_1000_rules']} / {figures['routed_gbps_1_rule']} "
+         f"Gbit/s = {figures['nsg_throughput_ratio']}", ">= 0.9", figures["nsg_throughput_ratio"] >= 0.9),
+        ("VM-VM across hosts (VXLAN) vs veth", f"{figures['vxlan_gbps']} / {figures['veth_gbps']} Gbit/s = "
+         f"{figures['vxlan_vs_veth_ratio']}", "ratio", None),
+        ("securityRule PUT -> kernel, p50", f"{figures['rule_to_kernel_ms_p50']} ms", "< 200 ms",
+         figures["rule_to_kernel_ms_p50"] < 200),
+        ("securityRule PUT -> kernel, p99", f"{figures['rule_to_kernel_ms_p99']} ms ({figures['rule_trials']} trials)",
+         "< 500 ms", figures["rule_to_kernel_ms_p99"] < 500),
+        (f"{figures['scale_vms']} VMs on 2 hosts: empty -> all reachable",
+         f"{figures['scale_seconds_to_all_reachable']} s (API alone {figures['scale_seconds_api_only']} s)", "-",
+         figures["scale_unreachable"] == 0),
+    ]  # fmt: skip
+    print("\nisthmus data plane benchmark" + (" (--quick)" if args.quick else ""))
+    print(f"{'measure':<46} {'value':>44}  {'target':<9} met")
+    for name, value, target, met in rows:
+        print(f"{name:<46} {value:>44}  {target:<9} {'' if met is None else ('yes' if met else 'NO')}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
