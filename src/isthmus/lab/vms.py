@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from isthmus.lab.fabric import LabError, LabState
-from isthmus.linux.run import ip_json, list_netns
+from isthmus.linux.run import LinuxError, ip_json, list_netns
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,10 @@ def find(state: LabState, name: str, binding: dict[str, Any] | None = None) -> V
     for netns in list_netns():
         if netns.startswith(state.prefix) and netns.endswith(suffix):
             host = netns[len(state.prefix) : -len(suffix)]
-            links = ip_json(netns, "addr", "show", "dev", "eth0") if _has_eth0(netns) else []
+            try:
+                links = ip_json(netns, "addr", "show", "dev", "eth0") if _has_eth0(netns) else []
+            except LinuxError:  # the host agent is removing it right now
+                continue
             addresses = tuple(a["local"] for link in links for a in link.get("addr_info", []) if a["family"] == "inet")
             nic = binding["properties"]["networkInterface"] if binding else ""
             return Vm(name, host, nic, netns, addresses)
