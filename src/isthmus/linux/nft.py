@@ -37,9 +37,10 @@ def ensure_table(netns: str | None, family: str, table: str, body: str, *, verif
     and leaves the loaded table as it was."""
     digest = digest_of(body)
     where = (netns, family, table)
-    if not verify and _loaded.get(where) == digest:
-        return False
-    if loaded_digest(netns, family, table) == digest:
+    if not verify and where in _loaded:
+        if _loaded[where] == digest:
+            return False
+    elif loaded_digest(netns, family, table) == digest:
         _loaded[where] = digest
         return False
     name = f"{family} {table}"
