@@ -33,7 +33,7 @@ from isthmus.compile.security_rules import NsgContext, compile_nsg
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import Topology
-from isthmus.linux import nft
+from isthmus.linux import nft, nsg_nft
 from isthmus.linux.nsg_nft import Port, render_filter
 from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, sysctl
 
@@ -99,6 +99,7 @@ def load_nsg(router: str, rules: list[dict[str, Any]]) -> tuple[float, float]:
     """Seconds to compile + render the rules' JSON, and to replace the kernel table, as the agent does it."""
     security_rules._resolved.cache_clear()  # a cold compile: nothing of an earlier NSG is reused
     host._texts.cache_clear()
+    nsg_nft._span.cache_clear()
     started = time.perf_counter()
     program = program_json(compile_nsg(rules, CONTEXT))
     body = render_filter([Port("nvm", "nic", None)], {"nic": program})

@@ -7,19 +7,24 @@ map keyed by interface, so the per-packet cost does not grow with the number of 
        ├─ iifname vmap { port: jump port-out }  ─► nsg(NIC)-out ─► nsg(subnet)-out     (VM sending)
        └─ oifname vmap { port: jump port-in }   ─► nsg(subnet)-in ─► nsg(NIC)-in       (VM receiving)
 
-In an NSG chain an Allow rule returns (the next NSG still has its say) and a Deny rule drops. Prefix and
-port lists are anonymous interval sets, so one rule costs one lookup however many prefixes it names; the
-protocol groups are two named sets shared by all rules. A flow's first packet walks the NSG's rules in
-order (established packets never do). Merging runs of same-access rules into one concatenated interval
-set was tried: the kernel rejects overlapping intervals in a concatenated set ("File exists"), and rules'
-intervals overlap freely, so that needs a disjoint decomposition first (not done).
+In an NSG chain an Allow rule returns (the next NSG still has its say) and a Deny rule drops. Consecutive
+rules with the same access form a run; inside a run order cannot matter (any match has the same verdict),
+so a run becomes one lookup in a concatenated interval set: saddr . daddr . protocol . sport . dport for
+TCP and UDP, saddr . daddr . protocol for the rest. The kernel refuses overlapping elements in such sets
+and rules overlap freely, so the run's boxes are first made disjoint (linux/boxes.py). A flow's first
+packet then costs a few lookups per run, not one rule per NSG rule; a run of one rule stays a plain rule
+with the rule's name as its comment, and so does a run whose disjoint form would be too large.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from ipaddress import IPv6Address, ip_network
 from typing import Any
+
+from isthmus.linux.boxes import disjoint
 
 TABLE = "isthmus"
 PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "@icmp_any", "Esp": "esp", "Ah": "ah"}
@@ -71,10 +76,114 @@ def render_filter(ports: Sequence[Port], programs: Mapping[str, Mapping[str, Any
         program = programs[nsg]
         for direction, key in (("in", "inbound"), ("out", "outbound")):
             lines.append(f"chain {chain_of(index[nsg], direction)} {{")
-            for rule in program[key]:
-                lines.extend(rule_lines(rule))
-            lines.append("}")
+            body, sets = chain_body(chain_of(index[nsg], direction), program[key])
+            lines += [*body, "}", *sets]
     return "\n".join(lines)
+
+
+MAX_RUN_ELEMENTS = 20_000  # beyond this a run is loaded as plain rules
+FAMILIES = ((4, "ip", "ipv4_addr", ip_network("0.0.0.0/0")), (6, "ip6", "ipv6_addr", ip_network("::/0")))
+ALL = (0, 65535)
+
+
+def chain_body(chain: str, rules: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """(the chain's rules, the set definitions they use), runs of one access as set lookups, in order."""
+    runs: list[list[Mapping[str, Any]]] = []
+    for rule in rules:
+        if runs and runs[-1][0]["access"] == rule["access"]:
+            runs[-1].append(rule)
+        else:
+            runs.append([rule])
+    body: list[str] = []
+    sets: list[str] = []
+    for number, run in enumerate(runs):
+        lookups = _run_sets(f"{chain}-run{number}", run) if len(run) > 1 else None
+        if lookups is None:
+            for rule in run:
+                body.extend(rule_lines(rule))
+            continue
+        verdict = "return" if run[0]["access"] == "Allow" else "drop"
+        names = ", ".join(r["name"] for r in run[:3]) + (f" +{len(run) - 3}" if len(run) > 3 else "")
+        comment = f'comment "{f"{len(run)} rules: {names}"[:100]}"'
+        for match, definition in lookups:
+            body.append(f"{match} {verdict} {comment}")
+            sets.extend(definition)
+    return body, sets
+
+
+def _run_sets(name: str, run: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]] | None:
+    """(match, set definition) per family and kind for a run; None if its disjoint form is too large."""
+    out = []
+    total = 0
+    for version, family, address_type, _any in FAMILIES:
+        ported: list[tuple[tuple[int, int], ...]] = []
+        plain: list[tuple[tuple[int, int], ...]] = []
+        for rule in run:
+            sources = [_span(p) for p in rule["sourcePrefixes"] if (":" in p) == (version == 6)]
+            destinations = [_span(p) for p in rule["destinationPrefixes"] if (":" in p) == (version == 6)]
+            for source in sources:
+                for destination in destinations:
+                    for protocols, with_ports in _protocols(rule["protocol"], version, _restricted(rule)):
+                        if with_ports:
+                            ported += [(source, destination, protocols, tuple(sp), tuple(dp))
+                                       for sp in rule["sourcePorts"] for dp in rule["destinationPorts"]]  # fmt: skip
+                        else:
+                            plain.append((source, destination, protocols))
+        for kind, boxes in (("p", ported), ("n", plain)):
+            if not boxes:
+                continue
+            pieces = disjoint(boxes)
+            total += len(pieces)
+            if total > MAX_RUN_ELEMENTS:
+                return None
+            set_name = f"{name}-{version}{kind}"
+            fields = [address_type, address_type, "inet_proto"] + (["inet_service"] * 2 if kind == "p" else [])
+            keys = [f"{family} saddr", f"{family} daddr", "meta l4proto"] + (
+                ["th sport", "th dport"] if kind == "p" else []
+            )
+            elements = ", ".join(" . ".join(_text(v, i, version) for i, v in enumerate(box)) for box in pieces)
+            definition = [f"set {set_name} {{", f"type {' . '.join(fields)}", "flags interval",
+                          f"elements = {{ {elements} }}", "}"]  # fmt: skip
+            out.append((f"{' . '.join(keys)} @{set_name}", definition))
+    return out
+
+
+def _restricted(rule: Mapping[str, Any]) -> bool:
+    return bool(rule["sourcePorts"] != ALL_PORTS or rule["destinationPorts"] != ALL_PORTS)
+
+
+def _protocols(protocol: str, version: int, ports: bool) -> list[tuple[tuple[int, int], bool]]:
+    """(protocol interval, matched with ports?) pieces of a rule's protocol, as matches() reads it."""
+    numbers = {"Tcp": 6, "Udp": 17, "Esp": 50, "Ah": 51, "Icmp": 1 if version == 4 else 58}
+    if protocol in ("Tcp", "Udp"):
+        return [((numbers[protocol],) * 2, True)]
+    if protocol != "*":
+        return [((numbers[protocol],) * 2, False)]
+    if not ports:
+        return [((0, 255), False)]
+    return [((6, 6), True), ((17, 17), True), ((0, 5), False), ((7, 16), False), ((18, 255), False)]
+
+
+@lru_cache(maxsize=65536)
+def _span(prefix: str) -> tuple[int, int]:
+    network = ip_network(prefix)
+    return int(network.network_address), int(network.broadcast_address)
+
+
+def _text(interval: tuple[int, int], field: int, version: int) -> str:
+    low, high = interval
+    if field < 2:  # addresses
+        text = _v4 if version == 4 else _v6
+        return text(low) if low == high else f"{text(low)}-{text(high)}"
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _v4(value: int) -> str:
+    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+
+
+def _v6(value: int) -> str:
+    return str(IPv6Address(value))
 
 
 def rule_lines(rule: Mapping[str, Any]) -> list[str]:
