@@ -177,6 +177,7 @@ def with_lab(quick: bool, workdir: Path, veth_gbps: float) -> dict[str, Any]:
             latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 1
         )
         figures["rule_trials"] = len(latencies)
+        figures["rule_to_kernel_ms_worst3"] = [round(x * 1000, 1) for x in latencies[-3:]]
 
         count = 40 if quick else 200
         started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from isthmus.linux.nsg_nft import Port, render_filter, rule_lines
+from isthmus.linux.nsg_nft import Port, chain_body, render_filter, rule_lines
 
 
 def compiled(**overrides: object) -> dict[str, object]:
@@ -39,3 +39,19 @@ def test_ports_dispatch_through_verdict_maps_in_azure_order() -> None:
     assert "chain port-nab-out {\njump nsg0-out\njump nsg1-out\n}" in text  # NIC (n) first on the way out
     assert "chain port-nab-in {\njump nsg1-in\njump nsg0-in\n}" in text  # subnet (s) first on the way in
     assert "chain port-ncd-in {\njump nsg1-in\n}" in text
+
+
+def test_a_run_of_same_access_rules_is_one_lookup_of_disjoint_elements() -> None:
+    rules = [compiled(name="a", sourcePrefixes=["198.51.100.0/24"], destinationPorts=[[20, 30]]),
+             compiled(name="b", sourcePrefixes=["198.51.100.7/32"], destinationPorts=[[25, 40]]),
+             compiled(name="c", access="Allow")]  # fmt: skip
+    body, sets = chain_body("nsg0-in", rules)
+    assert body[0] == ('ip saddr . ip daddr . meta l4proto . th sport . th dport @nsg0-in-run0-4p drop '
+                       'comment "2 rules: a, b"')  # fmt: skip
+    assert body[1:] == rule_lines(rules[2])  # a run of one stays a plain rule
+    [elements] = [line for line in sets if line.startswith("elements")]
+    assert elements == (
+        "elements = { 198.51.100.0-198.51.100.6 . 0.0.0.0-255.255.255.255 . 6 . 0-65535 . 20-30, "
+        "198.51.100.7 . 0.0.0.0-255.255.255.255 . 6 . 0-65535 . 20-40, "
+        "198.51.100.8-198.51.100.255 . 0.0.0.0-255.255.255.255 . 6 . 0-65535 . 20-30 }"
+    )
