@@ -86,7 +86,7 @@ async def desired(
         if left <= 0:
             return Response(status_code=304, headers={"X-Isthmus-Revision": str(revision)})
         # Writers in this process wake us at once; the timeout also catches writes by other replicas.
-        await st.notifier.wait(min(left, 1.0))
+        await st.notifier.wait(min(left, 1.0), revision)
         await asyncio.sleep(0)
 
 

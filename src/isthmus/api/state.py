@@ -41,8 +41,12 @@ class Notifier:
             self._event.set()
             self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
-        """Until the next notification or `timeout` seconds, whichever is first."""
+    async def wait(self, timeout: float, seen: int) -> None:
+        """Until a notification past revision `seen` or `timeout` seconds, whichever is first. A write that
+        notified after the caller read `seen` but before this call returns at once (no lost wake-up: that
+        race cost an agent up to a second)."""
+        if self.revision > seen:
+            return
         if self._event is None:
             await asyncio.sleep(timeout)
             return
