@@ -23,21 +23,30 @@ def run_dir(netns: str) -> Path:
 
 def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
     """Start zebra and staticd for the ToR; returns their PIDs (read from their pid files)."""
+    statics = "\n".join(f"ip route {PUBLIC_POOL} {address}" for address in mux_addresses)
+    return start_frr(netns, workdir, {"zebra": "hostname tor\n", "staticd": f"hostname tor\n{statics}\n"})
+
+
+def start_frr(netns: str, workdir: Path, configs: dict[str, str]) -> list[int]:
+    """Start FRR daemons (zebra first) in `netns`, each with its own config from `configs`, their sockets
+    and pid files under `workdir/run`; returns their PIDs."""
     workdir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     run_dir = workdir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    statics = "\n".join(f"ip route {PUBLIC_POOL} {address}" for address in mux_addresses)
-    (workdir / "zebra.conf").write_text("hostname tor\n")
-    (workdir / "staticd.conf").write_text(f"hostname tor\n{statics}\n")
-    for path in (workdir, run_dir, workdir / "zebra.conf", workdir / "staticd.conf"):  # frr reads, writes run/
-        shutil.chown(path, "frr", "frr")
+    shutil.chown(workdir, "frr", "frr")
+    shutil.chown(run_dir, "frr", "frr")  # frr reads the configs and writes run/
     pids = []
-    for daemon in ("zebra", "staticd"):
+    for daemon, config in configs.items():
+        path = workdir / f"{daemon}.conf"
+        path.write_text(config)
+        shutil.chown(path, "frr", "frr")
         pid_file = run_dir / f"{daemon}.pid"
         command = [
-            str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(workdir / f"{daemon}.conf"),
+            str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(path),
             "-i", str(pid_file), "-z", str(run_dir / "zserv.api"), "--vty_socket", str(run_dir),
         ]  # fmt: skip
+        if daemon == "bfdd":
+            command += ["--bfdctl", str(run_dir / "bfdd.sock")]
         started = subprocess.run(in_netns(netns, command), capture_output=True, text=True, check=False)
         if started.returncode != 0:
             raise RuntimeError(f"{daemon} did not start: {(started.stderr or started.stdout).strip()[:500]}")
