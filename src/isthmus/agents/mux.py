@@ -1,21 +1,64 @@
-"""The MUX agent, first form: every VIP of the MUX document as a plain /32 route to its backend.
+"""The MUX agent: announces every VIP of the MUX document over BGP (gobgpd, supervised here) and
+forwards each to its backend with a plain /32 route.
 
-Stateless: the same document on every MUX. (BGP announcement of the VIPs to the ToR comes with gobgpd.)
+Stateless and identical on every MUX (ECMP-safe): a backend that moves changes the route here, never the
+announcement. gobgpd runs in this node's namespace, is driven over gRPC on a unix socket, and is
+restarted (then re-configured and re-announced by the same pass) if it dies; an agent that restarts
+adopts the gobgpd it finds answering.
 """
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import time
+from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import Outcome
+from isthmus.linux.gobgp import GobgpSpeaker, Network, Peer
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
 
+log = logging.getLogger("isthmus.agent.mux")
+
+
+class GobgpdProcess:
+    """One gobgpd, its API on `run_dir/gobgpd.sock`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.api = f"unix://{run_dir / 'gobgpd.sock'}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def ensure(self, speaker: GobgpSpeaker) -> bool:
+        """Make sure a gobgpd answers; True if one had to be started."""
+        if (self.process is None or self.process.poll() is None) and speaker.ready():
+            return False
+        if self.process is not None and self.process.poll() is not None:
+            self.restarts += 1
+            log.warning("gobgpd exited with %s; restarting", self.process.returncode)
+        log_file = open(self.run_dir / "gobgpd.log", "ab")  # noqa: SIM115  (kept open by the child)
+        self.process = subprocess.Popen(
+            ["gobgpd", "--api-hosts", self.api, "-l", "warn"], stdout=log_file, stderr=log_file
+        )
+        deadline = time.monotonic() + 10
+        while not speaker.ready():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"gobgpd did not start (see {self.run_dir / 'gobgpd.log'})")
+            time.sleep(0.02)
+        return True
+
 
 class MuxReconciler:
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, run_dir: Path) -> None:
         self.node = node
         self.devices: dict[str, str] = {}  # next hop -> the device it is reached on
+        self.gobgpd = GobgpdProcess(run_dir)
+        self.speaker = GobgpSpeaker(self.gobgpd.api)
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
     def _device(self, next_hop: str) -> str:
@@ -28,8 +71,27 @@ class MuxReconciler:
         if full:
             self.devices.clear()
         routes = []
+        announced: set[Network] = set()
         for prefix, vip in doc["vips"].items():
-            if vip["nextHop"] and prefix.endswith("/32"):
-                routes.append(Route(prefix.removesuffix("/32"), self._device(vip["nextHop"]), vip["nextHop"]))
+            network = ip_network(prefix)
+            announced.add(network)
+            if vip["nextHop"] and network.version == 4:
+                routes.append(Route(str(network.network_address), self._device(vip["nextHop"]), vip["nextHop"]))
         changes = ensure_routes(None, routes)
-        return Outcome(details={"vips": len(routes), "changes": changes})
+        started = self.gobgpd.ensure(self.speaker)
+        bgp = doc.get("bgp")
+        added = withdrawn = 0
+        if bgp:
+            peers = [Peer(p["address"], p["asn"]) for p in bgp["peers"]]
+            changes += self.speaker.configure(bgp["asn"], bgp["routerId"], peers)
+            added, withdrawn = self.speaker.announce(announced)
+        details = {
+            "vips": len(routes),
+            "changes": changes,
+            "announced": len(announced),
+            "added": added,
+            "withdrawn": withdrawn,
+            "gobgpdStarted": started,
+            "gobgpdRestarts": self.gobgpd.restarts,
+        }
+        return Outcome(details=details)

@@ -44,9 +44,11 @@ def mux(
     token_file: Path = typer.Option(..., help="File holding this node's token."),
     ca: str | None = typer.Option(None, envvar="ISTHMUS_CA"),
     address: str | None = typer.Option(None, help="Underlay address to register."),
+    run_dir: Path | None = typer.Option(None, help="gobgpd's socket and log (default /run/isthmus/NODE)."),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """An SLB MUX: every public IP routed to its backend."""
+    """An SLB MUX: every public IP announced over BGP (gobgpd) and routed to its backend."""
     from isthmus.agents.mux import MuxReconciler
 
-    _start("mux", node, controller, token_file, ca, address, MuxReconciler(node), log_level)
+    reconciler = MuxReconciler(node, run_dir or Path("/run/isthmus") / node)
+    _start("mux", node, controller, token_file, ca, address, reconciler, log_level)

@@ -124,6 +124,7 @@ def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabStat
                 state.pids[node.name] = _start_agent(state, node, node_tokens[node.name], log_level)
         state.save()
         _wait_registered(state, [n.name for n in topology.nodes() if n.role in ("host", "mux")])
+        _wait_bgp(topology)
     except BaseException:
         down(workdir, topology.prefix)
         raise
@@ -196,6 +197,8 @@ def _start_agent(state: LabState, node: Node, token: str, log_level: str) -> int
     ]  # fmt: skip
     if node.role == "host":
         command += ["--netns-prefix", state.prefix]
+    else:
+        command += ["--run-dir", str(tor.run_dir(state.topology.netns(node.name)))]
     with open(workdir / "logs" / f"{node.name}.log", "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     return process.pid
@@ -221,6 +224,18 @@ def _wait_registered(state: LabState, names: list[str], timeout: float = 60.0) -
     raise LabError(f"agents did not report within {timeout:.0f} s: {', '.join(missing)} (see {state.workdir}/logs)")
 
 
+def _wait_bgp(topology: Topology, timeout: float = 30.0) -> None:
+    """Until the ToR has an established session with every MUX (public IPs are reachable from then on)."""
+    run_dir = tor.run_dir(topology.netns("tor"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sessions = tor.established(run_dir)
+        if len(sessions) == topology.muxes and all(sessions.values()):
+            return
+        time.sleep(0.1)
+    raise LabError(f"the ToR's BGP sessions to the MUXes did not come up within {timeout:.0f} s")
+
+
 def down(workdir: Path, prefix: str | None = None) -> list[str]:
     """Remove everything the lab made: its recorded processes, and every namespace named with its prefix
     with the processes inside. Safe to run twice, after a crash, or after a half-finished `up`."""
@@ -241,7 +256,8 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
     if state is not None:
         (workdir / STATE_FILE).unlink(missing_ok=True)
     if prefix:
-        shutil.rmtree(tor.run_dir(f"{prefix}tor"), ignore_errors=True)
+        for run_dir in tor.run_dir(prefix).parent.glob(f"{prefix}*"):
+            shutil.rmtree(run_dir, ignore_errors=True)
     return removed
 
 

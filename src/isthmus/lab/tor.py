@@ -1,16 +1,15 @@
-"""The top-of-rack router: FRR (zebra + staticd) in the ToR namespace, routing the public pool to the MUXes.
-
-(The BGP issue replaces the static route with routes the MUXes announce.)
-"""
+"""The top-of-rack router: FRR (zebra, staticd, bgpd) in the ToR namespace. It learns every public IP as a
+/32 from the MUXes over eBGP (ECMP across them) and sends everything else towards the internet host."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from isthmus.lab.topology import PUBLIC_POOL
+from isthmus.lab.topology import INTERNET_HOST, MUX_ASN, TOR_ASN, TOR_UNDERLAY
 from isthmus.linux.run import in_netns
 
 FRR = Path("/usr/lib/frr")
@@ -22,9 +21,18 @@ def run_dir(netns: str) -> Path:
 
 
 def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
-    """Start zebra and staticd for the ToR; returns their PIDs (read from their pid files)."""
-    statics = "\n".join(f"ip route {PUBLIC_POOL} {address}" for address in mux_addresses)
-    return start_frr(netns, workdir, {"zebra": "hostname tor\n", "staticd": f"hostname tor\n{statics}\n"})
+    """The ToR's FRR: eBGP to every MUX (ECMP across them), a default route towards the internet host.
+    Returns the daemons' PIDs."""
+    neighbours = "\n".join(
+        f" neighbor {address} remote-as {MUX_ASN}\n neighbor {address} timers 1 3\n neighbor {address} timers connect 1"
+        for address in mux_addresses
+    )
+    bgpd = (
+        f"hostname tor\nrouter bgp {TOR_ASN}\n bgp router-id {TOR_UNDERLAY}\n no bgp ebgp-requires-policy\n"
+        f"{neighbours}\n address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n"
+    )
+    staticd = f"hostname tor\nip route 0.0.0.0/0 {INTERNET_HOST}\n"
+    return start_frr(netns, workdir, {"zebra": "hostname tor\n", "staticd": staticd, "bgpd": bgpd})
 
 
 def start_frr(netns: str, workdir: Path, configs: dict[str, str]) -> list[int]:
@@ -68,3 +76,13 @@ def vtysh(workdir: Path, command: str) -> str:
         ["vtysh", "--vty_socket", str(workdir / "run"), "-c", command], capture_output=True, text=True, check=False
     )
     return out.stdout
+
+
+def established(workdir: Path) -> dict[str, bool]:
+    """BGP neighbour -> Established?, as the ToR's bgpd reports it."""
+    out = vtysh(workdir, "show bgp summary json")
+    try:
+        peers = json.loads(out).get("ipv4Unicast", {}).get("peers", {})
+    except ValueError:
+        return {}
+    return {address: peer.get("state") == "Established" for address, peer in peers.items()}

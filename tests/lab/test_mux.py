@@ -1,0 +1,75 @@
+"""Public IPs over BGP: created → a /32 on the ToR learned from the MUX; a backend that moves changes the
+MUX's route, not the announcement; released → withdrawn."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from isthmus.lab import fabric, probe, tor, vms
+from isthmus.lab.tenant import Tenant, rule
+from isthmus.linux.gobgp import GobgpSpeaker
+from isthmus.linux.run import ip_json
+
+SUB = "00000000-0000-0000-0000-0000000000e1"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def tor_route(lab: fabric.LabState, address: str) -> list[str]:
+    """Next hops of the ToR's BGP route to address/32 ([] if none)."""
+    for route in ip_json(lab.topology.netns("tor"), "route", "show", "proto", "bgp"):
+        if route["dst"] == address:
+            return sorted(h["gateway"] for h in route.get("nexthops", [])) or [route["gateway"]]
+    return []
+
+
+def mux_route(lab: fabric.LabState, address: str) -> str | None:
+    for route in ip_json(lab.topology.netns("mux1"), "route", "show", "proto", "77"):
+        if route["dst"] == address:
+            return str(route["gateway"])
+    return None
+
+
+def test_public_ip_announced_moved_and_withdrawn(lab: fabric.LabState) -> None:
+    t = Tenant(lab, SUB)
+    t.nsg("web", [rule("web", 100, protocol="Tcp", ports="80", source="Internet")])
+    t.vnet("vnet1", "100.64.0.0/16", {"s": "100.64.1.0/24"}, nsg="web")
+    vip = t.public_ip("pip")
+    mux = lab.topology.nodes()[0]
+    assert mux.role == "mux"
+    assert wait_for(lambda: tor_route(lab, vip)) == [mux.underlay]  # announced before it is attached
+
+    t.nic("n1", "vnet1", "s", public_ip="pip")
+    vm = vms.create(lab, "m1", t.id("networkInterfaces/n1"), "h1")
+    wait_for(lambda: mux_route(lab, vip) == "198.18.0.101")
+    speaker = GobgpSpeaker(f"unix://{tor.run_dir(lab.topology.netns('mux1')) / 'gobgpd.sock'}")
+    try:
+        before = speaker.announced()
+        with probe.server(vm.netns, "0.0.0.0", 80):
+            assert wait_for(lambda: probe.tcp_echo(lab.topology.netns("inet"), vip, 80, timeout=0.3))
+        # The VM moves to h2: the MUX's route follows; the announcement does not change.
+        vms.delete(lab, "m1")
+        moved = vms.create(lab, "m1", t.id("networkInterfaces/n1"), "h2")
+        wait_for(lambda: mux_route(lab, vip) == "198.18.0.102")
+        assert speaker.announced() == before
+        assert tor_route(lab, vip) == [mux.underlay]
+        with probe.server(moved.netns, "0.0.0.0", 80):
+            assert wait_for(lambda: probe.tcp_echo(lab.topology.netns("inet"), vip, 80, timeout=0.3))
+    finally:
+        speaker.close()
+
+    vms.delete(lab, "m1")
+    t.nic("n1", "vnet1", "s")
+    t.delete("publicIPAddresses/pip")
+    wait_for(lambda: not tor_route(lab, vip))
+    assert not probe.tcp_open(lab.topology.netns("inet"), vip, 80, timeout=0.3)
