@@ -3,14 +3,17 @@ MUX's route, not the announcement; released → withdrawn."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from isthmus.lab import fabric, probe, tor, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.gobgp import GobgpSpeaker
-from isthmus.linux.run import ip_json
+from isthmus.linux.run import ip_json, netns_pids
 
 SUB = "00000000-0000-0000-0000-0000000000e1"
 
@@ -73,3 +76,18 @@ def test_public_ip_announced_moved_and_withdrawn(lab: fabric.LabState) -> None:
     t.delete("publicIPAddresses/pip")
     wait_for(lambda: not tor_route(lab, vip))
     assert not probe.tcp_open(lab.topology.netns("inet"), vip, 80, timeout=0.3)
+
+
+def test_gobgpd_killed_is_restarted_and_reannounces(lab: fabric.LabState) -> None:
+    t = Tenant(lab, SUB)
+    vip = t.public_ip("pip-restart")
+    assert wait_for(lambda: tor_route(lab, vip))
+    netns = lab.topology.netns("mux1")
+    [gobgpd] = [pid for pid in netns_pids(netns) if "gobgpd" in Path(f"/proc/{pid}/cmdline").read_text()]
+    os.kill(gobgpd, signal.SIGKILL)
+    wait_for(lambda: not tor_route(lab, vip), 10)  # one MUX in this lab: its routes go with it
+    assert wait_for(lambda: tor_route(lab, vip), 20)  # the agent notices on a heartbeat, restarts, re-announces
+    with lab.operator() as http:
+        details = {n["name"]: n for n in http.get("/admin/nodes").json()["value"]}["mux1"]["status"]["details"]
+    assert details["gobgpdRestarts"] >= 1
+    t.delete("publicIPAddresses/pip-restart")

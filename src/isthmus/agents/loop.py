@@ -38,6 +38,10 @@ class Outcome:
 class Reconciler(Protocol):
     def reconcile(self, document: dict[str, Any], *, full: bool) -> Outcome: ...
 
+    def healthy(self) -> bool:
+        """A cheap check on every heartbeat (the daemons it supervises answer); False runs a pass now."""
+        ...
+
 
 def run(client: ControllerClient, reconciler: Reconciler, address: str | None, stop: threading.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -59,6 +63,9 @@ def run(client: ControllerClient, reconciler: Reconciler, address: str | None, s
             new = client.desired(document["revision"] if document else 0, wait)
             if new is not None:
                 document, dirty = new, True
+            elif document is not None and not reconciler.healthy():
+                log.warning("a supervised daemon is down: reconciling now")
+                dirty = True
             full = time.monotonic() - last_full > RESYNC
             if document is not None and (dirty or full):
                 started = time.monotonic()

@@ -41,10 +41,11 @@ class GobgpdProcess:
         if self.process is not None and self.process.poll() is not None:
             self.restarts += 1
             log.warning("gobgpd exited with %s; restarting", self.process.returncode)
-        log_file = open(self.run_dir / "gobgpd.log", "ab")  # noqa: SIM115  (kept open by the child)
-        self.process = subprocess.Popen(
-            ["gobgpd", "--api-hosts", self.api, "-l", "warn"], stdout=log_file, stderr=log_file
-        )
+        (self.run_dir / "gobgpd.sock").unlink(missing_ok=True)  # a dead gobgpd leaves its socket behind
+        with open(self.run_dir / "gobgpd.log", "ab") as log_file:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                ["gobgpd", "--api-hosts", self.api, "-l", "warn"], stdout=log_file, stderr=log_file
+            )
         deadline = time.monotonic() + 10
         while not speaker.ready():
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -60,6 +61,10 @@ class MuxReconciler:
         self.gobgpd = GobgpdProcess(run_dir)
         self.speaker = GobgpSpeaker(self.gobgpd.api)
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
+
+    def healthy(self) -> bool:
+        process = self.gobgpd.process
+        return (process is None or process.poll() is None) and self.speaker.ready()
 
     def _device(self, next_hop: str) -> str:
         if next_hop not in self.devices:
