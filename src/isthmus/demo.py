@@ -16,6 +16,7 @@ from rich.console import Console
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, TenantError, rule
 from isthmus.lab.topology import INTERNET_HOST, Topology
+from isthmus.linux.run import ip_json
 
 console = Console()
 WORKDIR = Path("var/demo")
@@ -78,6 +79,9 @@ def run(lab: fabric.LabState) -> None:
     outbound = lab.operator().get("/admin/hosts/h2").json()["properties"]["outboundNatAddress"]
     inet = lab.topology.netns("inet")
     web, app = a_vms["web"], a_vms["app"]
+
+    learned = {r["dst"]: r.get("gateway") for r in ip_json(lab.topology.netns("tor"), "route", "show", "proto", "bgp")}
+    show(f"the ToR learned {vip}/32 over BGP from the MUX (next hop {learned.get(vip)})", vip in learned)
 
     step("using the VMs")
     servers = [probe.Server(vm.netns, "0.0.0.0", port).start()
