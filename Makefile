@@ -22,6 +22,7 @@ test: lint
 bench: bootstrap
 	$(VENV)/python bench/api.py --quick
 	$(VENV)/python bench/dataplane.py --quick
+	$(VENV)/python bench/bgp.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -89,7 +89,7 @@ class MuxReconciler:
         if bgp:
             peers = [Peer(p["address"], p["asn"]) for p in bgp["peers"]]
             changes += self.speaker.configure(bgp["asn"], bgp["routerId"], peers)
-            added, withdrawn = self.speaker.announce(announced)
+            added, withdrawn = self.speaker.announce(announced, verify=full or started)
         details = {
             "vips": len(routes),
             "changes": changes,

@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from isthmus.lab.topology import INTERNET_HOST, MUX_ASN, TOR_ASN, TOR_UNDERLAY
-from isthmus.linux.run import in_netns
+from isthmus.linux.gobgp import GobgpSpeaker, Peer
+from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, ip_json
 
 FRR = Path("/usr/lib/frr")
 
@@ -86,3 +93,74 @@ def established(workdir: Path) -> dict[str, bool]:
     except ValueError:
         return {}
     return {address: peer.get("state") == "Established" for address, peer in peers.items()}
+
+
+@contextmanager
+def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.18.0.11") -> Iterator[BgpPair]:
+    """A ToR namespace (FRR zebra + bgpd, ECMP) and a MUX namespace with gobgpd on a unix socket, linked
+    by a veth; the speaker configured and peering. For tests and benchmarks of the speaker alone.
+    Everything is removed on exit (processes by the PIDs recorded here, namespaces by name)."""
+    tor, mux = f"{tag}-tor", f"{tag}-mux"
+    frr_dir = run_dir(tor)
+    gobgpd: subprocess.Popen[bytes] | None = None
+    frr_pids: list[int] = []
+    speaker = None
+    try:
+        add_netns(tor)
+        add_netns(mux)
+        ip_batch(tor, [f"link add eth0 type veth peer name eth0 netns {mux}", f"addr add {tor_address}/24 dev eth0",
+                       "link set eth0 up"])  # fmt: skip
+        ip_batch(mux, [f"addr add {mux_address}/24 dev eth0", "link set eth0 up"])
+        bgpd = (
+            f"hostname tor\nrouter bgp {TOR_ASN}\n bgp router-id {tor_address}\n no bgp ebgp-requires-policy\n"
+            f" neighbor {mux_address} remote-as {MUX_ASN}\n neighbor {mux_address} timers 1 3\n"
+            f" neighbor {mux_address} timers connect 1\n"
+            " address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n"
+        )
+        frr_pids = start_frr(tor, frr_dir, {"zebra": "hostname tor\n", "bgpd": bgpd})
+        api = f"unix://{frr_dir}/gobgpd.sock"
+        gobgpd = subprocess.Popen(in_netns(mux, ["gobgpd", "--api-hosts", api, "-l", "warn"]),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        speaker = GobgpSpeaker(api)
+        deadline = time.monotonic() + 10
+        while not speaker.ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("gobgpd did not start")
+            time.sleep(0.02)
+        speaker.configure(MUX_ASN, mux_address, [Peer(tor_address, TOR_ASN)])
+        deadline = time.monotonic() + 20
+        while not all(established(frr_dir).values()) or not established(frr_dir):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the BGP session did not come up")
+            time.sleep(0.05)
+        yield BgpPair(tor, mux, frr_dir, speaker, gobgpd.pid)
+    finally:
+        if speaker is not None:
+            speaker.close()
+        if gobgpd is not None:
+            gobgpd.kill()
+            gobgpd.wait()
+        for pid in frr_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        delete_netns(tor)
+        delete_netns(mux)
+        shutil.rmtree(frr_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class BgpPair:
+    tor: str
+    mux: str
+    frr_dir: Path
+    speaker: GobgpSpeaker
+    gobgpd_pid: int
+
+
+def fib_routes(tor: str) -> dict[str, list[str]]:
+    """Prefix -> next hops of the BGP routes in the ToR's kernel FIB."""
+    out = {}
+    for route in ip_json(tor, "route", "show", "proto", "bgp"):
+        hops = [h["gateway"] for h in route.get("nexthops", [])] or [route.get("gateway", "")]
+        out[route["dst"]] = sorted(hops)
+    return out
