@@ -3,6 +3,7 @@ MUX's route, not the announcement; released → withdrawn."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -12,8 +13,9 @@ from typing import Any
 
 from isthmus.lab import fabric, probe, tor, vms
 from isthmus.lab.tenant import Tenant, rule
+from isthmus.linux.frr import vtysh
 from isthmus.linux.gobgp import GobgpSpeaker
-from isthmus.linux.run import ip_json, netns_pids
+from isthmus.linux.run import in_netns, ip_json, netns_pids, run
 
 SUB = "00000000-0000-0000-0000-0000000000e1"
 
@@ -91,3 +93,25 @@ def test_gobgpd_killed_is_restarted_and_reannounces(lab: fabric.LabState) -> Non
         details = {n["name"]: n for n in http.get("/admin/nodes").json()["value"]}["mux1"]["status"]["details"]
     assert details["gobgpdRestarts"] >= 1
     t.delete("publicIPAddresses/pip-restart")
+
+
+def test_a_silently_dead_link_is_caught_by_bfd(lab: fabric.LabState) -> None:
+    """The MUX's link drops everything (no FIN, no carrier loss): BFD, not the hold timer, ends the session."""
+    t = Tenant(lab, SUB)
+    vip = t.public_ip("pip-bfd")
+    assert wait_for(lambda: tor_route(lab, vip))
+    tor_dir = tor.run_dir(lab.topology.netns("tor"))
+    assert "up" in vtysh(tor_dir, "show bfd peers brief")
+    mux = lab.topology.netns("mux1")
+    silent = ('table inet silent {\nchain i {\ntype filter hook input priority -500; policy accept;\n'
+              'iifname "under0" drop\n}\nchain o {\ntype filter hook output priority -500; policy accept;\n'
+              'oifname "under0" drop\n}\n}\n')  # fmt: skip
+    run(in_netns(mux, ["nft", "-f", "-"]), stdin=silent)
+    try:
+        wait_for(lambda: not tor_route(lab, vip), 10)
+        peer = json.loads(vtysh(tor_dir, "show bfd peers json"))[0]
+        assert peer["status"] == "down" and peer["diagnostic"] == "control detection time expired"
+    finally:
+        run(in_netns(mux, ["nft", "delete", "table", "inet", "silent"]))
+    assert wait_for(lambda: tor_route(lab, vip), 30)  # the session comes back by itself
+    t.delete("publicIPAddresses/pip-bfd")

@@ -10,6 +10,8 @@ adopts the gobgpd it finds answering.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import time
 from ipaddress import ip_network
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import Outcome
+from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr
 from isthmus.linux.gobgp import GobgpSpeaker, Network, Peer
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
@@ -54,17 +57,46 @@ class GobgpdProcess:
         return True
 
 
+class BfddProcess:
+    """FRR bfdd on the MUX, one session per BGP peer with the ToR's profile (lab/tor.py)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir / "bfdd"
+        self.pid: int | None = None
+        self.peers: tuple[tuple[str, str], ...] = ()
+        self.restarts = 0
+
+    def alive(self) -> bool:
+        return self.pid is not None and Path(f"/proc/{self.pid}").exists()
+
+    def ensure(self, local: str, peers: list[str]) -> bool:
+        wanted = tuple((peer, local) for peer in sorted(peers))
+        if self.alive() and wanted == self.peers:
+            return False
+        if self.pid is not None:
+            if self.alive():
+                os.kill(self.pid, signal.SIGTERM)
+            else:
+                self.restarts += 1
+        sessions = "".join(f" peer {peer} local-address {local}\n  profile {BFD_PROFILE}\n !\n" for peer in peers)
+        [self.pid] = start_frr(None, self.run_dir, {"bfdd": f"hostname mux\n{bfd_profile()}{sessions}"})
+        self.peers = wanted
+        return True
+
+
 class MuxReconciler:
     def __init__(self, node: str, run_dir: Path) -> None:
         self.node = node
         self.devices: dict[str, str] = {}  # next hop -> the device it is reached on
         self.gobgpd = GobgpdProcess(run_dir)
         self.speaker = GobgpSpeaker(self.gobgpd.api)
+        self.bfdd = BfddProcess(run_dir)
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
     def healthy(self) -> bool:
         process = self.gobgpd.process
-        return (process is None or process.poll() is None) and self.speaker.ready()
+        bfd_ok = self.bfdd.pid is None or self.bfdd.alive()
+        return (process is None or process.poll() is None) and self.speaker.ready() and bfd_ok
 
     def _device(self, next_hop: str) -> str:
         if next_hop not in self.devices:
@@ -88,6 +120,7 @@ class MuxReconciler:
         added = withdrawn = 0
         if bgp:
             peers = [Peer(p["address"], p["asn"]) for p in bgp["peers"]]
+            changes += self.bfdd.ensure(bgp["routerId"], [p.address for p in peers])
             changes += self.speaker.configure(bgp["asn"], bgp["routerId"], peers)
             added, withdrawn = self.speaker.announce(announced, verify=full or started)
         details = {
@@ -98,5 +131,6 @@ class MuxReconciler:
             "withdrawn": withdrawn,
             "gobgpdStarted": started,
             "gobgpdRestarts": self.gobgpd.restarts,
+            "bfddRestarts": self.bfdd.restarts,
         }
         return Outcome(details=details)
