@@ -32,10 +32,11 @@ from isthmus.compile.host import AZURE_LOAD_BALANCER, program_json
 from isthmus.compile.security_rules import NsgContext, compile_nsg
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, rule
+from isthmus.lab.testbed import router_between
 from isthmus.lab.topology import Topology
 from isthmus.linux import nft, nsg_nft
 from isthmus.linux.nsg_nft import Port, render_filter
-from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, sysctl
+from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch
 
 CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), AZURE_LOAD_BALANCER)
 VM, PEER = "100.64.1.4", "198.51.100.200"
@@ -57,26 +58,19 @@ def thousand_rules(count: int = 1000) -> list[dict[str, Any]]:
 
 @contextmanager
 def router_topology(tag: str) -> Iterator[dict[str, str]]:
-    names = {"router": f"{tag}-router", "vm": f"{tag}-vm", "peer": f"{tag}-peer", "a": f"{tag}-a", "b": f"{tag}-b"}
-    try:
-        for name in names.values():
-            add_netns(name)
-        router, vm, peer = names["router"], names["vm"], names["peer"]
-        sysctl(router, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.proxy_arp": "1"})
-        ip_batch(router, [
-            f"link add nvm type veth peer name eth0 netns {vm}", f"link add np type veth peer name eth0 netns {peer}",
-            "ntable change name arp_cache dev nvm proxy_delay 0", "ntable change name arp_cache dev np proxy_delay 0",
-            "link set nvm up", "link set np up", f"route add {VM}/32 dev nvm", f"route add {PEER}/32 dev np",
-        ])  # fmt: skip
-        ip_batch(vm, [f"addr add {VM}/16 dev eth0", "link set eth0 up", "route add default dev eth0"])
-        ip_batch(peer, [f"addr add {PEER}/32 dev eth0", "link set eth0 up", "route add default dev eth0"])
-        veth = f"link add eth0 type veth peer name eth0 netns {names['b']}"
-        ip_batch(names["a"], [veth, "addr add 198.19.0.0/31 dev eth0", "link set eth0 up"])
-        ip_batch(names["b"], ["addr add 198.19.0.1/31 dev eth0", "link set eth0 up"])
-        yield names
-    finally:
-        for name in names.values():
-            delete_netns(name)
+    """The NSG test bed, plus two namespaces joined by a bare veth pair (the baseline)."""
+    with router_between(tag, VM, [PEER]) as names:
+        names.update(a=f"{tag}-a", b=f"{tag}-b")
+        try:
+            add_netns(names["a"])
+            add_netns(names["b"])
+            veth = f"link add eth0 type veth peer name eth0 netns {names['b']}"
+            ip_batch(names["a"], [veth, "addr add 198.19.0.0/31 dev eth0", "link set eth0 up"])
+            ip_batch(names["b"], ["addr add 198.19.0.1/31 dev eth0", "link set eth0 up"])
+            yield names
+        finally:
+            delete_netns(names["a"])
+            delete_netns(names["b"])
 
 
 def iperf(server_ns: str, address: str, client_ns: str, seconds: float) -> float:

@@ -6,31 +6,19 @@ announce(desired) must leave exactly `desired` in the ToR's kernel FIB, next hop
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import ip_network
-from typing import Any
 
 import pytest
 
 from isthmus._generated.gobgp import gobgp_pb2
 from isthmus.lab.tor import BgpPair, bgp_pair, fib_routes
 from isthmus.linux.gobgp import GobgpSpeaker, Peer, _family
+from tests.support import require_root, wait_for
 
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
+require_root()
 
 TOR, MUX = "198.18.0.1", "198.18.0.11"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +33,10 @@ def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
     vips = {ip_network(f"203.0.113.{i}/32") for i in (5, 6, 7)}
     assert speaker.announce(vips) == (3, 0)
     assert speaker.announce(vips) == (0, 0)
-    wait_for(lambda: fib_routes(tor) == {f"203.0.113.{i}": [MUX] for i in (5, 6, 7)})
+    wait_for(lambda: fib_routes(tor) == {f"203.0.113.{i}": [MUX] for i in (5, 6, 7)}, 20)
 
     assert speaker.announce(vips - {ip_network("203.0.113.5/32")}, verify=False) == (0, 1)
-    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"})
+    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"}, 20)
 
     # Drift: a path withdrawn behind the speaker's back (another gRPC client) comes back on a verified announce.
     request = gobgp_pb2.DeletePathRequest(table_type=gobgp_pb2.GLOBAL, family=_family(4),
@@ -57,4 +45,4 @@ def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
     assert ip_network("203.0.113.6/32") not in speaker.announced()
     assert speaker.announce(vips - {ip_network("203.0.113.5/32")}, verify=False) == (0, 0)  # trusts its memory
     assert speaker.announce(vips - {ip_network("203.0.113.5/32")}) == (1, 0)
-    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"})
+    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"}, 20)

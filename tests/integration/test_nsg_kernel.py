@@ -26,14 +26,15 @@ from hypothesis import strategies as st
 
 from isthmus.compile.host import AZURE_LOAD_BALANCER, program_json
 from isthmus.compile.security_rules import Flow, NsgContext, compile_nsg, port_interval, resolve_prefix, verify_flow
+from isthmus.lab.testbed import router_between
 from isthmus.linux import nft
 from isthmus.linux.nsg_nft import Port, render_filter
-from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, run, sysctl
+from isthmus.linux.run import in_netns, run
 from isthmus.linux.sockets import socket_in
+from tests.support import require_root
 from tests.unit.test_security_rules import rule_sets
 
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
+require_root()
 
 VM = "100.64.1.4"
 PEERS = ["100.64.200.1", "198.51.100.7", "203.0.113.9", "198.18.255.254", "192.0.2.1"]
@@ -43,29 +44,10 @@ EXAMPLES = int(os.environ.get("ISTHMUS_KERNEL_EXAMPLES", "150"))
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[dict[str, str]]:
-    tag = f"nk{os.getpid() % 100000}"
-    names = {"router": f"{tag}-router", "vm": f"{tag}-vm", "peer": f"{tag}-peer"}
-    try:
-        for name in names.values():
-            add_netns(name)
-        router, vm, peer = names["router"], names["vm"], names["peer"]
-        sysctl(router, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.proxy_arp": "1"})
-        ip_batch(router, [
-            f"link add nvm type veth peer name eth0 netns {vm}", f"link add np type veth peer name eth0 netns {peer}",
-            "ntable change name arp_cache dev nvm proxy_delay 0", "ntable change name arp_cache dev np proxy_delay 0",
-            "link set nvm up", "link set np up", "addr add 100.64.1.1/32 dev lo", f"route add {VM}/32 dev nvm",
-            *(f"route add {p}/32 dev np" for p in PEERS),
-        ])  # fmt: skip
-        ip_batch(vm, [f"addr add {VM}/16 dev eth0", "link set eth0 up", "route add default dev eth0"])
-        ip_batch(
-            peer, [*(f"addr add {p}/32 dev eth0" for p in PEERS), "link set eth0 up", "route add default dev eth0"]
-        )
-        for observer in (vm, peer):
+    with router_between(f"nk{os.getpid() % 100000}", VM, PEERS) as names:
+        for observer in (names["vm"], names["peer"]):
             run(in_netns(observer, ["nft", "-f", "-"]), stdin=OBSERVER)
         yield names
-    finally:
-        for name in names.values():
-            delete_netns(name)
 
 
 def send(netns: str, flow: Flow) -> None:

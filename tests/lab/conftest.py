@@ -11,9 +11,9 @@ import pytest
 
 from isthmus.lab import fabric
 from isthmus.lab.topology import Topology
+from tests.support import require_root
 
-if os.geteuid() != 0:
-    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
+require_root()
 
 
 @pytest.fixture(scope="module")

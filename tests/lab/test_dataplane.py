@@ -3,7 +3,6 @@ isolation between tenants with identical address spaces. Real namespaces, real p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ import pytest
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import INTERNET_HOST
+from tests.support import wait_for
 
 SUB_A = "00000000-0000-0000-0000-0000000000a1"
 SUB_B = "00000000-0000-0000-0000-0000000000b1"
@@ -120,15 +120,6 @@ def test_nothing_from_the_internet_reaches_a_vm_without_public_ip(world: World) 
         assert not probe.ping(world.inet, target, timeout=0.5)
 
 
-def _wait(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_public_ip_every_port_unless_the_nsg_filters(world: World) -> None:
     a, vip = world.a, world.public["a1"]
     with probe.server(world.ns("a1"), "0.0.0.0", 80), probe.server(world.ns("a1"), "0.0.0.0", 81):
@@ -136,9 +127,9 @@ def test_public_ip_every_port_unless_the_nsg_filters(world: World) -> None:
         assert not probe.tcp_open(world.inet, vip, 81, timeout=0.5)  # listening, but the NSG drops it
         a.security_rule("web", rule("allow-81", 110, protocol="Tcp", ports="81"))
         a.wait_succeeded("networkSecurityGroups/web")
-        assert _wait(lambda: probe.tcp_open(world.inet, vip, 81, timeout=0.3), 5)
+        assert wait_for(lambda: probe.tcp_open(world.inet, vip, 81, timeout=0.3), 5)
         a.delete("networkSecurityGroups/web/securityRules/allow-81")
-        assert _wait(lambda: not probe.tcp_open(world.inet, vip, 81, timeout=0.3), 5)
+        assert wait_for(lambda: not probe.tcp_open(world.inet, vip, 81, timeout=0.3), 5)
         # Replies leave the host straight to the ToR (direct server return), from the public IP.
         assert probe.tcp_echo(world.inet, vip, 80)
 
@@ -149,10 +140,10 @@ def test_dissociating_the_public_ip(world: World) -> None:
         assert probe.tcp_echo(world.inet, vip, 80)
         a.nic("a1", "vnet1", "front")
         a.wait_succeeded("networkInterfaces/a1")
-        assert _wait(lambda: not probe.tcp_open(world.inet, vip, 80, timeout=0.3), 5)
+        assert wait_for(lambda: not probe.tcp_open(world.inet, vip, 80, timeout=0.3), 5)
         a.nic("a1", "vnet1", "front", public_ip="a1-pip")
         a.wait_succeeded("networkInterfaces/a1")
-        assert _wait(lambda: probe.tcp_echo(world.inet, vip, 80, timeout=0.3), 5)
+        assert wait_for(lambda: probe.tcp_echo(world.inet, vip, 80, timeout=0.3), 5)
 
 
 def test_a_vm_with_a_public_ip_goes_out_from_it(world: World) -> None:

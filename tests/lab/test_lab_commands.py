@@ -10,14 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from isthmus.lab import fabric
 from isthmus.lab.tenant import Tenant
 from isthmus.linux.run import list_netns
+from tests.support import require_root
 
-if os.geteuid() != 0:
-    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
+require_root()
 
 
 def isthmus(*args: str, workdir: Path) -> subprocess.CompletedProcess[str]:

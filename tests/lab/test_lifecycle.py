@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,19 +14,10 @@ import pytest
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import INTERNET_HOST
+from tests.support import wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000c1"
 PORT = 7100
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.fixture(scope="module")

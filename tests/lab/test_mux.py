@@ -6,36 +6,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from isthmus.lab import fabric, probe, tor, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.frr import vtysh
 from isthmus.linux.gobgp import GobgpSpeaker
 from isthmus.linux.run import in_netns, ip_json, netns_pids, run
+from tests.support import wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000e1"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
-
-
 def tor_route(lab: fabric.LabState, address: str) -> list[str]:
     """Next hops of the ToR's BGP route to address/32 ([] if none)."""
-    for route in ip_json(lab.topology.netns("tor"), "route", "show", "proto", "bgp"):
-        if route["dst"] == address:
-            return sorted(h["gateway"] for h in route.get("nexthops", [])) or [route["gateway"]]
-    return []
+    return tor.fib_routes(lab.topology.netns("tor")).get(address, [])
 
 
 def mux_route(lab: fabric.LabState, address: str) -> str | None:

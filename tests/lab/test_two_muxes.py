@@ -5,31 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import Topology
-from isthmus.linux.run import ip_json, netns_pids
+from isthmus.lab.tor import fib_routes
+from isthmus.linux.run import netns_pids
+from tests.support import require_root, wait_for
 
-if os.geteuid() != 0:
-    pytest.skip("the lab needs root (network namespaces)", allow_module_level=True)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s")
+require_root()
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +33,7 @@ def lab2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fabric.LabState]:
 
 
 def next_hops(lab: fabric.LabState, address: str) -> list[str]:
-    for route in ip_json(lab.topology.netns("tor"), "route", "show", "proto", "bgp"):
-        if route["dst"] == address:
-            return sorted(h["gateway"] for h in route.get("nexthops", [])) or [route["gateway"]]
-    return []
+    return fib_routes(lab.topology.netns("tor")).get(address, [])
 
 
 def test_ecmp_and_a_dead_mux(lab2: fabric.LabState) -> None:
@@ -57,12 +43,12 @@ def test_ecmp_and_a_dead_mux(lab2: fabric.LabState) -> None:
     vip = t.public_ip("pip")
     t.nic("n1", "vnet1", "s", public_ip="pip")
     vm = vms.create(lab2, "v1", t.id("networkInterfaces/n1"), "h1")
-    assert wait_for(lambda: next_hops(lab2, vip) == ["198.18.0.11", "198.18.0.12"])
+    assert wait_for(lambda: next_hops(lab2, vip) == ["198.18.0.11", "198.18.0.12"], 15)
     inet = lab2.topology.netns("inet")
     with probe.server(vm.netns, "0.0.0.0", 80):
-        assert wait_for(lambda: probe.tcp_echo(inet, vip, 80, timeout=0.3))
+        assert wait_for(lambda: probe.tcp_echo(inet, vip, 80, timeout=0.3), 15)
         for pid in netns_pids(lab2.topology.netns("mux1")):  # the whole MUX node dies: agent, gobgpd, bfdd
             os.kill(pid, signal.SIGKILL)
-        assert wait_for(lambda: next_hops(lab2, vip) == ["198.18.0.12"])
+        assert wait_for(lambda: next_hops(lab2, vip) == ["198.18.0.12"], 15)
         for _ in range(20):  # every new flow goes through the MUX that is left
             assert probe.tcp_echo(inet, vip, 80, timeout=1.0)

@@ -49,7 +49,8 @@ class HostReconciler:
 
     def reconcile(self, doc: dict[str, Any], *, full: bool) -> Outcome:
         outcome = Outcome()
-        transit = self._transit({v["vni"] for v in doc["virtualNetworks"]})
+        host_links = ip_json(None, "addr", "show")  # read once: transit /31s and the host's own networks
+        transit = self._transit({v["vni"] for v in doc["virtualNetworks"]}, host_links)
         programs = {f"{p['networkSecurityGroup']}|{p['virtualNetwork']}": p for p in doc["networkSecurityGroups"]}
         nics_by_vnet: dict[str, list[dict[str, Any]]] = {}
         for nic in doc["networkInterfaces"]:
@@ -83,7 +84,7 @@ class HostReconciler:
         if outbound:
             host_routes.append(Route(outbound, blackhole=True))  # only replies (de-NATed before routing) pass
         changes += ensure_routes(None, host_routes)
-        changes += nft.ensure_table(None, "ip", "isthmus_host", host_guard(outbound, self._infrastructure()))
+        changes += nft.ensure_table(None, "ip", "isthmus_host", host_guard(outbound, self._infrastructure(host_links)))
         outcome.details = {"routers": len(wanted_routers), "vms": len(wanted_vms), "changes": changes}
         return outcome
 
@@ -168,10 +169,11 @@ class HostReconciler:
         nsgs = {s["networkSecurityGroup"] for s in vnet["subnets"] if s["networkSecurityGroup"]}
         return nsgs | {n["networkSecurityGroup"] for n in nics if n.get("networkSecurityGroup")}
 
-    def _transit(self, vnis: set[int]) -> dict[int, tuple[str, str]]:
+    @staticmethod
+    def _transit(vnis: set[int], host_links: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
         """The /31 between the host and each VNet router: kept from the kernel, new ones take the lowest free."""
         held: dict[int, int] = {}
-        for link in ip_json(None, "addr", "show"):
+        for link in host_links:
             name = link["ifname"]
             if name.startswith("t") and name[1:].isdigit():
                 for info in link.get("addr_info", []):
@@ -188,10 +190,11 @@ class HostReconciler:
             out[vni] = (str(ip_address(low)), str(ip_address(low + 1)))
         return out
 
-    def _infrastructure(self) -> list[str]:
+    @staticmethod
+    def _infrastructure(host_links: list[dict[str, Any]]) -> list[str]:
         """Networks of the host's own (non-tenant) addresses: the underlay and management networks."""
         networks = set()
-        for link in ip_json(None, "addr", "show"):
+        for link in host_links:
             if link["ifname"] == "lo" or link["ifname"][:1] in ("t", "x"):
                 continue
             for info in link.get("addr_info", []):

@@ -245,7 +245,10 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
     if state is not None:
         for name, pid in state.pids.items():
             if _ours(pid):
-                stop(pid) if name == "controller" or name in _agent_names(state) else _kill(pid)
+                if name == "controller" or name in _agent_names(state):
+                    stop(pid)  # graceful first: they were started in their own sessions
+                else:
+                    _kill(pid)
                 removed.append(f"process {name} ({pid})")
     if prefix:
         for netns in sorted(n for n in list_netns() if n.startswith(prefix)):

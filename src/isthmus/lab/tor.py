@@ -30,18 +30,23 @@ def run_dir(netns: str) -> Path:
 def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
     """The ToR's FRR: eBGP to every MUX (ECMP across them), a default route towards the internet host.
     Returns the daemons' PIDs."""
-    neighbours = "\n".join(
-        f" neighbor {address} remote-as {MUX_ASN}\n neighbor {address} timers 1 3\n"
-        f" neighbor {address} timers connect 1\n neighbor {address} bfd profile {BFD_PROFILE}"
-        for address in mux_addresses
-    )
-    bgpd = (
-        f"hostname tor\nrouter bgp {TOR_ASN}\n bgp router-id {TOR_UNDERLAY}\n no bgp ebgp-requires-policy\n"
-        f"{neighbours}\n address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n"
-    )
+    bgpd = tor_bgpd(TOR_UNDERLAY, mux_addresses, bfd=True)
     staticd = f"hostname tor\nip route 0.0.0.0/0 {INTERNET_HOST}\n"
     bfdd = f"hostname tor\n{bfd_profile()}"
     return start_frr(netns, workdir, {"zebra": "hostname tor\n", "staticd": staticd, "bfdd": bfdd, "bgpd": bgpd})
+
+
+def tor_bgpd(router_id: str, mux_addresses: list[str], *, bfd: bool) -> str:
+    """bgpd's config: eBGP to each MUX with fast timers (and BFD), ECMP across them."""
+    neighbours = "".join(
+        f" neighbor {address} remote-as {MUX_ASN}\n neighbor {address} timers 1 3\n"
+        f" neighbor {address} timers connect 1\n" + (f" neighbor {address} bfd profile {BFD_PROFILE}\n" if bfd else "")
+        for address in mux_addresses
+    )
+    return (
+        f"hostname tor\nrouter bgp {TOR_ASN}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n"
+        f"{neighbours} address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n"
+    )
 
 
 def established(workdir: Path) -> dict[str, bool]:
@@ -70,12 +75,7 @@ def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.
         ip_batch(tor, [f"link add eth0 type veth peer name eth0 netns {mux}", f"addr add {tor_address}/24 dev eth0",
                        "link set eth0 up"])  # fmt: skip
         ip_batch(mux, [f"addr add {mux_address}/24 dev eth0", "link set eth0 up"])
-        bgpd = (
-            f"hostname tor\nrouter bgp {TOR_ASN}\n bgp router-id {tor_address}\n no bgp ebgp-requires-policy\n"
-            f" neighbor {mux_address} remote-as {MUX_ASN}\n neighbor {mux_address} timers 1 3\n"
-            f" neighbor {mux_address} timers connect 1\n"
-            " address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n"
-        )
+        bgpd = tor_bgpd(tor_address, [mux_address], bfd=False)
         frr_pids = start_frr(tor, frr_dir, {"zebra": "hostname tor\n", "bgpd": bgpd})
         api = f"unix://{frr_dir}/gobgpd.sock"
         gobgpd = subprocess.Popen(in_netns(mux, ["gobgpd", "--api-hosts", api, "-l", "warn"]),

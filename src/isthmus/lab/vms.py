@@ -63,14 +63,16 @@ def find(state: LabState, name: str, binding: dict[str, Any] | None = None) -> V
         if netns.startswith(state.prefix) and netns.endswith(suffix):
             host = netns[len(state.prefix) : -len(suffix)]
             try:
-                links = ip_json(netns, "addr", "show", "dev", "eth0") if _has_eth0(netns) else []
+                links = ip_json(netns, "addr", "show")
             except LinuxError:  # the host agent is removing it right now
                 continue
-            addresses = tuple(a["local"] for link in links for a in link.get("addr_info", []) if a["family"] == "inet")
+            addresses = tuple(
+                a["local"]
+                for link in links
+                if link["ifname"] == "eth0"
+                for a in link.get("addr_info", [])
+                if a["family"] == "inet"
+            )
             nic = binding["properties"]["networkInterface"] if binding else ""
             return Vm(name, host, nic, netns, addresses)
     return None
-
-
-def _has_eth0(netns: str) -> bool:
-    return any(link["ifname"] == "eth0" for link in ip_json(netns, "link", "show"))

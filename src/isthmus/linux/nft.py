@@ -49,8 +49,3 @@ def ensure_table(netns: str | None, family: str, table: str, body: str, *, verif
     run(in_netns(netns, ["nft", "-f", "-"]), stdin=script)
     _loaded[where] = digest
     return True
-
-
-def delete_table(netns: str | None, family: str, table: str) -> None:
-    _loaded.pop((netns, family, table), None)
-    run(in_netns(netns, ["nft", "delete", "table", family, table]), check=False)

@@ -26,7 +26,6 @@ from typing import Any
 
 from isthmus.linux.boxes import disjoint
 
-TABLE = "isthmus"
 PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "@icmp_any", "Esp": "esp", "Ah": "ah"}
 # Named once per table: an anonymous set per rule would be one more kernel object per rule (twice the load time).
 SHARED_SETS = [
@@ -82,7 +81,7 @@ def render_filter(ports: Sequence[Port], programs: Mapping[str, Mapping[str, Any
 
 
 MAX_RUN_ELEMENTS = 20_000  # beyond this a run is loaded as plain rules
-FAMILIES = ((4, "ip", "ipv4_addr", ip_network("0.0.0.0/0")), (6, "ip6", "ipv6_addr", ip_network("::/0")))
+FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))
 ALL = (0, 65535)
 
 
@@ -115,7 +114,7 @@ def _run_sets(name: str, run: Sequence[Mapping[str, Any]]) -> list[tuple[str, li
     """(match, set definition) per family and kind for a run; None if its disjoint form is too large."""
     out = []
     total = 0
-    for version, family, address_type, _any in FAMILIES:
+    for version, family, address_type in FAMILIES:
         ported: list[tuple[tuple[int, int], ...]] = []
         plain: list[tuple[tuple[int, int], ...]] = []
         for rule in run:
