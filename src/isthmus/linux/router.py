@@ -102,8 +102,8 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
     stale = [name for name in links if name.startswith("n") and name not in wanted_ports]
     ip_batch(spec.netns, [f"link del {name}" for name in sorted(stale)])
     changes += len(stale)
-    for port in spec.ports:
-        changes += _port(spec, port, port.interface in links, existing, check_vms)
+    plugged = [(port, _plug(spec, port, port.interface in links, existing)) for port in spec.ports]
+    changes += sum(made for _port, made in plugged)
     routes = [Route(a, port.interface) for port in spec.ports for a in port.addresses]
     routes += [Route(a, spec.vxlan) for remote in spec.remotes for a in remote.addresses]
     changes += ensure_routes(spec.netns, routes)
@@ -112,6 +112,8 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
     changes += ensure_fdb(spec.netns, spec.vxlan, {r.router_mac: r.vtep for r in spec.remotes})
     changes += nft.ensure_table(spec.netns, "inet", "isthmus", spec.filter_body, verify=check_vms)
     changes += nft.ensure_table(spec.netns, "ip", "isthmus_nat", spec.nat_body, verify=check_vms)
+    # The guest's side last: once a VM has its address, its routes and filters are already in place.
+    changes += sum(_vm(port) for port, made in plugged if made or check_vms)
     return changes
 
 
@@ -125,7 +127,8 @@ def _gateways(spec: RouterSpec) -> int:
     return len(lines)
 
 
-def _port(spec: RouterSpec, port: VmPort, linked: bool, existing: set[str], check_vm: bool) -> int:
+def _plug(spec: RouterSpec, port: VmPort, linked: bool, existing: set[str]) -> int:
+    """The router's side of the port: the VM namespace and the veth between them."""
     changes = 0
     if port.netns not in existing:
         add_netns(port.netns)
@@ -137,9 +140,6 @@ def _port(spec: RouterSpec, port: VmPort, linked: bool, existing: set[str], chec
         ip_batch(spec.netns, [f"ntable change name arp_cache dev {port.interface} proxy_delay 0",
                               f"link set {port.interface} up"])  # fmt: skip
         changes += 1
-    elif not check_vm:
-        return changes
-    changes += _vm(port)
     return changes
 
 
