@@ -58,30 +58,44 @@ class GobgpdProcess:
 
 
 class BfddProcess:
-    """FRR bfdd on the MUX, one session per BGP peer with the ToR's profile (lab/tor.py)."""
+    """FRR bfdd on the MUX, one session per BGP peer with the ToR's profile (lab/tor.py). bfdd daemonises,
+    so it outlives an agent killed with -9; the next agent adopts it if it runs the same configuration."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir / "bfdd"
         self.pid: int | None = None
-        self.peers: tuple[tuple[str, str], ...] = ()
+        self.config = ""
         self.restarts = 0
 
     def alive(self) -> bool:
         return self.pid is not None and Path(f"/proc/{self.pid}").exists()
 
     def ensure(self, local: str, peers: list[str]) -> bool:
-        wanted = tuple((peer, local) for peer in sorted(peers))
-        if self.alive() and wanted == self.peers:
+        session = " peer {} local-address {}\n  profile {}\n !\n"
+        sessions = "".join(session.format(peer, local, BFD_PROFILE) for peer in sorted(peers))
+        config = f"hostname mux\n{bfd_profile()}{sessions}"
+        if self.pid is None:
+            self._adopt()
+        if self.alive() and config == self.config:
             return False
         if self.pid is not None:
             if self.alive():
                 os.kill(self.pid, signal.SIGTERM)
             else:
                 self.restarts += 1
-        sessions = "".join(f" peer {peer} local-address {local}\n  profile {BFD_PROFILE}\n !\n" for peer in peers)
-        [self.pid] = start_frr(None, self.run_dir, {"bfdd": f"hostname mux\n{bfd_profile()}{sessions}"})
-        self.peers = wanted
+        [self.pid] = start_frr(None, self.run_dir, {"bfdd": config})
+        self.config = config
         return True
+
+    def _adopt(self) -> None:
+        try:
+            pid = int((self.run_dir / "run" / "bfdd.pid").read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            config = (self.run_dir / "bfdd.conf").read_text()
+        except (OSError, ValueError):
+            return
+        if b"bfdd" in command and str(self.run_dir).encode() in command:
+            self.pid, self.config = pid, config
 
 
 class MuxReconciler:

@@ -20,7 +20,7 @@ console = Console()
 WORKDIR = typer.Option(Path("var/lab"), "--workdir", envvar="ISTHMUS_LAB", help="Where the lab keeps its state.")
 
 
-def _state(workdir: Path) -> fabric.LabState:
+def lab_state(workdir: Path) -> fabric.LabState:
     state = fabric.load_state(workdir)
     if state is None:
         console.print(f"[red]no lab is up[/red] (no {workdir / fabric.STATE_FILE}): run `isthmus lab up`")
@@ -90,7 +90,7 @@ def vm_create(
 ) -> None:
     """Bind a NIC to a host; the host agent creates the VM's namespace and plugs the NIC."""
     try:
-        vm = vms.create(_state(workdir), name, nic, host)
+        vm = vms.create(lab_state(workdir), name, nic, host)
     except fabric.LabError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
@@ -101,7 +101,7 @@ def vm_create(
 def vm_delete(name: str, workdir: Path = WORKDIR) -> None:
     """Unbind the VM's NIC; the host agent removes the VM."""
     try:
-        vms.delete(_state(workdir), name)
+        vms.delete(lab_state(workdir), name)
     except fabric.LabError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
@@ -109,7 +109,7 @@ def vm_delete(name: str, workdir: Path = WORKDIR) -> None:
 
 @vm_app.command("list")
 def vm_list(workdir: Path = WORKDIR, output: str = typer.Option("table", "--output", "-o")) -> None:
-    rows = vms.listing(_state(workdir))
+    rows = vms.listing(lab_state(workdir))
     if output == "json":
         print(json.dumps([vm.__dict__ for vm in rows], indent=2, default=list))
         return
@@ -124,7 +124,7 @@ def vm_list(workdir: Path = WORKDIR, output: str = typer.Option("table", "--outp
 @vm_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def vm_exec(ctx: typer.Context, name: str, workdir: Path = WORKDIR) -> None:
     """Run a command in the VM: `isthmus lab vm exec vm1 -- ping -c1 198.51.100.10`."""
-    vm = vms.find(_state(workdir), name)
+    vm = vms.find(lab_state(workdir), name)
     if vm is None:
         console.print(f"[red]no VM {name}[/red]")
         raise typer.Exit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.cli import agent, lab, server, show
+from isthmus.cli import agent, lab, mux, server, show
 from isthmus.cli.client import Settings
 
 app = typer.Typer(help="isthmus: tenant networks to the outside world.", no_args_is_help=True)
@@ -35,5 +35,6 @@ app.add_typer(show.gateway_app, name="gateway")
 app.add_typer(show.node_app, name="node")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(lab.lab_app, name="lab")
+app.add_typer(mux.mux_app, name="mux")
 app.command("placement")(show.placement)
 app.command("events")(show.events)
