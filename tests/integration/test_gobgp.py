@@ -13,7 +13,7 @@ import pytest
 
 from isthmus._generated.gobgp import gobgp_pb2
 from isthmus.lab.tor import BgpPair, bgp_pair, fib_routes
-from isthmus.linux.gobgp import GobgpSpeaker, Peer, _family
+from isthmus.linux.gobgp import Peer, _family, path_message
 from tests.support import require_root, wait_for
 
 require_root()
@@ -40,7 +40,7 @@ def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
 
     # Drift: a path withdrawn behind the speaker's back (another gRPC client) comes back on a verified announce.
     request = gobgp_pb2.DeletePathRequest(table_type=gobgp_pb2.GLOBAL, family=_family(4),
-                                          path=GobgpSpeaker._path(ip_network("203.0.113.6/32")))  # fmt: skip
+                                          path=path_message(ip_network("203.0.113.6/32")))  # fmt: skip
     speaker.stub.DeletePath(request, timeout=5)
     assert ip_network("203.0.113.6/32") not in speaker.announced()
     assert speaker.announce(vips - {ip_network("203.0.113.5/32")}, verify=False) == (0, 0)  # trusts its memory

@@ -9,10 +9,11 @@ import signal
 from pathlib import Path
 
 from isthmus.lab import fabric, probe, tor, vms
+from isthmus.lab.faults import silence, unsilence
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.frr import vtysh
 from isthmus.linux.gobgp import GobgpSpeaker
-from isthmus.linux.run import in_netns, ip_json, netns_pids, run
+from isthmus.linux.run import ip_json, netns_pids
 from tests.support import wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000e1"
@@ -88,15 +89,12 @@ def test_a_silently_dead_link_is_caught_by_bfd(lab: fabric.LabState) -> None:
     tor_dir = tor.run_dir(lab.topology.netns("tor"))
     assert "up" in vtysh(tor_dir, "show bfd peers brief")
     mux = lab.topology.netns("mux1")
-    silent = ('table inet silent {\nchain i {\ntype filter hook input priority -500; policy accept;\n'
-              'iifname "under0" drop\n}\nchain o {\ntype filter hook output priority -500; policy accept;\n'
-              'oifname "under0" drop\n}\n}\n')  # fmt: skip
-    run(in_netns(mux, ["nft", "-f", "-"]), stdin=silent)
+    silence(mux, "under0")
     try:
         wait_for(lambda: not tor_route(lab, vip), 10)
         peer = json.loads(vtysh(tor_dir, "show bfd peers json"))[0]
         assert peer["status"] == "down" and peer["diagnostic"] == "control detection time expired"
     finally:
-        run(in_netns(mux, ["nft", "delete", "table", "inet", "silent"]))
+        unsilence(mux)
     assert wait_for(lambda: tor_route(lab, vip), 30)  # the session comes back by itself
     t.delete("publicIPAddresses/pip-bfd")

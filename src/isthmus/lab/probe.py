@@ -3,6 +3,8 @@ here (linux/sockets.py), so a probe costs microseconds, not a process. Every wai
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
 import subprocess
 import threading
@@ -178,3 +180,62 @@ class LongFlow:
         self.stop.set()
         self.thread.join(timeout=3)
         self.sock.close()
+
+
+@dataclass
+class UdpStream:
+    """Datagrams to address:port every `interval` seconds, round-robin from `sources` source ports (so
+    ECMP spreads them over every path), each answered by an echo server; at most `limit` seconds. Says
+    how long traffic was lost after a fault."""
+
+    netns: str
+    address: str
+    port: int
+    sources: int = 32
+    interval: float = 0.005
+    limit: float = 120.0
+    sent: list[float] = field(default_factory=list)  # send time of each sequence number
+    answered: set[int] = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> UdpStream:
+        self.socks = [socket_in(self.netns, kind=socket.SOCK_DGRAM) for _ in range(self.sources)]
+        for sock in self.socks:
+            sock.setblocking(False)
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._send, self._receive)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _send(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            seq = len(self.sent)
+            self.sent.append(time.monotonic())
+            with contextlib.suppress(OSError):  # e.g. no route for a moment: counted as lost
+                self.socks[seq % self.sources].sendto(seq.to_bytes(4, "big"), (self.address, self.port))
+            time.sleep(self.interval)
+
+    def _receive(self) -> None:
+        while not self.stop.is_set():
+            ready, _, _ = select.select(self.socks, [], [], 0.1)
+            for sock in ready:
+                try:
+                    data = sock.recv(16)
+                except OSError:
+                    continue
+                self.answered.add(int.from_bytes(data[:4], "big"))
+
+    def lost_after(self, fault: float, grace: float = 1.0) -> tuple[int, float]:
+        """(datagrams lost, seconds from `fault` to the last lost one) among those sent after `fault`,
+        ignoring the last `grace` seconds (answers may still be on their way)."""
+        horizon = self.sent[-1] - grace if self.sent else fault
+        lost = [t for seq, t in enumerate(self.sent) if fault <= t <= horizon and seq not in self.answered]
+        return len(lost), (max(lost) - fault if lost else 0.0)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=2)
+        for sock in self.socks:
+            sock.close()

@@ -49,10 +49,11 @@ def _wait_pid(path: Path, timeout: float = 10.0) -> int:
     raise RuntimeError(f"{path.name}: the daemon did not start")
 
 
-def vtysh(workdir: Path, command: str) -> str:
-    out = subprocess.run(
-        ["vtysh", "--vty_socket", str(workdir / "run"), "-c", command], capture_output=True, text=True, check=False
-    )
+def vtysh(workdir: Path, *commands: str) -> str:
+    """Run vtysh commands in one session (e.g. "configure", "router bgp 65000", "no neighbor ... bfd")."""
+    args = [arg for command in commands for arg in ("-c", command)]
+    out = subprocess.run(["vtysh", "--vty_socket", str(workdir / "run"), *args], capture_output=True, text=True,
+                         check=False)  # fmt: skip
     return out.stdout
 
 

@@ -1,16 +1,23 @@
 """gobgpd, driven over its gRPC API: the BGP speaker behind one small interface.
 
-    speaker.configure(asn, router_id, peers)   # idempotent: the whole session set
+    speaker.configure(asn, router_id, peers)   # idempotent: the whole session set (= start + set_peers)
     speaker.announce(desired)                   # the whole set of /32 (/128) this node originates
 
 `announce` reads what gobgpd originates (ListPath), adds what is missing and withdraws what is extra in
 streamed batches (AddPathStream, 1,000 paths per message, withdrawals flagged is_withdraw): the caller states the
 desired set, the speaker works out the difference (MetalLB's Session.Set). Paths carry next hop 0.0.0.0,
 which gobgpd replaces with its own address towards each eBGP peer (next-hop self).
+
+The streamed requests are encoded here rather than built as protobuf objects: every path differs from the
+others only in its prefix, so one path is serialised once as a template and each prefix is prepended in wire
+format (protobuf merges concatenated fields). Building 100,000 Path objects took 1.7 s of Python; this takes
+a fraction of that. A unit test parses the bytes back and compares them with the object-built messages.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -18,11 +25,21 @@ from typing import Any
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyMessage
+from google.protobuf.empty_pb2 import Empty
 
 from isthmus._generated.gobgp import attribute_pb2, gobgp_pb2, gobgp_pb2_grpc
+from isthmus.linux.run import in_netns
 
 Network = IPv4Network | IPv6Network
 BATCH = 1000
+
+
+def start_gobgpd(api: str, netns: str | None = None, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start gobgpd with its gRPC API on `api` (e.g. unix:///run/.../gobgpd.sock), in `netns`. gobgpd
+    allocates heavily per path: collecting garbage at 4x the live heap instead of 2x halved its CPU time
+    for 100,000 routes here (9.5 s -> 4.6 s) for a larger resident set."""
+    command = in_netns(netns, ["gobgpd", "--api-hosts", api, "-l", "warn"])
+    return subprocess.Popen(command, env={**os.environ, "GOGC": "400"}, **popen)
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,10 @@ class GobgpSpeaker:
         self.channel = grpc.insecure_channel(api)
         self.stub = gobgp_pb2_grpc.GobgpApiStub(self.channel)
         self.timeout = timeout
+        # AddPathStream taking requests already serialised (see encode_batches)
+        self.add_path_stream = self.channel.stream_unary(
+            "/apipb.GobgpApi/AddPathStream", response_deserializer=Empty.FromString
+        )
         self.last: set[Network] | None = None  # what announce() left gobgpd originating
 
     def close(self) -> None:
@@ -62,7 +83,10 @@ class GobgpSpeaker:
     def configure(self, asn: int, router_id: str, peers: Sequence[Peer]) -> int:
         """Start BGP if it is not running (a different identity restarts it) and make the peers exactly
         `peers`; returns the number of changes."""
-        changes = 0
+        return self.start(asn, router_id) + self.set_peers(peers)
+
+    def start(self, asn: int, router_id: str) -> int:
+        """Start BGP if it is not running; a different identity restarts it (and so drops every path)."""
         try:
             current = getattr(self.stub.GetBgp(gobgp_pb2.GetBgpRequest(), timeout=self.timeout), "global")
         except grpc.RpcError:
@@ -73,7 +97,14 @@ class GobgpSpeaker:
             self.last = None  # a fresh gobgpd originates nothing
             start = gobgp_pb2.Global(asn=asn, router_id=router_id, listen_port=179)
             self.stub.StartBgp(gobgp_pb2.StartBgpRequest(**{"global": start}), timeout=self.timeout)
-            changes += 1
+            return 1
+        return 0
+
+    def set_peers(self, peers: Sequence[Peer]) -> int:
+        """Make the peers exactly `peers`. A session that comes up gets the whole table in packed UPDATEs,
+        whereas a path added while a session is up goes out as an UPDATE of its own (gobgpd 3.10), so a
+        speaker that starts with many paths should announce before it adds its peers."""
+        changes = 0
         existing = {
             p.peer.conf.neighbor_address: p.peer.conf.peer_asn
             for p in self.stub.ListPeer(gobgp_pb2.ListPeerRequest(), timeout=self.timeout)
@@ -109,26 +140,57 @@ class GobgpSpeaker:
         missing = sorted(wanted - current, key=str)
         extra = sorted(current - wanted, key=str)
         if missing:
-            self.stub.AddPathStream(self._batches(missing), timeout=max(self.timeout, len(missing) / 2000))
+            self._stream(encode_batches(missing), len(missing))
         if extra:  # withdrawals stream too (is_withdraw): one DeletePath per route took 0.5 ms each
-            self.stub.AddPathStream(self._batches(extra, withdraw=True), timeout=max(self.timeout, len(extra) / 2000))
+            self._stream(encode_batches(extra, withdraw=True), len(extra))
         self.last = wanted
         return len(missing), len(extra)
 
-    def _batches(self, networks: Sequence[Network], *, withdraw: bool = False) -> Iterator[Any]:
-        for start in range(0, len(networks), BATCH):
-            paths = [self._path(n) for n in networks[start : start + BATCH]]
-            for path in paths:
-                path.is_withdraw = withdraw
-            yield gobgp_pb2.AddPathStreamRequest(table_type=gobgp_pb2.GLOBAL, paths=paths)
+    def _stream(self, requests: Iterator[bytes], count: int) -> None:
+        self.add_path_stream(requests, timeout=max(self.timeout, count / 2000))
 
-    @staticmethod
-    def _path(network: Network) -> Any:
-        nlri = attribute_pb2.IPAddressPrefix(prefix_len=network.prefixlen, prefix=str(network.network_address))
-        if network.version == 4:
-            hop = _packed(attribute_pb2.NextHopAttribute(next_hop="0.0.0.0"))
-            attributes = [_packed(attribute_pb2.OriginAttribute(origin=0)), hop]
-        else:
-            reach = attribute_pb2.MpReachNLRIAttribute(family=_family(6), next_hops=["::"], nlris=[_packed(nlri)])
-            attributes = [_packed(attribute_pb2.OriginAttribute(origin=0)), _packed(reach)]
-        return gobgp_pb2.Path(nlri=_packed(nlri), pattrs=attributes, family=_family(network.version))
+
+def path_message(network: Network, *, withdraw: bool = False) -> Any:
+    """The Path gobgpd is given for `network`, as a protobuf object (encode_batches' reference)."""
+    nlri = _packed(attribute_pb2.IPAddressPrefix(prefix_len=network.prefixlen, prefix=str(network.network_address)))
+    origin = _packed(attribute_pb2.OriginAttribute(origin=0))
+    if network.version == 4:
+        hop = _packed(attribute_pb2.NextHopAttribute(next_hop="0.0.0.0"))
+    else:  # IPv6 carries its next hop (and the prefix again) in MP_REACH_NLRI
+        hop = _packed(attribute_pb2.MpReachNLRIAttribute(family=_family(6), next_hops=["::"], nlris=[nlri]))
+    return gobgp_pb2.Path(nlri=nlri, pattrs=[origin, hop], family=_family(network.version), is_withdraw=withdraw)
+
+
+def encode_batches(networks: Sequence[Network], *, withdraw: bool = False) -> Iterator[bytes]:
+    """Serialised AddPathStreamRequests, BATCH paths each (table GLOBAL, the default, is not written)."""
+    template = path_message(ip_network("0.0.0.0/32"), withdraw=withdraw)
+    template.ClearField("nlri")
+    tail = template.SerializeToString()
+    for start in range(0, len(networks), BATCH):
+        paths = []
+        for network in networks[start : start + BATCH]:
+            if network.version == 4:
+                length = b"\x08" + _varint(network.prefixlen) if network.prefixlen else b""  # 0 is not written
+                prefix = length + _field(2, str(network.network_address).encode())
+                path = _field(1, _field(1, PREFIX_TYPE_URL) + _field(2, prefix)) + tail
+            else:
+                path = path_message(network, withdraw=withdraw).SerializeToString()
+            paths.append(_field(3, path))
+        yield b"".join(paths)
+
+
+PREFIX_TYPE_URL = b"type.googleapis.com/" + attribute_pb2.IPAddressPrefix.DESCRIPTOR.full_name.encode()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
