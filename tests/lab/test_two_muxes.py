@@ -1,6 +1,6 @@
 """Two MUXes: the ToR spreads every public IP over both (ECMP) and `isthmus mux routes` shows it; gobgpd or
-the MUX agent crashing never costs the ToR a route while the other MUX is healthy; when one MUX dies,
-traffic to public IPs continues through the other."""
+the MUX agent crashing never costs the ToR a route while the other MUX is healthy; when one MUX's link goes
+silent or the whole MUX dies, traffic to public IPs continues through the other."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.lab import fabric, probe, vms
+from isthmus.lab.faults import silence, unsilence
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import Topology
 from isthmus.lab.tor import fib_routes
@@ -131,6 +132,22 @@ def test_restarts_never_cost_the_tor_a_route(lab2: fabric.LabState, served: tupl
     assert details["gobgpdStarted"] is False and details["gobgpdRestarts"] == 0 != restarts
     bfdd = [pid for pid in netns_pids(mux1) if b"bfdd" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(bfdd) == 1
+
+
+def test_a_silently_dead_link(lab2: fabric.LabState, served: tuple[str, vms.Vm]) -> None:
+    """mux1's link drops everything, forwarded traffic included: BFD takes it out of the ECMP set and new
+    flows all go through mux2; when the link heals, mux1 is back by itself."""
+    vip, _vm = served
+    inet, mux1 = lab2.topology.netns("inet"), lab2.topology.netns("mux1")
+    assert wait_for(lambda: next_hops(lab2, vip) == BOTH, 30)
+    silence(mux1, "under0")
+    try:
+        assert wait_for(lambda: next_hops(lab2, vip) == ["198.18.0.12"], 10)
+        for _ in range(20):
+            assert probe.tcp_echo(inet, vip, 80, timeout=1.0)
+    finally:
+        unsilence(mux1)
+    assert wait_for(lambda: next_hops(lab2, vip) == BOTH, 30)
 
 
 def test_a_dead_mux(lab2: fabric.LabState, served: tuple[str, vms.Vm]) -> None:
