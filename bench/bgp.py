@@ -111,7 +111,7 @@ def speaker_alone(count: int, trials: int, figures: dict[str, object]) -> None:
             pair.speaker.announce(current, verify=False)
             one_call.append((time.perf_counter() - started) * 1000)
             address = str(extra.network_address)
-            until(lambda a=address: a in run(in_netns(pair.tor, ["ip", "route", "show", a + "/32"])), 10, 0.002)
+            until(lambda a=address: bool(tor.next_hops(pair.tor, a)), 10, 0.002)
             one_fib.append((time.perf_counter() - started) * 1000)
         percentiles(one_call, "one_announce_call_ms", figures)
         percentiles(one_fib, "one_route_to_fib_ms", figures)
@@ -126,10 +126,7 @@ def speaker_alone(count: int, trials: int, figures: dict[str, object]) -> None:
 
 
 def next_hops(lab: fabric.LabState, address: str) -> list[str]:
-    out = json.loads(run(in_netns(lab.topology.netns("tor"), ["ip", "-j", "route", "show", address + "/32"])))
-    if not out:
-        return []
-    return sorted(h["gateway"] for h in out[0].get("nexthops", [])) or [out[0].get("gateway", "")]
+    return tor.next_hops(lab.topology.netns("tor"), address)
 
 
 def through_the_api(lab: fabric.LabState, t: Tenant, trials: int, figures: dict[str, object]) -> None:

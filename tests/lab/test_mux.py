@@ -21,7 +21,7 @@ SUB = "00000000-0000-0000-0000-0000000000e1"
 
 def tor_route(lab: fabric.LabState, address: str) -> list[str]:
     """Next hops of the ToR's BGP route to address/32 ([] if none)."""
-    return tor.fib_routes(lab.topology.netns("tor")).get(address, [])
+    return tor.next_hops(lab.topology.netns("tor"), address)
 
 
 def mux_route(lab: fabric.LabState, address: str) -> str | None:

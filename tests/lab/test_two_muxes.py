@@ -21,7 +21,7 @@ from isthmus.lab import fabric, probe, vms
 from isthmus.lab.faults import silence, unsilence
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import Topology
-from isthmus.lab.tor import fib_routes
+from isthmus.lab.tor import next_hops as tor_next_hops
 from isthmus.linux.run import netns_pids
 from tests.support import require_root, wait_for
 
@@ -54,7 +54,7 @@ def served(lab2: fabric.LabState) -> Iterator[tuple[str, vms.Vm]]:
 
 
 def next_hops(lab: fabric.LabState, address: str) -> list[str]:
-    return fib_routes(lab.topology.netns("tor")).get(address, [])
+    return tor_next_hops(lab.topology.netns("tor"), address)
 
 
 class FibWatch:

@@ -21,8 +21,8 @@ from typing import Any
 from isthmus.agents.loop import Outcome
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr
 from isthmus.linux.gobgp import GobgpSpeaker, Network, Peer, start_gobgpd
-from isthmus.linux.routes import Route, ensure_routes, route_changes
-from isthmus.linux.run import ip_batch, ip_json, sysctl
+from isthmus.linux.routes import Route, ensure_routes
+from isthmus.linux.run import ip_json, sysctl
 
 log = logging.getLogger("isthmus.agent.mux")
 
@@ -134,12 +134,7 @@ class MuxReconciler:
                 routes.append(Route(str(network.network_address), self._device(vip["nextHop"]), vip["nextHop"]))
         # Between full passes the kernel and gobgpd are compared with what this agent last made them, so
         # one changed public IP costs one `ip` call and one gRPC stream (the heartbeat watches the daemons).
-        if full or self.routes is None:
-            changes = ensure_routes(None, routes)
-        else:
-            lines = route_changes(self.routes, routes)
-            ip_batch(None, lines)
-            changes = len(lines)
+        changes = ensure_routes(None, routes, None if full else self.routes)
         self.routes = set(routes)
         fresh = self.gobgpd.ensure(self.speaker, ask=full)
         bgp = doc.get("bgp")
@@ -147,14 +142,15 @@ class MuxReconciler:
         if bgp:
             peers = [Peer(p["address"], p["asn"]) for p in bgp["peers"]]
             session = (bgp["asn"], bgp["routerId"], tuple(peers))
+            reconfigure = full or fresh or session != self.session
             changes += self.bfdd.ensure(bgp["routerId"], [p.address for p in peers])
-            if full or fresh or session != self.session:
+            if reconfigure:
                 changes += self.speaker.start(bgp["asn"], bgp["routerId"])
             added, withdrawn = self.speaker.announce(announced, verify=full or fresh)
             if added or withdrawn:  # desired state in hand -> the changed routes handed to gobgpd
                 self.last_announce = {"revision": doc.get("revision"), "added": added, "withdrawn": withdrawn,
                                       "ms": round((time.perf_counter() - started) * 1000, 2)}  # fmt: skip
-            if full or fresh or session != self.session:
+            if reconfigure:
                 changes += self.speaker.set_peers(peers)  # after announcing: a new session gets packed UPDATEs
             self.session = session
         details = {

@@ -129,6 +129,14 @@ class BgpPair:
     gobgpd_pid: int
 
 
+def next_hops(tor: str, address: str) -> list[str]:
+    """Next hops of the BGP route to address/32 in the ToR's kernel FIB ([] if none): one route, not a dump."""
+    routes = ip_json(tor, "route", "show", f"{address}/32", "proto", "bgp")
+    if not routes:
+        return []
+    return sorted(h["gateway"] for h in routes[0].get("nexthops", [])) or [routes[0].get("gateway", "")]
+
+
 def fib_routes(tor: str) -> dict[str, list[str]]:
     """Prefix -> next hops of the BGP routes in the ToR's kernel FIB."""
     out = {}

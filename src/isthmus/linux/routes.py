@@ -48,8 +48,10 @@ def route_changes(actual: set[Route], desired: Iterable[Route]) -> list[str]:
     return lines
 
 
-def ensure_routes(netns: str | None, desired: Iterable[Route]) -> int:
-    lines = route_changes(owned_routes(netns), desired)
+def ensure_routes(netns: str | None, desired: Iterable[Route], actual: set[Route] | None = None) -> int:
+    """Make the owned routes exactly `desired`; `actual` (what the caller knows it left there) spares
+    reading them from the kernel."""
+    lines = route_changes(owned_routes(netns) if actual is None else actual, desired)
     ip_batch(netns, lines)
     return len(lines)
 
