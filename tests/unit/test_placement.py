@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from isthmus.compile.placement import place
-from isthmus.compile.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot, build
+from isthmus.model.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot, build
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network"
 

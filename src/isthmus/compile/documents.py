@@ -15,7 +15,7 @@ from typing import Any
 
 from isthmus.compile import host, mux, placement
 from isthmus.compile.gateway import gateway_document
-from isthmus.compile.snapshot import (
+from isthmus.model.snapshot import (
     CONNECTION,
     GATEWAYS,
     HOSTS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from isthmus.compile.placement import Placement
-from isthmus.compile.snapshot import GATEWAYS, Snapshot, vnet_key_of
+from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
 
 
 def gateway_document(snapshot: Snapshot, placement: Placement, node: str) -> dict[str, Any]:

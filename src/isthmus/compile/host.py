@@ -14,7 +14,7 @@ from ipaddress import ip_network
 from typing import Any
 
 from isthmus.compile.security_rules import NsgContext, NsgProgram, compile_nsg
-from isthmus.compile.snapshot import NIC, Snapshot, vnet_key_of
+from isthmus.model.snapshot import NIC, Snapshot, vnet_key_of
 
 AZURE_LOAD_BALANCER = (ip_network("198.18.255.254/32"),)  # the platform's probe source in the lab
 

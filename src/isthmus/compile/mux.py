@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.compile.placement import Placement
-from isthmus.compile.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
+from isthmus.model.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.compile.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot
+from isthmus.model.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot
 
 # Azure Stack Hub's gateway SKUs and Azure's VpnGw family, with the throughput each is sold at (Mbps).
 SKU_MBPS = {

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from isthmus.compile.snapshot import Snapshot, build, evolve, public_ip_keys
+from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys
 from isthmus.store import tables as t
 from isthmus.store.db import current_revision
 

@@ -18,8 +18,8 @@ from isthmus.api.errors import bad_request
 from isthmus.api.state import State
 from isthmus.compile.flow_verify import nsgs_of, verify_nic_flow
 from isthmus.compile.security_rules import Flow
-from isthmus.compile.snapshot import vnet_key_of
 from isthmus.model.ids import RESOURCE_NAME, parse
+from isthmus.model.snapshot import vnet_key_of
 from isthmus.store.tokens import Principal
 
 router = APIRouter()

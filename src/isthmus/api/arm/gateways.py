@@ -11,9 +11,9 @@ from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, child_id, find_child
 from isthmus.api.arm.virtual_networks import subnet_prefixes
 from isthmus.api.errors import bad_request
 from isthmus.compile.placement import SKU_MBPS
-from isthmus.compile.snapshot import public_ip_keys
 from isthmus.model import arm
 from isthmus.model.ids import ResourceId
+from isthmus.model.snapshot import public_ip_keys
 from isthmus.store.repo import Doc, Tx
 
 GATEWAY_SUBNET = "GatewaySubnet"
