@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from isthmus.store.snapshots import load_snapshot, refresh
 API = {"api-version": "2026-03-01"}
 CLIENTS = 16
 HOSTS = 100
+MUXES = 4
 
 
 def subscription(index: int) -> str:
@@ -74,7 +76,7 @@ def seed(db: str, vnets: int, pips: int, nics: int) -> dict[str, float]:
         admin_put(tx, "publicIpPools", "bench", {"addressPrefixes": ["198.18.0.0/15"]})
         for h in range(HOSTS):
             admin_put(tx, "hosts", f"host{h}", {"node": f"host{h}", "address": f"192.0.2.{h + 1}"})
-        for m in range(4):
+        for m in range(MUXES):
             admin_put(
                 tx,
                 "loadBalancerMuxes",
@@ -329,6 +331,117 @@ def measure_compile(db: str, changes: int) -> dict[str, float]:
     }
 
 
+class Node:
+    """One node's side of the agent protocol, with a keep-alive connection of its own."""
+
+    def __init__(self, url: str, ca: str, name: str, role: str, token: str) -> None:
+        host, port = url.removeprefix("https://").split(":")
+        self.connection = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca),
+                                                      timeout=60)  # fmt: skip
+        self.name, self.role = name, role
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.revision = 0
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, dict[str, str]]:
+        payload = json.dumps(body).encode() if body is not None else None
+        self.connection.request(method, path, body=payload, headers=self.headers)
+        response = self.connection.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+
+    def desired(self, timeout: float) -> tuple[int, bytes]:
+        """One long-poll from the revision held (with deltas, as agents ask); moves the revision on."""
+        status, body, headers = self.call(
+            "GET", f"/v1/nodes/{self.name}/desired?after={self.revision}&timeout={timeout}&deltas=true"
+        )
+        if status == 200:
+            self.revision = int(headers["X-Isthmus-Revision"])
+        return status, body
+
+
+def measure_wakeups(db: str, workdir: Path, pips: int, nics: int) -> dict[str, Any]:
+    """Which nodes' long-polls return for one change, and how many bytes a MUX is sent for it."""
+    engine = make_engine(db)
+    operator = tokens.create(engine, "operator", "operator")
+    names = [(f"host{h}", "host") for h in range(HOSTS)] + [(f"mux{m}", "mux") for m in range(MUXES)]
+    node_tokens = {name: tokens.create(engine, "node", name) for name, _role in names}
+    engine.dispose()
+    index = next(i for i in range(1, nics) if i % 5)  # a NIC without a public IP (the seed gives every fifth one)
+    with reading(make_engine(db)) as conn:
+        snapshot = load_snapshot(conn)
+    nic_key = next(
+        k for k, d in snapshot.documents.items() if d.get("name") == f"nic{index}" and "networkinterfaces/" in k
+    )
+    nic_doc = snapshot.documents[nic_key]
+    nic_path = nic_doc["id"]
+    group = nic_path.split("/providers/")[0]
+    figures: dict[str, Any] = {}
+    with controller_process(db, workdir) as controller:
+        url, ca = controller.url, str(controller.ca)
+        nodes = [Node(url, ca, name, role, node_tokens[name]) for name, role in names]
+        admin = Node(url, ca, "operator", "operator", operator)
+        for node in nodes:
+            status, body, _h = node.call("POST", f"/v1/nodes/{node.name}/register", {"role": node.role})
+            assert status == 200, body
+            status, body = node.desired(0)
+            if node.role == "mux":
+                figures["full_mux_document_bytes"] = len(body)
+
+        def write(method: str, path: str, body: Any) -> None:
+            status, text, _h = admin.call(method, f"{path}?api-version={API['api-version']}", body)
+            assert status < 300, text
+
+        def woken(change: Callable[[], None]) -> dict[str, int]:
+            """node -> bytes received, for every node whose long-poll returned within a few seconds."""
+            for node in nodes:  # catch up with whatever earlier steps changed
+                while node.desired(0)[0] == 200:
+                    pass
+            returned: dict[str, int] = {}
+            lock = threading.Lock()
+
+            def poll(node: Node) -> None:
+                status, body = node.desired(4)
+                if status == 200:
+                    with lock:
+                        returned[node.name] = len(body)
+
+            threads = [threading.Thread(target=poll, args=(node,)) for node in nodes]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)  # every node is waiting now
+            change()
+            for thread in threads:
+                thread.join()
+            return returned
+
+        nsg = f"{group}/providers/Microsoft.Network/networkSecurityGroups/bench-nsg"
+        write("PUT", nsg, {"location": "local", "properties": {"securityRules": []}})
+        pip = f"{group}/providers/Microsoft.Network/publicIPAddresses/bench-late"
+        write("PUT", pip, {"location": "local", "properties": {"publicIPAllocationMethod": "Static"}})
+        config = nic_doc["properties"]["ipConfigurations"][0]
+        subnet = {"id": config["properties"]["subnet"]["id"]}
+
+        def nic_gains_an_nsg() -> None:
+            write("PUT", nic_path, {"location": "local", "properties": {
+                "networkSecurityGroup": {"id": nsg},
+                "ipConfigurations": [{"name": "c", "properties": {"subnet": subnet}}],
+            }})  # fmt: skip
+
+        def nic_gains_a_public_ip() -> None:
+            write("PUT", nic_path, {"location": "local", "properties": {
+                "networkSecurityGroup": {"id": nsg},
+                "ipConfigurations": [{"name": "c", "properties": {"subnet": subnet, "publicIPAddress": {"id": pip}}}],
+            }})  # fmt: skip
+
+        plain = woken(nic_gains_an_nsg)
+        with_pip = woken(nic_gains_a_public_ip)
+    figures["one_change_nodes_woken"] = len(plain)
+    figures["one_change_woken"] = sorted(plain)
+    figures["one_change_pip_nodes_woken"] = len(with_pip)
+    figures["one_change_pip_woken"] = sorted(with_pip)
+    figures["one_change_bytes_to_mux"] = max((b for n, b in with_pip.items() if n.startswith("mux")), default=None)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
@@ -351,6 +464,7 @@ def main() -> None:
             figures.update(seed(db, vnets, pips, nics))
             marker.write_text(str(figures["seed_s"]))
         figures.update(measure_compile(db, changes))
+        figures.update(measure_wakeups(db, workdir, pips, nics))
         figures.update(measure_api(db, workdir, vnets, pips, requests))
     rows = [
         (
@@ -384,6 +498,25 @@ def main() -> None:
             "< 50",
             figures["one_change_compile_p50_ms"] < 50,
         ),
+        (
+            "one NIC change: nodes woken",
+            f"{figures['one_change_nodes_woken']}",
+            "1",
+            figures["one_change_nodes_woken"] == 1,
+        ),
+        (
+            "NIC gains a public IP: nodes woken",
+            f"{figures['one_change_pip_nodes_woken']}",
+            f"{1 + MUXES}",
+            figures["one_change_pip_nodes_woken"] == 1 + MUXES,
+        ),
+        (
+            "  bytes sent to one MUX for it",
+            f"{figures['one_change_bytes_to_mux']}",
+            "<= 4096",
+            (figures["one_change_bytes_to_mux"] or 10**9) <= 4096,
+        ),
+        ("  the whole MUX document (bytes, reference)", f"{figures['full_mux_document_bytes']}", "-", None),
         ("one change: snapshot refresh (ms, p50)", f"{figures['one_change_refresh_p50_ms']:.1f}", "-", None),
         ("snapshot load (s)", f"{figures['snapshot_load_s']:.2f}", "-", None),
         ("seed (s)", f"{figures['seed_s']:.1f}", "-", None),

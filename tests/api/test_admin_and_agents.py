@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+from isthmus.api.nodes import REVISION_HEADER as REVISION
 from isthmus.store import tokens
 from tests.conftest import Controller, net, vnet_body
 
@@ -222,9 +223,15 @@ def test_long_poll_waits_for_a_change(seeded: Controller) -> None:
     )
     assert quiet.status_code == 304
 
+    seeded.call("PUT", net("virtualNetworks", "late"), vnet_body("100.64.0.0/16"))
+    unrelated = seeded.client.get(
+        "/v1/nodes/host1/desired", params={"after": revision, "timeout": 0.5}, headers=seeded.headers(token)
+    )
+    assert unrelated.status_code == 304  # a change that does not reach host1's document does not wake it
+
     def write_soon() -> None:
         time.sleep(0.3)
-        seeded.call("PUT", net("virtualNetworks", "late"), vnet_body("100.64.0.0/16"))
+        seeded.admin("PUT", "/hosts/host1", {"properties": {"node": "host1", "address": "198.18.0.13"}})
 
     writer = threading.Thread(target=write_soon)
     writer.start()
@@ -386,3 +393,33 @@ def test_revoked_token_stops_working(seeded: Controller) -> None:
     assert tokens.revoke(seeded.engine, secret.split("_")[1])
     assert tokens.lookup(seeded.engine, secret) is None
     assert not tokens.revoke(seeded.engine, secret.split("_")[1])
+
+
+def test_a_nic_gaining_a_public_ip_is_updating_until_the_muxes_have_announced_it(seeded: Controller) -> None:
+    """The NIC's host is not live, but the MUXes must announce the new public IP: the PUT's answer is
+    Updating (it used to be computed inside the write transaction, before the change could reach them)."""
+    declare_fabric(seeded)
+    tenant_world(seeded)
+    seeded.call("PUT", net("publicIPAddresses", "late"), {"location": "local"})  # Dynamic: no address yet
+    token = register(seeded, "mux1", "mux", "198.18.0.21")
+    applied = int(seeded.client.get("/v1/nodes/mux1/desired", headers=seeded.headers(token)).headers[REVISION])
+    seeded.client.post("/v1/nodes/mux1/status", json={"appliedRevision": applied}, headers=seeded.headers(token))
+    time.sleep(1.1)  # liveness is read at most once a second
+    nic2 = net("networkInterfaces", "nic2")  # bound to host2, which has not registered
+    subnet = {"id": net("virtualNetworks", "v") + "/subnets/a"}
+    config = {
+        "name": "c",
+        "properties": {"subnet": subnet, "publicIPAddress": {"id": net("publicIPAddresses", "late")}},
+    }
+    updated = seeded.call("PUT", nic2, {"location": "local", "properties": {"ipConfigurations": [config]}})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["properties"]["provisioningState"] == "Updating"
+    woken = seeded.client.get(
+        "/v1/nodes/mux1/desired", params={"after": applied, "timeout": 5}, headers=seeded.headers(token)
+    )
+    assert woken.status_code == 200
+    seeded.client.post(
+        "/v1/nodes/mux1/status", json={"appliedRevision": int(woken.headers[REVISION])}, headers=seeded.headers(token)
+    )
+    time.sleep(1.1)
+    assert seeded.call("GET", nic2).json()["properties"]["provisioningState"] == "Succeeded"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from isthmus.compile.documents import Compiler
+from isthmus.model.documents import Document, receive
 from isthmus.store.db import reading
 from isthmus.store.snapshots import load_snapshot, refresh
 from tests.api.test_admin_and_agents import declare_fabric, register
@@ -199,3 +201,49 @@ def test_incremental_equals_full(seeded: Controller) -> None:
             snapshot, changed = refresh(conn, compiler.snapshot)
         compiler.advance(snapshot, changed)
         assert compiler.all_documents() == full(seeded), (method, path)
+
+
+def test_agents_following_deltas_hold_what_a_full_compile_gives(seeded: Controller) -> None:
+    """Every node follows the protocol with deltas after each operation: what it holds equals its document
+    compiled from scratch, and a node the operation did not reach is not answered at all."""
+    declare_fabric(seeded)
+    nodes = {
+        "host1": ("host", "198.18.0.11"),
+        "host2": ("host", "198.18.0.12"),
+        "mux1": ("mux", "198.18.0.21"),
+        "gw1": ("gateway", "198.18.0.31"),
+    }
+    node_tokens = {node: register(seeded, node, role, address) for node, (role, address) in nodes.items()}
+    held: dict[str, Document | None] = dict.fromkeys(nodes)
+    revisions = dict.fromkeys(nodes, 0)
+    deltas_seen = 0
+    for method, path, body in operations(random.Random(7)):
+        if method == "BIND":
+            response = seeded.admin(
+                "PUT",
+                f"/portBindings/{path}",
+                {"properties": {"networkInterface": net("networkInterfaces", path), "host": body}},
+            )
+        elif method == "UNBIND":
+            response = seeded.admin("DELETE", f"/portBindings/{path}")
+        else:
+            response = seeded.call(method, path, body)
+        assert response.status_code < 300, (method, path, response.text)
+        expected = full(seeded)
+        for node in nodes:
+            answer = seeded.client.get(
+                f"/v1/nodes/{node}/desired",
+                params={"after": revisions[node], "timeout": 0, "deltas": "true"},
+                headers=seeded.headers(node_tokens[node]),
+            )
+            if answer.status_code == 304:
+                assert held[node] is not None
+                assert replace(expected[node], revision=0) == replace(held[node], revision=0), (node, method, path)
+                continue
+            assert answer.status_code == 200, answer.text
+            document, deltas = receive(held[node], answer.json())
+            deltas_seen += len(deltas)
+            assert replace(document, revision=0) == replace(expected[node], revision=0), (node, method, path)
+            assert document.revision == int(answer.headers["X-Isthmus-Revision"]) > revisions[node]
+            held[node], revisions[node] = document, document.revision
+    assert deltas_seen > 10  # the deltas were exercised, not only whole documents

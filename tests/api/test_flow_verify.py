@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from isthmus.api.app import create_app
+from isthmus.model.snapshot import FabricSettings
+from isthmus.store import tokens
+from isthmus.store.db import make_engine, upgrade
 from tests.conftest import SUB_A, SUB_B, Controller, net, rg, vnet_body
 
 WATCHER = f"{rg()}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_local/ipFlowVerify"
@@ -74,3 +82,18 @@ def test_bad_questions_are_400_and_other_tenants_nics_do_not_exist(seeded: Contr
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidResourceReference"
     spy = seeded.call("POST", WATCHER.replace(SUB_A, SUB_B), {}, token=seeded.tenant_a)
     assert spy.status_code == 404
+
+
+def test_the_azure_load_balancer_tag_is_the_controllers_setting(tmp_path: Path) -> None:
+    """AzureLoadBalancer means the probe source the controller is configured with (default: the lab's)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'isthmus.db'}")
+    upgrade(engine)
+    probe = "198.18.255.200"
+    with TestClient(create_app(engine, settings=FabricSettings((ip_network(f"{probe}/32"),)))) as client:
+        tenants = [tokens.create(engine, "subscription", sub) for sub in (SUB_A, SUB_B)]
+        c = Controller(engine, client, *tenants, tokens.create(engine, "operator", "operator"))
+        assert c.call("PUT", rg(), {"location": "local"}, api_version="2024-11-01").status_code == 201
+        nic = _world(c)
+        assert _ask(c, nic, 22, remote=probe).json()["ruleName"] == "defaultSecurityRules/AllowAzureLoadBalancerInBound"
+        assert _ask(c, nic, 22, remote="198.18.255.254").json()["ruleName"] == "defaultSecurityRules/DenyAllInBound"
+    engine.dispose()

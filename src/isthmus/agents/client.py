@@ -1,4 +1,5 @@
-"""An agent's side of the agent protocol: register, long-poll the desired document, report status."""
+"""An agent's side of the agent protocol: register, long-poll the desired document (or the deltas to it),
+report status."""
 
 from __future__ import annotations
 
@@ -23,24 +24,35 @@ class ControllerClient:
             verify=self.ca if self.ca else True,
             timeout=httpx.Timeout(10.0, read=70.0),
         )
+        # The heartbeat reports on a timer of its own, beside a long-poll that may be waiting: its own
+        # connection, so neither waits for the other.
+        self.heartbeat_http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            verify=self.ca if self.ca else True,
+            timeout=httpx.Timeout(5.0),
+        )
 
     def register(self, address: str | None) -> None:
         response = self.http.post(f"/v1/nodes/{self.node}/register", json={"role": self.role, "address": address})
         response.raise_for_status()
 
     def desired(self, after: int, timeout: float) -> dict[str, Any] | None:
-        """The document once the revision passes `after`, or None when `timeout` seconds pass first."""
-        response = self.http.get(f"/v1/nodes/{self.node}/desired", params={"after": after, "timeout": timeout})
+        """{"revision", "document"} or {"revision", "deltas"} once this node's document has moved past
+        revision `after`; None when `timeout` seconds pass first."""
+        params: dict[str, Any] = {"after": after, "timeout": timeout, "deltas": "true"}
+        response = self.http.get(f"/v1/nodes/{self.node}/desired", params=params)
         if response.status_code == 304:
             return None
         response.raise_for_status()
-        document: dict[str, Any] = response.json()
-        return document
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def report(self, applied: int, resources: dict[str, dict[str, str]], details: dict[str, Any]) -> None:
         body = {"appliedRevision": applied, "resources": resources, "details": details}
-        response = self.http.post(f"/v1/nodes/{self.node}/status", json=body)
+        response = self.heartbeat_http.post(f"/v1/nodes/{self.node}/status", json=body)
         response.raise_for_status()
 
     def close(self) -> None:
         self.http.close()
+        self.heartbeat_http.close()

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import lru_cache
 from ipaddress import IPv4Network, ip_address, ip_interface, ip_network
 from typing import Any
 
 from isthmus.agents.loop import Outcome
+from isthmus.compile.host import program_json
 from isthmus.linux import nft
 from isthmus.linux.nat_nft import TRANSIT, host_guard, router_nat
 from isthmus.linux.nsg_nft import Port, render_filter
 from isthmus.linux.router import Remote, RouterSpec, VmPort, realize
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
+from isthmus.model.documents import Delta, HostDocument, NetworkInterface, Subnet, VirtualNetwork
 
 log = logging.getLogger("isthmus.agent.host")
 
@@ -38,7 +41,7 @@ class HostReconciler:
         self.router_prefix = f"{prefix}{node}-vnet"
         self.vm_prefix = f"{prefix}{node}-vm-"
         self.realized: dict[str, RouterSpec] = {}  # router netns -> the spec last applied without error
-        self.last_good: dict[str, dict[str, Any]] = {}  # NIC id -> its last entry this host could realise
+        self.last_good: dict[str, NetworkInterface] = {}  # NIC id -> its last entry this host could realise
         sysctl(None, {"net.ipv4.ip_forward": "1"})
 
     def healthy(self) -> bool:
@@ -47,24 +50,24 @@ class HostReconciler:
     def vm_netns(self, vm: str) -> str:
         return f"{self.vm_prefix}{vm}"
 
-    def reconcile(self, doc: dict[str, Any], *, full: bool) -> Outcome:
+    def reconcile(self, doc: HostDocument, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
         outcome = Outcome()
         host_links = ip_json(None, "addr", "show")  # read once: transit /31s and the host's own networks
-        transit = self._transit({v["vni"] for v in doc["virtualNetworks"]}, host_links)
-        programs = {f"{p['networkSecurityGroup']}|{p['virtualNetwork']}": p for p in doc["networkSecurityGroups"]}
-        nics_by_vnet: dict[str, list[dict[str, Any]]] = {}
-        for nic in doc["networkInterfaces"]:
-            nics_by_vnet.setdefault(nic["virtualNetwork"].lower(), []).append(nic)
+        transit = self._transit({v.vni for v in doc.virtual_networks}, host_links)
+        programs = {p.key: _program_json(p.program) for p in doc.network_security_groups}
+        nics_by_vnet: dict[str, list[NetworkInterface]] = {}
+        for nic in doc.network_interfaces:
+            nics_by_vnet.setdefault(nic.virtual_network, []).append(nic)
         host_routes: list[Route] = []
         wanted_routers: set[str] = set()
         wanted_vms: set[str] = set()
         changes = 0
-        for vnet in doc["virtualNetworks"]:
-            nics = nics_by_vnet.get(vnet["id"].lower(), [])
-            spec, public, failures = self._spec(doc, vnet, nics, transit[vnet["vni"]], programs)
+        for vnet in doc.virtual_networks:
+            nics = nics_by_vnet.get(vnet.key, [])
+            spec, public, failures = self._spec(doc, vnet, nics, transit[vnet.vni], programs)
             wanted_routers.add(spec.netns)
             wanted_vms.update(p.netns for p in spec.ports)
-            affected = [vnet["id"], *(n["id"] for n in nics), *self._nsgs_of(vnet, nics)]
+            affected = [vnet.id, *(n.id for n in nics), *self._nsgs_of(vnet, nics)]
             try:
                 if full or self.realized.get(spec.netns) != spec:
                     changes += realize(spec, None, check_vms=full or spec.netns not in self.realized)
@@ -74,13 +77,13 @@ class HostReconciler:
                 host_routes += [Route(vip, spec.uplink, spec.transit[1]) for vip in public]
             except LinuxError as error:
                 self.realized.pop(spec.netns, None)
-                log.warning("VNet %s: %s", vnet["id"], error)
+                log.warning("VNet %s: %s", vnet.id, error)
                 for key in affected:
                     outcome.resources[key] = {"state": "Failed", "message": str(error)}
             for nic_id, message in failures.items():
                 outcome.resources[nic_id] = {"state": "Failed", "message": message}
         changes += self._remove_stale(wanted_routers, wanted_vms)
-        outbound = doc.get("outboundNatAddress")
+        outbound = str(doc.outbound_nat_address) if doc.outbound_nat_address else None
         if outbound:
             host_routes.append(Route(outbound, blackhole=True))  # only replies (de-NATed before routing) pass
         changes += ensure_routes(None, host_routes)
@@ -90,61 +93,62 @@ class HostReconciler:
 
     def _spec(
         self,
-        doc: dict[str, Any],
-        vnet: dict[str, Any],
-        nics: list[dict[str, Any]],
+        doc: HostDocument,
+        vnet: VirtualNetwork,
+        nics: list[NetworkInterface],
         transit: tuple[str, str],
         programs: dict[str, dict[str, Any]],
     ) -> tuple[RouterSpec, dict[str, str], dict[str, str]]:
-        subnets = {s["id"].lower(): s for s in vnet["subnets"]}
+        subnets = {s.id.lower(): s for s in vnet.subnets}
         ports, guards, public, failures = [], [], {}, {}
         for wanted in nics:
-            if not wanted.get("vm"):
+            if not wanted.vm:
                 continue
             problem = self._problem(wanted, subnets)
             if problem:
-                failures[wanted["id"]] = problem
+                failures[wanted.id] = problem
             else:
-                self.last_good[wanted["id"]] = wanted
-            nic = self.last_good.get(wanted["id"]) if problem else wanted
-            if nic is None:
+                self.last_good[wanted.id] = wanted
+            nic = self.last_good.get(wanted.id) if problem else wanted
+            if nic is None or nic.vm is None:
                 continue
-            configs = nic["ipConfigurations"]
-            subnet = subnets[configs[0]["subnet"].lower()]
-            prefix = next(p for p in subnet["addressPrefixes"] if ip_network(p).version == 4)
-            name = port_name(nic["id"])
+            configs = nic.ip_configurations
+            subnet = subnets[configs[0].subnet.lower()]
+            index, prefix = next((i, p) for i, p in enumerate(subnet.address_prefixes) if p.version == 4)
+            name = port_name(nic.id)
             ports.append(
                 VmPort(
                     interface=name,
-                    netns=self.vm_netns(nic["vm"]),
-                    mac=colon_mac(nic["macAddress"]),
-                    addresses=tuple(c["privateIPAddress"] for c in configs),
-                    prefixlen=ip_network(prefix).prefixlen,
-                    gateway=subnet["gateways"][subnet["addressPrefixes"].index(prefix)],
+                    netns=self.vm_netns(nic.vm),
+                    mac=colon_mac(nic.mac_address),
+                    addresses=tuple(str(c.private_ip_address) for c in configs),
+                    prefixlen=prefix.prefixlen,
+                    gateway=str(subnet.gateways[index]),
                 )
             )
-            nic_nsg = nic.get("networkSecurityGroup")
-            subnet_nsg = subnet.get("networkSecurityGroup")
-            vnet_key = vnet["id"].lower()
+            nic_nsg = nic.network_security_group
+            subnet_nsg = subnet.network_security_group
             guards.append(
                 Port(
                     name,
-                    f"{nic_nsg.lower()}|{vnet_key}" if nic_nsg else None,
-                    f"{subnet_nsg.lower()}|{vnet_key}" if subnet_nsg else None,
+                    f"{nic_nsg}|{vnet.key}" if nic_nsg else None,
+                    f"{subnet_nsg}|{vnet.key}" if subnet_nsg else None,
                 )
             )
             for config in configs:
-                if config.get("publicIPAddress"):
-                    public[config["publicIPAddress"]] = config["privateIPAddress"]
-        gateways = sorted({g for s in vnet["subnets"] for g in s["gateways"] if ":" not in g})
+                if config.public_ip_address:
+                    public[str(config.public_ip_address)] = str(config.private_ip_address)
+        gateways = sorted({str(g) for s in vnet.subnets for g in s.gateways if g.version == 4})
         remotes = tuple(
-            Remote(r["vtep"], r["routerMac"], tuple(a for a in r["addresses"] if ":" not in a)) for r in vnet["remotes"]
+            Remote(str(r.vtep), r.router_mac, tuple(str(a) for a in r.addresses if a.version == 4))
+            for r in vnet.remotes
         )
+        assert vnet.router_mac is not None and doc.address is not None, "a host with VNets has an address"
         spec = RouterSpec(
-            netns=f"{self.router_prefix}{vnet['vni']}",
-            vni=vnet["vni"],
-            router_mac=vnet["routerMac"],
-            underlay=doc["address"],
+            netns=f"{self.router_prefix}{vnet.vni}",
+            vni=vnet.vni,
+            router_mac=vnet.router_mac,
+            underlay=str(doc.address),
             transit=transit,
             gateways=tuple(gateways),
             ports=tuple(sorted(ports, key=lambda p: p.interface)),
@@ -155,19 +159,19 @@ class HostReconciler:
         return spec, public, failures
 
     @staticmethod
-    def _problem(nic: dict[str, Any], subnets: dict[str, dict[str, Any]]) -> str | None:
+    def _problem(nic: NetworkInterface, subnets: dict[str, Subnet]) -> str | None:
         """Why this host cannot realise the NIC (it then keeps the NIC's last good state), or None."""
-        configs = nic["ipConfigurations"]
-        if any(":" in c["privateIPAddress"] for c in configs):
+        configs = nic.ip_configurations
+        if any(c.private_ip_address.version == 6 for c in configs):
             return "IPv6 ipConfigurations are not supported by this host agent yet."
-        if configs[0]["subnet"].lower() not in subnets:
+        if configs[0].subnet.lower() not in subnets:
             return "The NIC's subnet is not in its virtual network."
         return None
 
     @staticmethod
-    def _nsgs_of(vnet: dict[str, Any], nics: list[dict[str, Any]]) -> set[str]:
-        nsgs = {s["networkSecurityGroup"] for s in vnet["subnets"] if s["networkSecurityGroup"]}
-        return nsgs | {n["networkSecurityGroup"] for n in nics if n.get("networkSecurityGroup")}
+    def _nsgs_of(vnet: VirtualNetwork, nics: list[NetworkInterface]) -> set[str]:
+        nsgs = {s.network_security_group for s in vnet.subnets if s.network_security_group}
+        return nsgs | {n.network_security_group for n in nics if n.network_security_group}
 
     @staticmethod
     def _transit(vnis: set[int], host_links: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
@@ -216,3 +220,6 @@ class HostReconciler:
                 self.realized.pop(name, None)
                 removed += 1
         return removed
+
+
+_program_json = lru_cache(maxsize=1024)(program_json)  # the same program objects recur pass after pass

@@ -1,29 +1,37 @@
-"""The loop every agent runs: level-triggered, on each new document and on a timer.
+"""The shell every agent runs: register, follow the node's document, reconcile, report, on two timers.
 
-    register ─► long-poll desired (≤ HEARTBEAT s) ─► reconcile(document) ─► report status ─┐
-        ▲                                                                                  │
-        └──────────────────────────────────────────────────────────────────────────────────┘
+    poll thread:      register ─► long-poll (document | deltas) ─► reconcile ─┐      (backoff on errors)
+                          ▲                                                  │
+                          └──────────────────────────────────────────────────┘
+    heartbeat thread: every HEARTBEAT s ─► report status (revision applied, per-resource results)
+                                       ─► daemons unhealthy? reconcile now
+                                       ─► lease deadline passed without a report? fence()
 
-A failed pass is retried with backoff; the last document is kept, so a controller outage changes
-nothing in Linux. Every RESYNC seconds a full pass re-reads everything from the kernel.
+Level-triggered: every pass gets the whole document (deltas only say what changed since the last, as a
+hint); every RESYNC seconds a full pass re-reads everything from the kernel. A failed pass is retried with
+backoff; the last document is kept, so a controller outage changes nothing in Linux. What an agent has
+applied is the revision of the document it reconciled, nothing else.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
 from isthmus.agents.client import ControllerClient
+from isthmus.model.documents import Delta, Document, receive
 
 HEARTBEAT = 5.0
 RESYNC = 30.0
+LONG_POLL = 25.0
 log = logging.getLogger("isthmus.agent")
 
 
@@ -36,56 +44,173 @@ class Outcome:
 
 
 class Reconciler(Protocol):
-    def reconcile(self, document: dict[str, Any], *, full: bool) -> Outcome: ...
+    def reconcile(self, document: Any, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
+        """Make Linux match `document`. `deltas`, when the document came as deltas, say what changed since
+        the document of the previous pass (a hint: the document is the truth)."""
+        ...
 
     def healthy(self) -> bool:
         """A cheap check on every heartbeat (the daemons it supervises answer); False runs a pass now."""
         ...
 
 
-def run(client: ControllerClient, reconciler: Reconciler, address: str | None, stop: threading.Event) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    document: dict[str, Any] | None = None
-    applied = 0
-    outcome = Outcome()
-    registered = False
-    dirty = False  # a document not yet applied (a failed pass is retried at once after the backoff)
-    last_full = 0.0
-    backoff = 0.5
-    passes = 0
-    while not stop.is_set():
+@runtime_checkable
+class Fencing(Protocol):
+    def fence(self) -> None:
+        """Stop serving what this node might no longer own (its lease ran out without the controller
+        hearing from it): the gateway agent's step before a standby may take over."""
+        ...
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 10.0) -> float:
+    """Seconds to wait after `attempt` consecutive failures: exponential, capped, with jitter so that a
+    fleet of agents does not return to a recovering controller in step."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return float(delay * random.uniform(0.5, 1.0))
+
+
+class Agent:
+    """One node's agent: the reconciler is the node's own logic, everything else is here."""
+
+    def __init__(
+        self,
+        client: ControllerClient,
+        reconciler: Reconciler,
+        address: str | None,
+        *,
+        heartbeat: float = HEARTBEAT,
+        resync: float = RESYNC,
+        lease: float | None = None,
+    ) -> None:
+        self.client = client
+        self.reconciler = reconciler
+        self.address = address
+        self.heartbeat = heartbeat
+        self.resync = resync
+        self.lease = lease  # seconds without a report reaching the controller before fence()
+        self.document: Document | None = None
+        self.applied = 0
+        self.outcome = Outcome()
+        self.passes = 0
+        self.fenced = False
+        self.registered = False
+        self.waiting = False  # in a long-poll: nothing half-done if the process ends now
+        self.last_report = time.monotonic()
+        self._last_full = 0.0
+        self._pass_lock = threading.Lock()  # one pass at a time, whichever thread runs it
+        self._reported = threading.Event()  # a pass finished: report it now
+
+    def run(self, stop: threading.Event) -> None:
+        heart = threading.Thread(target=self._heartbeats, args=(stop,), name="heartbeat", daemon=True)
+        heart.start()
         try:
-            if not registered:
-                client.register(address)
-                registered = True
-            wait = HEARTBEAT if document is not None and not dirty else 0
-            new = client.desired(document["revision"] if document else 0, wait)
-            if new is not None:
-                document, dirty = new, True
-            elif document is not None and not reconciler.healthy():
-                log.warning("a supervised daemon is down: reconciling now")
-                dirty = True
-            full = time.monotonic() - last_full > RESYNC
-            if document is not None and (dirty or full):
-                started = time.monotonic()
-                outcome = reconciler.reconcile(document, full=full)
-                applied, dirty = document["revision"], False
-                passes += 1
-                outcome.details.update(passSeconds=round(time.monotonic() - started, 4), passes=passes,
-                                       full=full, pid=os.getpid())  # fmt: skip
-                if full:
-                    last_full = time.monotonic()
-                log.info("applied revision %s in %.3f s", applied, outcome.details["passSeconds"])
-            client.report(applied, outcome.resources, outcome.details)
-            backoff = 0.5
-        except httpx.HTTPError as error:
-            log.warning("controller: %s", error)
-            registered = registered and not isinstance(error, httpx.HTTPStatusError)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
-        except Exception:
-            log.exception("reconcile failed; retrying")
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
-    client.close()
+            self._poll(stop)
+        finally:
+            stop.set()
+            heart.join(timeout=self.heartbeat + 5)
+            self.client.close()
+
+    # --- the poll thread ----------------------------------------------------------------------------
+
+    def _poll(self, stop: threading.Event) -> None:
+        registered = False
+        dirty = False  # a document not yet applied (a failed pass is retried after the backoff)
+        failures = 0
+        while not stop.is_set():
+            try:
+                if not registered:
+                    self.client.register(self.address)
+                    registered = self.registered = True
+                held = self.document
+                until_full = self.resync - (time.monotonic() - self._last_full)
+                wait = max(0.0, min(LONG_POLL, until_full)) if held is not None and not dirty else 0
+                self.waiting = True
+                try:
+                    answer = self.client.desired(held.revision if held is not None else 0, wait)
+                finally:
+                    self.waiting = False
+                deltas: tuple[Delta, ...] = ()
+                if answer is not None:
+                    try:
+                        self.document, deltas = receive(held, answer)
+                    except ValueError as error:  # deltas that do not apply: start over from a whole document
+                        log.warning("%s; asking for the whole document", error)
+                        self.document, deltas = receive(None, self.client.desired(0, 0) or {})
+                    dirty = True
+                full = time.monotonic() - self._last_full > self.resync
+                if self.document is not None and (dirty or full):
+                    self._pass(full=full, deltas=deltas)
+                    dirty = False
+                failures = 0
+            except httpx.HTTPError as error:
+                log.warning("controller: %s", error)
+                registered = registered and not isinstance(error, httpx.HTTPStatusError)
+                failures += 1
+                stop.wait(backoff(failures))
+            except Exception:
+                log.exception("reconcile failed; retrying")
+                failures += 1
+                stop.wait(backoff(failures))
+
+    def _pass(self, *, full: bool, deltas: tuple[Delta, ...] = ()) -> None:
+        with self._pass_lock:
+            document = self.document
+            assert document is not None
+            started = time.monotonic()
+            outcome = self.reconciler.reconcile(document, full=full, deltas=deltas)
+            self.passes += 1
+            outcome.details.update(passSeconds=round(time.monotonic() - started, 4), passes=self.passes,
+                                   full=full, pid=os.getpid())  # fmt: skip
+            if full:
+                self._last_full = time.monotonic()
+            self.outcome, self.applied = outcome, document.revision
+            log.info("applied revision %s in %.3f s", self.applied, outcome.details["passSeconds"])
+        self._reported.set()
+
+    # --- the heartbeat thread -----------------------------------------------------------------------
+
+    def _heartbeats(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._reported.wait(self.heartbeat)
+            self._reported.clear()
+            if stop.is_set():
+                return
+            if not self.registered:
+                continue
+            try:
+                if self.document is not None and not self.reconciler.healthy():
+                    log.warning("a supervised daemon is down: reconciling now")
+                    self._pass(full=True)
+                    self._reported.clear()
+            except Exception:
+                log.exception("repair pass failed")
+            try:
+                self.client.report(self.applied, self.outcome.resources, self.outcome.details)
+                self.last_report = time.monotonic()
+                self.fenced = False
+            except httpx.HTTPError as error:
+                log.warning("status report: %s", error)
+            self._check_lease()
+
+    def _check_lease(self) -> None:
+        if self.lease is None or self.fenced or not isinstance(self.reconciler, Fencing):
+            return
+        if time.monotonic() - self.last_report > self.lease:
+            log.warning("no report reached the controller for %.1f s: fencing", self.lease)
+            self.reconciler.fence()
+            self.fenced = True
+
+
+def run(client: ControllerClient, reconciler: Reconciler, address: str | None, stop: threading.Event) -> None:
+    """Run an agent until SIGTERM/SIGINT (or `stop`): at once if it is waiting for the controller, after
+    the pass otherwise."""
+    agent = Agent(client, reconciler, address)
+
+    def ask_to_stop(*_: object) -> None:
+        stop.set()
+        if agent.waiting:
+            raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, ask_to_stop)
+    agent.run(stop)

@@ -14,15 +14,15 @@ import os
 import signal
 import subprocess
 import time
-from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import Outcome
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr
-from isthmus.linux.gobgp import GobgpSpeaker, Network, Peer, start_gobgpd
+from isthmus.linux.gobgp import GobgpSpeaker, Peer, start_gobgpd
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
+from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Network, Vip
 
 log = logging.getLogger("isthmus.agent.mux")
 
@@ -106,7 +106,7 @@ class MuxReconciler:
         self.speaker = GobgpSpeaker(self.gobgpd.api)
         self.bfdd = BfddProcess(run_dir)
         self.last_announce: dict[str, Any] = {}
-        self.routes: set[Route] | None = None  # the forwarding routes this agent last left in the kernel
+        self.routes: dict[Network, Route] | None = None  # the forwarding routes this agent last left in the kernel
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
@@ -121,34 +121,50 @@ class MuxReconciler:
             self.devices[next_hop] = route["dev"]
         return self.devices[next_hop]
 
-    def reconcile(self, doc: dict[str, Any], *, full: bool) -> Outcome:
+    def _route(self, prefix: Network, vip: Vip | None) -> Route | None:
+        """The forwarding route of one VIP (IPv4 with a backend; the others are only announced)."""
+        if vip is None or vip.next_hop is None or prefix.version != 4:
+            return None
+        hop = str(vip.next_hop)
+        return Route(str(prefix.network_address), self._device(hop), hop)
+
+    def reconcile(self, doc: MuxDocument, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
         started = time.perf_counter()
         if full:
             self.devices.clear()
-        routes = []
-        announced: set[Network] = set()
-        for prefix, vip in doc["vips"].items():
-            network = ip_network(prefix)
-            announced.add(network)
-            if vip["nextHop"] and network.version == 4:
-                routes.append(Route(str(network.network_address), self._device(vip["nextHop"]), vip["nextHop"]))
-        # Between full passes the kernel and gobgpd are compared with what this agent last made them, so
-        # one changed public IP costs one `ip` call and one gRPC stream (the heartbeat watches the daemons).
-        changes = ensure_routes(None, routes, None if full else self.routes)
-        self.routes = set(routes)
+        # A delta names the VIPs that changed: only those are looked at (a MUX carries every VIP). Between
+        # full passes the kernel and gobgpd are compared with what this agent last made them, so one changed
+        # public IP costs one `ip` call and one gRPC stream (the heartbeat watches the daemons).
+        touched: set[Network] | None = None
+        routes = self.routes
+        if not full and deltas and routes is not None:
+            touched = {p for d in deltas if isinstance(d, MuxDelta) for p in (*d.set_vips, *d.removed_vips)}
+        if touched is None or routes is None:
+            wanted = {p: r for p, r in ((p, self._route(p, v)) for p, v in doc.vips.items()) if r is not None}
+            changes = ensure_routes(None, wanted.values(), None if full or routes is None else set(routes.values()))
+            routes = self.routes = wanted
+        else:
+            before = {routes[p] for p in touched if p in routes}
+            after = {}
+            for prefix in touched:
+                routes.pop(prefix, None)
+                route = self._route(prefix, doc.vips.get(prefix))
+                if route is not None:
+                    after[prefix] = routes[prefix] = route
+            changes = ensure_routes(None, after.values(), before)
         fresh = self.gobgpd.ensure(self.speaker, ask=full)
-        bgp = doc.get("bgp")
+        bgp = doc.bgp
         added = withdrawn = 0
         if bgp:
-            peers = [Peer(p["address"], p["asn"]) for p in bgp["peers"]]
-            session = (bgp["asn"], bgp["routerId"], tuple(peers))
+            peers = [Peer(str(p.address), p.asn) for p in bgp.peers]
+            session = (bgp.asn, str(bgp.router_id), tuple(peers))
             reconfigure = full or fresh or session != self.session
-            changes += self.bfdd.ensure(bgp["routerId"], [p.address for p in peers])
+            changes += self.bfdd.ensure(str(bgp.router_id), [p.address for p in peers])
             if reconfigure:
-                changes += self.speaker.start(bgp["asn"], bgp["routerId"])
-            added, withdrawn = self.speaker.announce(announced, verify=full or fresh)
+                changes += self.speaker.start(bgp.asn, str(bgp.router_id))
+            added, withdrawn = self.speaker.announce(doc.vips.keys(), verify=full or fresh, changed=touched)
             if added or withdrawn:  # desired state in hand -> the changed routes handed to gobgpd
-                self.last_announce = {"revision": doc.get("revision"), "added": added, "withdrawn": withdrawn,
+                self.last_announce = {"revision": doc.revision, "added": added, "withdrawn": withdrawn,
                                       "ms": round((time.perf_counter() - started) * 1000, 2)}  # fmt: skip
             if reconfigure:
                 changes += self.speaker.set_peers(peers)  # after announcing: a new session gets packed UPDATEs
@@ -156,7 +172,7 @@ class MuxReconciler:
         details = {
             "vips": len(routes),
             "changes": changes,
-            "announced": len(announced),
+            "announced": len(doc.vips),
             "added": added,
             "withdrawn": withdrawn,
             "gobgpdStarted": fresh,

@@ -25,6 +25,7 @@ from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
 from isthmus.api.nodes import router as nodes_router
 from isthmus.api.state import State
+from isthmus.model.snapshot import FabricSettings
 
 # ARM paths are case-insensitive in their fixed words; route matching here is not, so fold them by position
 # (names the tenant chose keep their case).
@@ -68,8 +69,8 @@ class CanonicalPaths:
         await self.app(scope, receive, send)
 
 
-def create_app(engine: Engine, *, page_size: int = 100) -> FastAPI:
-    state = State(engine=engine, page_size=page_size)
+def create_app(engine: Engine, *, page_size: int = 100, settings: FabricSettings | None = None) -> FastAPI:
+    state = State(engine=engine, page_size=page_size, settings=settings or FabricSettings())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

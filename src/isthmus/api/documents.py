@@ -1,37 +1,137 @@
-"""The controller's cache of compiled documents: one snapshot, brought forward incrementally."""
+"""The controller's cache of compiled documents: one snapshot brought forward incrementally, and per node
+its current document, the revision at which that document last changed, and the recent deltas.
+
+    store ──refresh──► Compiler.advance ──► nodes it may reach ──► their documents compared with the last
+                                                                  ├─ equal: the node's revision stays (no wake-up)
+                                                                  └─ differ: new revision + a delta kept for it
+
+A node asks with the revision it holds: it is answered with the deltas from there when they are all still
+kept (and smaller than the document), otherwise with the whole document.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 
 from isthmus.compile.documents import Compiler
+from isthmus.model.documents import (
+    Delta,
+    Document,
+    HostDocument,
+    MuxDocument,
+    encode,
+    host_delta,
+    mux_delta,
+)
+from isthmus.model.snapshot import FabricSettings
 from isthmus.store.db import reading
 from isthmus.store.snapshots import load_snapshot, refresh
 
+HISTORY = 32  # deltas kept per node: an agent further behind than that gets the whole document
+
+
+@dataclass
+class NodeDocument:
+    document: Document
+    encoded: bytes | None = None  # the document's JSON, made once when first asked for
+    deltas: deque[tuple[Delta, bytes]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    @property
+    def revision(self) -> int:
+        return self.document.revision
+
+    def body(self) -> bytes:
+        if self.encoded is None:
+            self.encoded = encode(self.document)
+        return self.encoded
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a node is sent: its revision, and either its document or the deltas that bring it there."""
+
+    revision: int
+    document: bytes | None = None
+    deltas: tuple[bytes, ...] = ()
+
 
 class DocumentCache:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, settings: FabricSettings | None = None) -> None:
         self.engine = engine
+        self.settings = settings or FabricSettings()
         self._lock = threading.Lock()
         self._compiler: Compiler | None = None
+        self._nodes: dict[str, NodeDocument] = {}
 
     def _current(self) -> Compiler:
-        """The compiler at the store's current revision, re-reading only rows changed since the last."""
+        """The compiler at the store's current revision, re-reading only rows changed since the last; the
+        documents of the nodes the change may reach are compared and, where they differ, renewed."""
         with reading(self.engine) as conn:
             if self._compiler is None:
-                self._compiler = Compiler(load_snapshot(conn))
-            else:
-                snapshot, changed = refresh(conn, self._compiler.snapshot)
-                if snapshot is not self._compiler.snapshot:
-                    self._compiler.advance(snapshot, changed)
-            return self._compiler
+                self._compiler = Compiler(load_snapshot(conn), self.settings)
+                return self._compiler
+            snapshot, changed = refresh(conn, self._compiler.snapshot)
+        if snapshot is not self._compiler.snapshot:
+            affected = self._compiler.advance(snapshot, changed)
+            self._renew(affected)
+        return self._compiler
 
-    def document(self, node: str, role: str | None = None) -> dict[str, Any]:
+    def _renew(self, nodes: set[str]) -> None:
+        compiler = self._compiler
+        assert compiler is not None
+        for node in nodes:
+            held = self._nodes.get(node)
+            if held is None:
+                continue  # never asked for: compiled when it is
+            if node not in compiler.roles:
+                del self._nodes[node]
+                continue
+            new = compiler.document(node, held.document.role)
+            changed, delta = _difference(held.document, new, compiler)
+            if not changed:
+                continue  # the change did not reach this node's document after all
+            held.document, held.encoded = new, None
+            if delta is None:
+                held.deltas.clear()  # no delta describes it: whoever is behind gets the whole document
+            else:
+                held.deltas.append((delta, encode(delta)))
+
+    def _held(self, node: str, role: str) -> NodeDocument:
+        compiler = self._current()
+        held = self._nodes.get(node)
+        if held is None or held.document.role != role:
+            held = self._nodes[node] = NodeDocument(compiler.document(node, role))
+        return held
+
+    def node_revision(self, node: str, role: str) -> tuple[int, int]:
+        """(the store revision the cache is at, the revision of `node`'s document: the store revision at
+        which that document last changed)."""
         with self._lock:
-            return self._current().document(node, role)
+            held = self._held(node, role)
+            assert self._compiler is not None
+            return self._compiler.snapshot.revision, held.revision
+
+    def answer(self, node: str, role: str, after: int, *, deltas: bool) -> Answer:
+        """`node`'s document, or (with `deltas`) the deltas from revision `after` when they are all kept
+        and smaller than the document."""
+        with self._lock:
+            held = self._held(node, role)
+            if deltas and 0 < after < held.revision:
+                bases = [delta.base for delta, _body in held.deltas]
+                if after in bases:  # the deltas are contiguous: each starts where the one before ended
+                    chain = tuple(body for _delta, body in list(held.deltas)[bases.index(after) :])
+                    if held.encoded is None or sum(map(len, chain)) < len(held.encoded):
+                        return Answer(held.revision, deltas=chain)
+            return Answer(held.revision, document=held.body())
+
+    def document(self, node: str, role: str | None = None) -> Document:
+        with self._lock:
+            compiler = self._current()
+            return compiler.document(node, role)
 
     def carriers(self, key: str) -> set[str]:
         with self._lock:
@@ -40,3 +140,20 @@ class DocumentCache:
     def roles(self) -> dict[str, str]:
         with self._lock:
             return dict(self._current().roles)
+
+    def revisions(self) -> dict[str, int]:
+        """node -> its document's revision, for the nodes that asked for theirs."""
+        with self._lock:
+            self._current()
+            return {node: held.revision for node, held in self._nodes.items()}
+
+
+def _difference(old: Document, new: Document, compiler: Compiler) -> tuple[bool, Delta | None]:
+    """Whether `new` differs from `old` (revisions aside), and the delta between them where there is one."""
+    if isinstance(old, HostDocument) and isinstance(new, HostDocument):
+        delta: Delta | None = host_delta(old, new)
+    elif isinstance(old, MuxDocument) and isinstance(new, MuxDocument):
+        delta = mux_delta(old, new, compiler.vips_touched)
+    else:
+        return replace(new, revision=old.revision) != old, None
+    return delta is not None, delta

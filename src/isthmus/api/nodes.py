@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from isthmus.api.deps import principal, read, state, write
+from isthmus.api.documents import Answer
 from isthmus.api.errors import ArmError, conflict, not_found
 from isthmus.api.state import State
 from isthmus.model.admin import NAME_PATTERN
@@ -71,23 +72,42 @@ async def desired(
     node: str = NODE,
     after: int = Query(default=0, ge=0, le=MAX_REVISION),
     timeout: float = Query(default=25.0, ge=0, le=60),
+    deltas: bool = Query(default=False, description="answer {revision, deltas | document} instead of the document"),
     _who: Principal = Depends(node_principal),
     st: State = Depends(state),
 ) -> Response:
-    """The node's document once the revision is past `after`; 304 if it is not within `timeout` seconds."""
+    """The node's document once its revision (the store revision at which it last changed) is past
+    `after`; 304 if that does not happen within `timeout` seconds. Other nodes' changes do not return it.
+    With `deltas`, a node that holds revision `after` may get the deltas from there instead."""
     role = await run_in_threadpool(_role, st, node)
     deadline = time.monotonic() + timeout
     while True:
-        revision = await run_in_threadpool(st.revision)
+        seen, revision = await run_in_threadpool(st.documents.node_revision, node, role)
         if revision > after:
-            document = await run_in_threadpool(st.documents.document, node, role)
-            return JSONResponse(document, headers={"X-Isthmus-Revision": str(document["revision"])})
+            answer = await run_in_threadpool(st.documents.answer, node, role, after, deltas=deltas)
+            return Response(_body(answer, deltas), media_type="application/json",
+                            headers={REVISION_HEADER: str(answer.revision)})  # fmt: skip
         left = deadline - time.monotonic()
         if left <= 0:
-            return Response(status_code=304, headers={"X-Isthmus-Revision": str(revision)})
+            return Response(status_code=304, headers={REVISION_HEADER: str(revision)})
         # Writers in this process wake us at once; the timeout also catches writes by other replicas.
-        await st.notifier.wait(min(left, 1.0), revision)
+        await st.notifier.wait(min(left, 1.0), seen)
         await asyncio.sleep(0)
+
+
+REVISION_HEADER = "X-Isthmus-Revision"
+
+
+def _body(answer: Answer, framed: bool) -> bytes:
+    """The document as it is, or (framed) {"revision", "document"} / {"revision", "deltas"}; the parts are
+    encoded once by the document cache and only joined here."""
+    if not framed:
+        assert answer.document is not None
+        return answer.document
+    head = b'{"revision":%d,' % answer.revision
+    if answer.document is not None:
+        return head + b'"document":' + answer.document + b"}"
+    return head + b'"deltas":[' + b",".join(answer.deltas) + b"]}"
 
 
 def _role(st: State, node: str) -> str:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from isthmus.api.documents import DocumentCache
+from isthmus.model.snapshot import FabricSettings
 from isthmus.store import tokens
 from isthmus.store.db import current_revision, reading
 from isthmus.store.repo import nodes_seen_since
@@ -58,11 +59,12 @@ class Notifier:
 class State:
     engine: Engine
     page_size: int = 100
+    settings: FabricSettings = field(default_factory=FabricSettings)
     notifier: Notifier = field(default_factory=Notifier)
     _tokens: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.documents = DocumentCache(self.engine)
+        self.documents = DocumentCache(self.engine, self.settings)
         self.progress = Progress(self.engine, self.documents)
 
     def principal(self, secret: str) -> Principal | None:
@@ -102,5 +104,11 @@ class Progress:
         return nodes
 
     def pending(self, key: str, revision: int) -> bool:
-        lagging = {node for node, applied in self.live_nodes().items() if applied < revision}
+        """Whether a live node that realises `key` has yet to apply the resource's `revision`. A node whose
+        document did not change with it has nothing to apply beyond its own document's revision."""
+        live = {node: applied for node, applied in self.live_nodes().items() if applied < revision}
+        if not live:
+            return False
+        documents = self.documents.revisions()
+        lagging = {node for node, applied in live.items() if applied < min(revision, documents.get(node, revision))}
         return bool(lagging) and bool(self.documents.carriers(key) & lagging)

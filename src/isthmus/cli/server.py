@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from ipaddress import ip_network
 from pathlib import Path
 
 import typer
@@ -11,10 +12,12 @@ import uvicorn
 from isthmus import pki
 from isthmus.api.app import create_app
 from isthmus.linux.sockets import listen_here, listen_in_netns
+from isthmus.model.snapshot import FabricSettings
 from isthmus.store import tokens
 from isthmus.store.db import make_engine, upgrade
 
 DEFAULT_DB = "sqlite:///var/isthmus.db"
+PROBE_SOURCES = tuple(str(network) for network in FabricSettings().azure_load_balancer)
 
 token_app = typer.Typer(help="Bearer tokens for tenants, operators and nodes.", no_args_is_help=True)
 pki_app = typer.Typer(help="The controller's CA and server certificate.", no_args_is_help=True)
@@ -35,8 +38,16 @@ def controller(
     listen_netns: list[str] = typer.Option(
         [], help="Also listen in a network namespace: NETNS:ADDRESS:PORT (repeat). The lab's management network."
     ),
+    azure_load_balancer: list[str] = typer.Option(
+        list(PROBE_SOURCES),
+        help="Where the platform's health probes come from: the NSG service tag AzureLoadBalancer (repeat).",
+    ),
 ) -> None:
     """Run the controller: tenant API, operator API and agent protocol."""
+    try:
+        settings = FabricSettings(tuple(ip_network(p) for p in azure_load_balancer))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--azure-load-balancer") from None
     _sqlite_dir(db)
     engine = make_engine(db)
     upgrade(engine)
@@ -53,7 +64,7 @@ def controller(
         sockets.append(listen_in_netns(netns, address, int(listen_port)))
     # Long-polls and idle keep-alive connections would hold a graceful shutdown open: bound it.
     config = uvicorn.Config(
-        create_app(engine),
+        create_app(engine, settings=settings),
         log_level=log_level,
         timeout_graceful_shutdown=2,
         **ssl,  # type: ignore[arg-type]

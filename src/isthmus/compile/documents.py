@@ -11,10 +11,9 @@ which nodes' documents may differ.
 
 from __future__ import annotations
 
-from typing import Any
-
 from isthmus.compile import host, mux, placement
 from isthmus.compile.gateway import gateway_document
+from isthmus.model.documents import Document, Network, OtherDocument
 from isthmus.model.snapshot import (
     CONNECTION,
     GATEWAYS,
@@ -26,6 +25,7 @@ from isthmus.model.snapshot import (
     PIP,
     VNET,
     VNET_GATEWAY,
+    FabricSettings,
     Snapshot,
     public_ip_keys,
 )
@@ -47,15 +47,18 @@ def node_roles(snapshot: Snapshot) -> dict[str, str]:
 class Compiler:
     """Documents of one snapshot; shared parts (placement, host index, VIP table) computed once."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, settings: FabricSettings | None = None) -> None:
         self.snapshot = snapshot
+        self.settings = settings or FabricSettings()
         self.placement = placement.place(snapshot)
         self.host_index = host.index(snapshot)
-        self.host_memo = host.HostMemo()
+        self.host_memo = host.HostMemo(self.settings)
         self.vip_table = mux.vip_table(snapshot, self.placement)
         self.roles = node_roles(snapshot)
+        # The VIPs the last `advance` may have changed (None: unknown, compare them all).
+        self.vips_touched: set[Network] | None = None
 
-    def document(self, node: str, role: str | None = None) -> dict[str, Any]:
+    def document(self, node: str, role: str | None = None) -> Document:
         role = role or self.roles.get(node, "unknown")
         if role == "host":
             return host.host_document(self.snapshot, self.host_index, node, self.host_memo)
@@ -63,9 +66,9 @@ class Compiler:
             return mux.mux_document(self.snapshot, node, self.vip_table)
         if role == "gateway":
             return gateway_document(self.snapshot, self.placement, node)
-        return {"node": node, "role": role, "revision": self.snapshot.revision}
+        return OtherDocument(node, self.snapshot.revision, role)
 
-    def all_documents(self) -> dict[str, dict[str, Any]]:
+    def all_documents(self) -> dict[str, Document]:
         return {node: self.document(node, role) for node, role in sorted(self.roles.items())}
 
     def advance(self, new: Snapshot, changed: set[str]) -> set[str]:
@@ -75,9 +78,10 @@ class Compiler:
         types = {new.types.get(k) or old.types.get(k, "") for k in changed}
         if any(t.startswith("admin/") for t in types) or new.nodes != old.nodes:
             before = set(self.roles)
-            self.__init__(new)  # type: ignore[misc]  # operator changes are rare: start over
+            self.__init__(new, self.settings)  # type: ignore[misc]  # operator changes are rare: start over
             return before | set(self.roles)
         self.snapshot = new
+        self.vip_table.changed.clear()
         affected: set[str] = set()
         placement_moved = bool(types & GATEWAY_TYPES)
         if placement_moved:
@@ -88,6 +92,7 @@ class Compiler:
             type_ = new.types.get(key) or old.types.get(key, "")
             if type_ == NIC:
                 touched_vnets.update(self._hosts_vnet(key))
+                self.host_memo.forget({key})
                 self.host_index.remove(key)
                 self.host_index.add(new, key)
                 touched_vnets.update(self._hosts_vnet(key))
@@ -107,6 +112,7 @@ class Compiler:
                 pips |= {p for p, u in self.vip_table.user_of.items() if new.types.get(u) == VNET_GATEWAY}
             self.vip_table.refresh(new, self.placement, pips)
             affected.update(n for n, r in self.roles.items() if r == "mux")
+        self.vips_touched = set(self.vip_table.changed)
         return affected
 
     def carriers(self, key: str) -> set[str]:

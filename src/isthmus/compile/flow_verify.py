@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from ipaddress import ip_network
 from typing import Any
 
-from isthmus.compile.host import AZURE_LOAD_BALANCER
 from isthmus.compile.security_rules import Flow, NsgContext, NsgProgram, Verdict, compile_nsg, verify_flow
+from isthmus.model.snapshot import FabricSettings
 
 
 def nsgs_of(nic: Mapping[str, Any], vnet: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
@@ -26,13 +26,17 @@ def nsgs_of(nic: Mapping[str, Any], vnet: Mapping[str, Any] | None) -> tuple[str
 
 
 def verify_nic_flow(
-    nic: Mapping[str, Any], vnet: Mapping[str, Any] | None, nsgs: Mapping[str, Mapping[str, Any]], flow: Flow
+    nic: Mapping[str, Any],
+    vnet: Mapping[str, Any] | None,
+    nsgs: Mapping[str, Mapping[str, Any]],
+    flow: Flow,
+    settings: FabricSettings,
 ) -> Verdict:
     """`nsgs`: stored NSG documents by lower-cased id (those `nsgs_of` names)."""
     space = tuple(
         ip_network(p) for p in (vnet or {}).get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
     )
-    context = NsgContext(space, AZURE_LOAD_BALANCER)
+    context = NsgContext(space, settings.azure_load_balancer)
 
     def program(nsg_id: str | None) -> tuple[str, NsgProgram] | None:
         if nsg_id is None or nsg_id.lower() not in nsgs:

@@ -7,13 +7,25 @@ key, which only the node carrying the connection ever receives).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from ipaddress import ip_interface
 from typing import Any
 
+from isthmus.compile.host import address, network
 from isthmus.compile.placement import Placement
+from isthmus.model.documents import (
+    BgpSettings,
+    Compartment,
+    Connection,
+    GatewayDocument,
+    GreSettings,
+    IpsecPolicy,
+    L3ForwardingSettings,
+)
 from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
 
 
-def gateway_document(snapshot: Snapshot, placement: Placement, node: str) -> dict[str, Any]:
+def gateway_document(snapshot: Snapshot, placement: Placement, node: str) -> GatewayDocument:
     mine = next(
         (
             (doc["name"], doc["properties"]["pool"])
@@ -22,27 +34,53 @@ def gateway_document(snapshot: Snapshot, placement: Placement, node: str) -> dic
         ),
         None,
     )
-    role = "unassigned"
+    state: Any = "unassigned"
     for pool in placement.pools:
         if any(n == node for _g, n in pool.actives):
-            role = "active"
+            state = "active"
         elif any(n == node for _g, n in pool.standbys):
-            role = "standby"
-    compartments = [
+            state = "standby"
+    compartments = tuple(
         _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps) for p in placement.for_node(node)
-    ]
-    return {
-        "node": node,
-        "role": "gateway",
-        "revision": snapshot.revision,
-        "gateway": mine[0] if mine else None,
-        "pool": mine[1] if mine else None,
-        "state": role,
-        "compartments": compartments,
-    }
+    )
+    return GatewayDocument(
+        node=node,
+        revision=snapshot.revision,
+        gateway=mine[0] if mine else None,
+        pool=mine[1] if mine else None,
+        state=state,
+        compartments=compartments,
+    )
 
 
-def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ...], kbps: int) -> dict[str, Any]:
+def _bgp(settings: Mapping[str, Any] | None) -> BgpSettings | None:
+    if not settings:
+        return None
+    return BgpSettings(settings.get("asn"), settings.get("bgpPeeringAddress"), settings.get("peerWeight"))
+
+
+def _policy(p: Mapping[str, Any]) -> IpsecPolicy:
+    return IpsecPolicy(
+        p["saLifeTimeSeconds"], p["saDataSizeKilobytes"], p["ipsecEncryption"], p["ipsecIntegrity"],
+        p["ikeEncryption"], p["ikeIntegrity"], p["dhGroup"], p["pfsGroup"],
+    )  # fmt: skip
+
+
+def _gre(settings: Mapping[str, Any] | None) -> GreSettings | None:
+    if settings is None:
+        return None
+    local, remote = settings.get("tunnelAddress"), settings.get("remoteTunnelAddress")
+    return GreSettings(settings.get("key"), ip_interface(local) if local else None, address(remote) if remote else None)
+
+
+def _l3(settings: Mapping[str, Any] | None) -> L3ForwardingSettings | None:
+    if settings is None:
+        return None
+    local, hop = settings.get("localAddress"), settings.get("nextHop")
+    return L3ForwardingSettings(ip_interface(local) if local else None, address(hop) if hop else None)
+
+
+def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ...], kbps: int) -> Compartment:
     doc = snapshot.get(gateway_id) or {}
     props = doc.get("properties", {})
     config = props.get("ipConfigurations", [{}])[0].get("properties", {})
@@ -54,33 +92,35 @@ def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ..
         cp = conn.get("properties", {})
         local = snapshot.get(cp.get("localNetworkGateway2", {}).get("id", "")) or {}
         lp = local.get("properties", {})
-        entry = {
-            "id": conn.get("id"),
-            "connectionType": cp.get("connectionType"),
-            "remoteAddress": lp.get("gatewayIpAddress"),
-            "remotePrefixes": lp.get("localNetworkAddressSpace", {}).get("addressPrefixes", []),
-            "remoteBgp": lp.get("bgpSettings"),
-        }
-        for name in (
-            "sharedKey",
-            "ipsecPolicies",
-            "dpdTimeoutSeconds",
-            "connectionMode",
-            "greSettings",
-            "l3ForwardingSettings",
-            "enableBgp",
-        ):
-            if name in cp:
-                entry[name] = cp[name]
-        out.append(entry)
-    return {
-        "virtualNetworkGateway": gateway_id,
-        "vni": snapshot.vnis.get(vnet_key_of(subnet)) if subnet else None,
-        "gatewaySubnet": subnet,
-        "privateIPAddress": config.get("privateIPAddress"),
-        "vip": snapshot.public_ips.get(pip.lower()) if pip else None,
-        "sku": props.get("sku", {}).get("name"),
-        "bgp": props.get("bgpSettings") if props.get("enableBgp") else None,
-        "bandwidthKbps": kbps,
-        "connections": out,
-    }
+        remote = lp.get("gatewayIpAddress")
+        out.append(
+            Connection(
+                id=conn.get("id", connection_id),
+                connection_type=cp.get("connectionType", ""),
+                remote_address=address(remote) if remote else None,
+                remote_prefixes=tuple(
+                    network(p) for p in lp.get("localNetworkAddressSpace", {}).get("addressPrefixes", [])
+                ),
+                remote_bgp=_bgp(lp.get("bgpSettings")),
+                shared_key=cp.get("sharedKey"),
+                ipsec_policies=tuple(_policy(p) for p in cp.get("ipsecPolicies") or ()),
+                dpd_timeout_seconds=cp.get("dpdTimeoutSeconds"),
+                connection_mode=cp.get("connectionMode"),
+                gre_settings=_gre(cp.get("greSettings")),
+                l3_forwarding_settings=_l3(cp.get("l3ForwardingSettings")),
+                enable_bgp=bool(cp.get("enableBgp")),
+            )
+        )
+    private = config.get("privateIPAddress")
+    vip = snapshot.public_ips.get(pip.lower()) if pip else None
+    return Compartment(
+        virtual_network_gateway=gateway_id,
+        vni=snapshot.vnis.get(vnet_key_of(subnet)) if subnet else None,
+        gateway_subnet=subnet,
+        private_ip_address=address(private) if private else None,
+        vip=address(vip) if vip else None,
+        sku=props.get("sku", {}).get("name"),
+        bgp=_bgp(props.get("bgpSettings")) if props.get("enableBgp") else None,
+        bandwidth_kbps=kbps,
+        connections=tuple(out),
+    )

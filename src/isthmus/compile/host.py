@@ -8,15 +8,27 @@ other hosts: no flooding, no learning.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from isthmus.compile.security_rules import NsgContext, NsgProgram, compile_nsg
-from isthmus.model.snapshot import NIC, Snapshot, vnet_key_of
+from isthmus.model.documents import (
+    Address,
+    HostDocument,
+    IpConfiguration,
+    Network,
+    NetworkInterface,
+    RemoteHost,
+    SecurityProgram,
+    Subnet,
+    VirtualNetwork,
+)
+from isthmus.model.snapshot import NIC, FabricSettings, Snapshot, vnet_key_of
 
-AZURE_LOAD_BALANCER = (ip_network("198.18.255.254/32"),)  # the platform's probe source in the lab
+address = lru_cache(maxsize=65536)(ip_address)  # host addresses and private IPs recur across documents
+network = lru_cache(maxsize=65536)(ip_network)
 
 
 @dataclass
@@ -68,71 +80,73 @@ def index(snapshot: Snapshot) -> HostIndex:
 
 @dataclass
 class HostMemo:
-    """Parts shared by many host documents of one snapshot: per VNet, per (NSG, VNet)."""
+    """Parts shared by many host documents of one snapshot: per VNet, per NIC, per (NSG, VNet); and the
+    fabric settings they are compiled with."""
 
-    vnets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    programs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    settings: FabricSettings = field(default_factory=FabricSettings)
+    vnets: dict[str, VirtualNetwork | None] = field(default_factory=dict)
+    nics: dict[str, NetworkInterface] = field(default_factory=dict)
+    programs: dict[tuple[str, str], SecurityProgram] = field(default_factory=dict)
 
     def forget(self, keys: set[str]) -> None:
         for key in keys:
             self.vnets.pop(key, None)
+            self.nics.pop(key, None)
         for pair in [p for p in self.programs if p[0] in keys or p[1] in keys]:
             del self.programs[pair]
 
 
-def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo | None = None) -> dict[str, Any]:
+def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo | None = None) -> HostDocument:
     memo = memo if memo is not None else HostMemo()
     nics = sorted(idx.nics_by_host.get(host, set()))
     vnets = sorted({idx.vnet_of_nic[nic] for nic in nics})
-    own_address = snapshot.host_address.get(host)
+    own_text = snapshot.host_address.get(host)
+    own_address = address(own_text) if own_text else None
     programs: set[tuple[str, str]] = set()  # (NSG, VNet) pairs this host enforces
     vnet_docs = []
     for vnet in vnets:
         shared = memo.vnets.get(vnet)
         if shared is None:
             shared = memo.vnets[vnet] = _vnet(snapshot, vnet)
-        if not shared:
+        if shared is None:
             continue
-        programs.update(
-            (s["networkSecurityGroup"].lower(), vnet) for s in shared["subnets"] if s["networkSecurityGroup"]
-        )
-        vni = shared["vni"]
+        programs.update((s.network_security_group, vnet) for s in shared.subnets if s.network_security_group)
         remotes = []
         for other in sorted(idx.hosts_of(vnet) - {host}):
             vtep = snapshot.host_address.get(other)
             if vtep is None:
                 continue
-            addresses = [
-                config["privateIPAddress"]
+            addresses = tuple(
+                config.private_ip_address
                 for key in sorted(idx.nics_by_host_vnet.get((other, vnet), ()))
-                for config in _nic(snapshot, key)["ipConfigurations"]
-            ]
-            remotes.append({"node": other, "vtep": vtep, "routerMac": router_mac(vtep, vni), "addresses": addresses})
-        router = router_mac(own_address, vni) if own_address else None
-        vnet_docs.append({**shared, "routerMac": router, "remotes": remotes})
+                for config in _nic(snapshot, key, idx.vnet_of_nic[key], memo).ip_configurations
+            )
+            remotes.append(RemoteHost(other, address(vtep), router_mac(vtep, shared.vni), addresses))
+        router = router_mac(own_text, shared.vni) if own_text else None
+        vnet_docs.append(replace(shared, router_mac=router, remotes=tuple(remotes)))
     nic_docs = []
     for key in nics:
-        nic = {**_nic(snapshot, key), "virtualNetwork": idx.vnet_of_nic[key], "vm": snapshot.vm_of_nic.get(key)}
+        nic = _nic(snapshot, key, idx.vnet_of_nic[key], memo)
         nic_docs.append(nic)
-        if nic["networkSecurityGroup"]:
-            programs.add((nic["networkSecurityGroup"].lower(), idx.vnet_of_nic[key]))
+        if nic.network_security_group:
+            programs.add((nic.network_security_group, idx.vnet_of_nic[key]))
     nsg_programs = []
     for pair in sorted(programs):
         program = memo.programs.get(pair)
         if program is None:
-            program = memo.programs[pair] = _nsg(snapshot, *pair)
-        nsg_programs.append({"networkSecurityGroup": pair[0], "virtualNetwork": pair[1], **program})
+            program = memo.programs[pair] = SecurityProgram(*pair, _nsg(snapshot, *pair, memo.settings))
+        nsg_programs.append(program)
     host_key = snapshot.host_key.get(host)
-    return {
-        "node": host,
-        "role": "host",
-        "revision": snapshot.revision,
-        "address": own_address,
-        "outboundNatAddress": snapshot.public_ips.get(host_key) if host_key else None,
-        "virtualNetworks": vnet_docs,
-        "networkInterfaces": nic_docs,
-        "networkSecurityGroups": nsg_programs,
-    }
+    outbound = snapshot.public_ips.get(host_key) if host_key else None
+    return HostDocument(
+        node=host,
+        revision=snapshot.revision,
+        address=own_address,
+        outbound_nat_address=address(outbound) if outbound else None,
+        virtual_networks=tuple(vnet_docs),
+        network_interfaces=tuple(nic_docs),
+        network_security_groups=tuple(nsg_programs),
+    )
 
 
 def router_mac(vtep: str, vni: int | None) -> str:
@@ -142,92 +156,93 @@ def router_mac(vtep: str, vni: int | None) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
-def _vnet(snapshot: Snapshot, vnet: str) -> dict[str, Any]:
-    """The host-independent part of a VNet's entry ({} if the VNet is gone)."""
+def _vnet(snapshot: Snapshot, vnet: str) -> VirtualNetwork | None:
+    """The host-independent part of a VNet's entry (None if the VNet is gone)."""
     doc = snapshot.get(vnet)
     if doc is None:
-        return {}
+        return None
     subnets = []
     for subnet in doc["properties"]["subnets"]:
         props = subnet["properties"]
-        prefixes = props.get("addressPrefixes") or [props["addressPrefix"]]
+        prefixes = tuple(network(p) for p in props.get("addressPrefixes") or [props["addressPrefix"]])
+        nsg = props.get("networkSecurityGroup", {}).get("id")
         subnets.append(
-            {
-                "id": subnet["id"],
-                "name": subnet["name"],
-                "addressPrefixes": prefixes,
-                "gateways": [gateway_address(p) for p in prefixes],
-                "networkSecurityGroup": props.get("networkSecurityGroup", {}).get("id"),
-            }
-        )
-    return {
-        "id": doc["id"],
-        "vni": snapshot.vnis.get(vnet),
-        "addressSpace": doc["properties"]["addressSpace"]["addressPrefixes"],
-        "subnets": subnets,
-    }
+            Subnet(subnet["id"], subnet["name"], prefixes, tuple(gateway_address(p) for p in prefixes),
+                   nsg.lower() if nsg else None)
+        )  # fmt: skip
+    return VirtualNetwork(
+        id=doc["id"],
+        vni=snapshot.vnis[vnet],
+        address_space=tuple(network(p) for p in doc["properties"]["addressSpace"]["addressPrefixes"]),
+        subnets=tuple(subnets),
+        router_mac=None,
+        remotes=(),
+    )
 
 
-@lru_cache(maxsize=65536)
-def gateway_address(prefix: str) -> str:
+def gateway_address(prefix: Network) -> Address:
     """The subnet's default gateway: its first host address (Azure's x.x.x.1)."""
-    return str(next(ip_network(prefix).hosts()))
+    return prefix.network_address + 1 if prefix.num_addresses > 2 else prefix.network_address
 
 
-def _nic(snapshot: Snapshot, key: str) -> dict[str, Any]:
+def _nic(snapshot: Snapshot, key: str, vnet: str, memo: HostMemo) -> NetworkInterface:
+    """A NIC's entry, shared by every document of one snapshot that mentions it."""
+    cached = memo.nics.get(key)
+    if cached is not None:
+        return cached
     doc = snapshot.documents[key]
     props = doc["properties"]
     configs = []
     for config in props["ipConfigurations"]:
         cp = config["properties"]
         pip = cp.get("publicIPAddress", {}).get("id")
+        public = snapshot.public_ips.get(pip.lower()) if pip else None
         configs.append(
-            {
-                "name": config["name"],
-                "subnet": cp["subnet"]["id"],
-                "privateIPAddress": cp["privateIPAddress"],
-                "publicIPAddress": snapshot.public_ips.get(pip.lower()) if pip else None,
-                "primary": cp.get("primary", False),
-            }
+            IpConfiguration(
+                name=config["name"],
+                subnet=cp["subnet"]["id"],
+                private_ip_address=address(cp["privateIPAddress"]),
+                public_ip_address=address(public) if public else None,
+                primary=cp.get("primary", False),
+            )
         )
-    return {
-        "id": doc["id"],
-        "macAddress": props["macAddress"],
-        "ipConfigurations": configs,
-        "networkSecurityGroup": props.get("networkSecurityGroup", {}).get("id"),
-    }
+    nsg = props.get("networkSecurityGroup", {}).get("id")
+    nic = memo.nics[key] = NetworkInterface(
+        id=doc["id"],
+        mac_address=props["macAddress"],
+        ip_configurations=tuple(configs),
+        network_security_group=nsg.lower() if nsg else None,
+        virtual_network=vnet,
+        vm=snapshot.vm_of_nic.get(key),
+    )
+    return nic
 
 
-def _nsg(snapshot: Snapshot, key: str, vnet: str) -> dict[str, Any]:
+def _nsg(snapshot: Snapshot, key: str, vnet: str, settings: FabricSettings) -> NsgProgram:
     """The NSG's program where it guards `vnet`: the VirtualNetwork tag is that VNet's address space."""
     doc = snapshot.get(key)
     if doc is None:
-        return {"inbound": [], "outbound": []}
+        return NsgProgram((), ())
     vnet_doc = snapshot.get(vnet) or {}
     space = tuple(
         ip_network(p) for p in vnet_doc.get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
     )
-    program = compile_nsg(doc["properties"]["securityRules"], NsgContext(space, AZURE_LOAD_BALANCER))
-    return program_json(program)
+    return compile_nsg(doc["properties"]["securityRules"], NsgContext(space, settings.azure_load_balancer))
 
 
 def program_json(program: NsgProgram) -> dict[str, Any]:
+    """The program in the JSON form linux/nsg_nft.py renders (until it takes the typed program)."""
+
     def rule(r: Any) -> dict[str, Any]:
         return {
             "name": r.name,
             "priority": r.priority,
             "access": r.access,
             "protocol": r.protocol,
-            "sourcePrefixes": _texts(r.source_prefixes),
+            "sourcePrefixes": [str(p) for p in r.source_prefixes],
             "sourcePorts": [list(p) for p in r.source_ports],
-            "destinationPrefixes": _texts(r.destination_prefixes),
+            "destinationPrefixes": [str(p) for p in r.destination_prefixes],
             "destinationPorts": [list(p) for p in r.destination_ports],
         }
 
     return {"inbound": [rule(r) for r in program.inbound], "outbound": [rule(r) for r in program.outbound]}
-
-
-@lru_cache(maxsize=16384)
-def _texts(prefixes: tuple[Any, ...]) -> list[str]:
-    """Prefixes as text (cached: the same few tuples recur; callers only read the list)."""
-    return [str(p) for p in prefixes]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 
+from isthmus.compile.host import address
 from isthmus.compile.placement import Placement
+from isthmus.model.documents import Address, BgpIdentity, BgpPeer, MuxDocument, Network, Vip
 from isthmus.model.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
@@ -19,9 +21,10 @@ USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
 
 @dataclass
 class VipTable:
-    vips: dict[str, dict[str, Any]] = field(default_factory=dict)  # prefix -> {nextHop, owner}
-    prefix_of: dict[str, str] = field(default_factory=dict)  # public IP key -> prefix
+    vips: dict[Network, Vip] = field(default_factory=dict)
+    prefix_of: dict[str, Network] = field(default_factory=dict)  # public IP key -> its /32 (/128)
     user_of: dict[str, str] = field(default_factory=dict)  # public IP key -> NIC or gateway key
+    changed: set[Network] = field(default_factory=set)  # VIPs refreshed since the caller last cleared it
 
     def refresh(self, snapshot: Snapshot, placement: Placement, pips: Iterable[str]) -> None:
         """Recompute the VIPs of `pips`. Copy-on-write: documents already handed out keep their table."""
@@ -31,12 +34,14 @@ class VipTable:
             old = self.prefix_of.pop(pip, None)
             if old is not None:
                 self.vips.pop(old, None)
-            address = snapshot.public_ips.get(pip)
-            if address is None:
+                self.changed.add(old)
+            text = snapshot.public_ips.get(pip)
+            if text is None:
                 continue
-            prefix = f"{address}/{128 if ':' in address else 32}"
+            prefix = host_prefix(ip_address(text))
             self.prefix_of[pip] = prefix
-            self.vips[prefix] = {"nextHop": _next_hop(snapshot, on_node, self.user_of.get(pip)), "owner": pip}
+            self.vips[prefix] = Vip(_next_hop(snapshot, on_node, self.user_of.get(pip)), pip)
+            self.changed.add(prefix)
 
     def rebind(self, old: Snapshot, new: Snapshot, users: Iterable[str]) -> set[str]:
         """Follow changed NICs/gateways to the public IPs they use; returns the public IPs touched."""
@@ -52,16 +57,24 @@ class VipTable:
         return touched
 
 
-def _next_hop(snapshot: Snapshot, on_node: dict[str, str], user: str | None) -> str | None:
+def host_prefix(vip: Address) -> Network:
+    """The /32 (/128) of one address, built from its integer (cheaper than parsing text)."""
+    return IPv4Network((int(vip), 32)) if vip.version == 4 else IPv6Network((int(vip), 128))
+
+
+def _next_hop(snapshot: Snapshot, on_node: dict[str, str], user: str | None) -> Address | None:
     if user is None:
         return None
+    text: str | None
     if snapshot.types.get(user) == NIC:
         host = snapshot.host_of_nic.get(user)
-        return snapshot.host_address.get(host) if host else None
-    if snapshot.types.get(user) == HOSTS:  # a host's outbound NAT address: replies go back to that host
-        return snapshot.host_address.get(snapshot.documents[user]["properties"]["node"])
-    node = on_node.get(user)
-    return snapshot.nodes.get(node, {}).get("address") if node else None
+        text = snapshot.host_address.get(host) if host else None
+    elif snapshot.types.get(user) == HOSTS:  # a host's outbound NAT address: replies go back to that host
+        text = snapshot.host_address.get(snapshot.documents[user]["properties"]["node"])
+    else:
+        node = on_node.get(user)
+        text = snapshot.nodes.get(node, {}).get("address") if node else None
+    return address(text) if text else None
 
 
 def vip_table(snapshot: Snapshot, placement: Placement) -> VipTable:
@@ -69,23 +82,17 @@ def vip_table(snapshot: Snapshot, placement: Placement) -> VipTable:
     table.rebind(EMPTY, snapshot, [key for type_ in USERS for key in snapshot.keys_of(type_)])
     table.user_of.update({key: key for key in snapshot.keys_of(HOSTS)})  # hosts own their outbound address
     table.refresh(snapshot, placement, snapshot.public_ips)
+    table.changed.clear()
     return table
 
 
-def mux_document(snapshot: Snapshot, node: str, table: VipTable) -> dict[str, Any]:
+def mux_document(snapshot: Snapshot, node: str, table: VipTable) -> MuxDocument:
     identity = next(
         (doc["properties"] for _k, doc in snapshot.of_type(MUXES) if doc["properties"]["node"] == node), None
     )
-    return {
-        "node": node,
-        "role": "mux",
-        "revision": snapshot.revision,
-        "bgp": None
-        if identity is None
-        else {
-            "asn": identity["asn"],
-            "routerId": identity["routerId"],
-            "peers": identity["peers"],
-        },
-        "vips": table.vips,  # never mutated once handed out (see VipTable.refresh)
-    }
+    bgp = None
+    if identity is not None:
+        peers = tuple(BgpPeer(address(p["address"]), p["asn"]) for p in identity["peers"])
+        bgp = BgpIdentity(identity["asn"], IPv4Address(identity["routerId"]), peers)
+    # The table's mapping is never mutated once handed out (see VipTable.refresh).
+    return MuxDocument(node=node, revision=snapshot.revision, bgp=bgp, vips=table.vips)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
@@ -131,19 +131,29 @@ class GobgpSpeaker:
                     out.add(ip_network(response.destination.prefix))
         return out
 
-    def announce(self, desired: Iterable[Network], *, verify: bool = True) -> tuple[int, int]:
+    def announce(
+        self, desired: Collection[Network], *, verify: bool = True, changed: Iterable[Network] | None = None
+    ) -> tuple[int, int]:
         """Make the originated set exactly `desired`; returns (added, withdrawn). With verify=False the
         difference is taken against what this speaker announced last (listing 100,000 paths costs about a
-        second); verify=True reads gobgpd's table and so also puts back what changed behind its back."""
-        wanted = set(desired)
-        current = self.announced() if verify or self.last is None else self.last
-        missing = sorted(wanted - current, key=str)
-        extra = sorted(current - wanted, key=str)
+        second), and with `changed` (the networks that may differ since the last call) only those are
+        looked at; verify=True reads gobgpd's table and so also puts back what changed behind its back."""
+        if verify or self.last is None or changed is None:
+            wanted = set(desired)
+            current = self.announced() if verify or self.last is None else self.last
+            missing = sorted(wanted - current, key=str)
+            extra = sorted(current - wanted, key=str)
+            self.last = wanted
+        else:
+            looked_at = set(changed)
+            missing = sorted((n for n in looked_at if n in desired and n not in self.last), key=str)
+            extra = sorted((n for n in looked_at if n not in desired and n in self.last), key=str)
+            self.last.difference_update(extra)
+            self.last.update(missing)
         if missing:
             self._stream(encode_batches(missing), len(missing))
         if extra:  # withdrawals stream too (is_withdraw): one DeletePath per route took 0.5 ms each
             self._stream(encode_batches(extra, withdraw=True), len(extra))
-        self.last = wanted
         return len(missing), len(extra)
 
     def _stream(self, requests: Iterator[bytes], count: int) -> None:

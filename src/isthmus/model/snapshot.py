@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 VNET = "Microsoft.Network/virtualNetworks"
@@ -23,6 +24,14 @@ MUXES = "admin/loadBalancerMuxes"
 GATEWAYS = "admin/gateways"
 POOLS = "admin/gatewayPools"
 BINDINGS = "admin/portBindings"
+
+
+@dataclass(frozen=True)
+class FabricSettings:
+    """How the controller is configured for this fabric (compile/ reads it beside the snapshot)."""
+
+    # Where the platform's health probes come from: the NSG service tag AzureLoadBalancer. The lab's value.
+    azure_load_balancer: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("198.18.255.254/32"),)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ async def verify_ip_flow(
     local, remote = (addresses[0], ports[0]), (addresses[1], ports[1])
     source, destination = (remote, local) if body.direction == "Inbound" else (local, remote)
     flow = Flow(body.direction, protocol, source[0], source[1], destination[0], destination[1])
-    verdict = verify_nic_flow(nic.body, vnet_body, nsgs, flow)
+    verdict = verify_nic_flow(nic.body, vnet_body, nsgs, flow, st.settings)
     result = {"access": verdict.access, "ruleName": verdict.rule_name}
     if verdict.nsg:
         result["networkSecurityGroup"] = verdict.nsg

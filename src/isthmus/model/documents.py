@@ -1,0 +1,478 @@
+"""Desired-state documents: what compile/ produces for each node and its agent realises.
+
+One definition per document (frozen dataclasses, addresses as `ipaddress` objects until linux/ renders
+them) and one place that turns them into bytes and back (`encode`, `decode`, pydantic over these very
+dataclasses). On the wire the names are the ARM vocabulary's (camelCase).
+
+A node's document has a revision of its own: the store revision at which it last changed. A node that
+is behind gets the deltas from its revision on (`HostDelta`, `MuxDelta`: the entries set and the keys
+removed) when the controller still has them, otherwise the whole document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from ipaddress import ip_address as _parse_address
+from ipaddress import ip_interface as _parse_interface
+from ipaddress import ip_network as _parse_network
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
+
+from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter
+from pydantic.alias_generators import to_camel
+
+from isthmus.compile.security_rules import NsgProgram
+
+Address = IPv4Address | IPv6Address
+Network = IPv4Network | IPv6Network
+Interface = IPv4Interface | IPv6Interface
+
+
+def _address(value: object) -> Address:
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP address")
+    return _parse_address(value)
+
+
+def _network(value: object) -> Network:
+    if isinstance(value, IPv4Network | IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP prefix")
+    return _parse_network(value)
+
+
+def _interface(value: object) -> Interface:
+    if isinstance(value, IPv4Interface | IPv6Interface):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an address with a prefix length")
+    return _parse_interface(value)
+
+
+# One validator call per address (pydantic's own union of the two versions costs twice as much).
+IPAddress = Annotated[Address, PlainValidator(_address), PlainSerializer(str, return_type=str)]
+IPNetwork = Annotated[Network, PlainValidator(_network), PlainSerializer(str, return_type=str)]
+IPInterface = Annotated[Interface, PlainValidator(_interface), PlainSerializer(str, return_type=str)]
+
+_ACRONYMS = {"private_ip_address": "privateIPAddress", "public_ip_address": "publicIPAddress"}
+
+
+def _wire_name(field: str) -> str:
+    return _ACRONYMS.get(field) or to_camel(field)
+
+
+WIRE = ConfigDict(alias_generator=_wire_name, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+
+class _Wire:
+    __slots__ = ()
+    __pydantic_config__: ClassVar[ConfigDict] = WIRE
+
+
+# --- host -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet(_Wire):
+    id: str
+    name: str
+    address_prefixes: tuple[IPNetwork, ...]
+    gateways: tuple[IPAddress, ...]  # the first address of each prefix: the subnet's default gateway
+    network_security_group: str | None  # store key
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteHost(_Wire):
+    """Another host with NICs of the same VNet: where its VMs' addresses are reached (routed VXLAN)."""
+
+    node: str
+    vtep: IPAddress
+    router_mac: str
+    addresses: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualNetwork(_Wire):
+    id: str
+    vni: int
+    address_space: tuple[IPNetwork, ...]
+    subnets: tuple[Subnet, ...]
+    router_mac: str | None  # this host's router MAC in the VNet
+    remotes: tuple[RemoteHost, ...]
+
+    @property
+    def key(self) -> str:
+        return self.id.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class IpConfiguration(_Wire):
+    name: str
+    subnet: str  # subnet id
+    private_ip_address: IPAddress
+    public_ip_address: IPAddress | None
+    primary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInterface(_Wire):
+    id: str
+    mac_address: str  # Azure's form, 00-0D-3A-…
+    ip_configurations: tuple[IpConfiguration, ...]
+    network_security_group: str | None
+    virtual_network: str  # store key
+    vm: str | None  # the VM it is plugged into (the port binding's name)
+
+    @property
+    def key(self) -> str:
+        return self.id.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityProgram(_Wire):
+    """An NSG compiled where it guards one VNet (its VirtualNetwork tag is that VNet's address space)."""
+
+    network_security_group: str  # store key
+    virtual_network: str  # store key
+    program: NsgProgram
+
+    @property
+    def key(self) -> str:
+        return f"{self.network_security_group}|{self.virtual_network}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostDocument(_Wire):
+    node: str
+    revision: int
+    address: IPAddress | None  # the host's underlay address
+    outbound_nat_address: IPAddress | None
+    virtual_networks: tuple[VirtualNetwork, ...]
+    network_interfaces: tuple[NetworkInterface, ...]
+    network_security_groups: tuple[SecurityProgram, ...]
+    role: Literal["host"] = "host"
+
+
+# --- MUX --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BgpPeer(_Wire):
+    address: IPAddress
+    asn: int
+
+
+@dataclass(frozen=True, slots=True)
+class BgpIdentity(_Wire):
+    asn: int
+    router_id: IPv4Address
+    peers: tuple[BgpPeer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Vip(_Wire):
+    next_hop: IPAddress | None  # the backend: a host, or the gateway node carrying it; None if unplaced
+    owner: str  # the public IP's (or host's) store key
+
+
+@dataclass(frozen=True, slots=True)
+class MuxDocument(_Wire):
+    """Identical on every MUX but for the BGP identity: every VIP as a /32 (/128) with its backend."""
+
+    node: str
+    revision: int
+    bgp: BgpIdentity | None
+    vips: Mapping[IPNetwork, Vip]
+    role: Literal["mux"] = "mux"
+
+
+# --- gateway ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSettings(_Wire):
+    asn: int | None
+    bgp_peering_address: str | None
+    peer_weight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IpsecPolicy(_Wire):
+    sa_life_time_seconds: int
+    sa_data_size_kilobytes: int
+    ipsec_encryption: str
+    ipsec_integrity: str
+    ike_encryption: str
+    ike_integrity: str
+    dh_group: str
+    pfs_group: str
+
+
+@dataclass(frozen=True, slots=True)
+class GreSettings(_Wire):
+    key: int | None
+    tunnel_address: IPInterface | None
+    remote_tunnel_address: IPAddress | None
+
+
+@dataclass(frozen=True, slots=True)
+class L3ForwardingSettings(_Wire):
+    local_address: IPInterface | None
+    next_hop: IPAddress | None
+
+
+@dataclass(frozen=True, slots=True)
+class Connection(_Wire):
+    id: str
+    connection_type: str
+    remote_address: IPAddress | None  # the local network gateway's gatewayIpAddress
+    remote_prefixes: tuple[IPNetwork, ...]
+    remote_bgp: BgpSettings | None
+    shared_key: str | None  # only the node carrying the connection ever receives it
+    ipsec_policies: tuple[IpsecPolicy, ...]
+    dpd_timeout_seconds: int | None
+    connection_mode: str | None
+    gre_settings: GreSettings | None
+    l3_forwarding_settings: L3ForwardingSettings | None
+    enable_bgp: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Compartment(_Wire):
+    """One virtual network gateway on its gateway node: its leg in the tenant VNet, its VIP, connections."""
+
+    virtual_network_gateway: str  # ARM id
+    vni: int | None
+    gateway_subnet: str
+    private_ip_address: IPAddress | None
+    vip: IPAddress | None
+    sku: str | None
+    bgp: BgpSettings | None
+    bandwidth_kbps: int
+    connections: tuple[Connection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDocument(_Wire):
+    node: str
+    revision: int
+    gateway: str | None  # the admin gateway object's name
+    pool: str | None
+    state: Literal["active", "standby", "unassigned"]
+    compartments: tuple[Compartment, ...]
+    role: Literal["gateway"] = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class OtherDocument(_Wire):
+    """A registered node whose role compile/ has nothing for (yet)."""
+
+    node: str
+    revision: int
+    role: str
+
+
+Document = HostDocument | MuxDocument | GatewayDocument | OtherDocument
+
+
+# --- deltas -----------------------------------------------------------------------------------------
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+@dataclass(frozen=True, slots=True)
+class HostDelta(_Wire):
+    """A host document from `base` to `revision`: entries set (added or changed) and keys removed; the
+    scalars are the new document's."""
+
+    base: int
+    revision: int
+    address: IPAddress | None
+    outbound_nat_address: IPAddress | None
+    set_virtual_networks: tuple[VirtualNetwork, ...] = ()
+    removed_virtual_networks: tuple[str, ...] = ()
+    set_network_interfaces: tuple[NetworkInterface, ...] = ()
+    removed_network_interfaces: tuple[str, ...] = ()
+    set_network_security_groups: tuple[SecurityProgram, ...] = ()
+    removed_network_security_groups: tuple[str, ...] = ()
+    kind: Literal["host"] = "host"
+
+
+@dataclass(frozen=True, slots=True)
+class MuxDelta(_Wire):
+    """VIPs added or moved (`set`) and withdrawn (`removed`), and the BGP identity, from `base` on."""
+
+    base: int
+    revision: int
+    bgp: BgpIdentity | None
+    set_vips: Mapping[IPNetwork, Vip]
+    removed_vips: tuple[IPNetwork, ...]
+    kind: Literal["mux"] = "mux"
+
+
+Delta = HostDelta | MuxDelta
+_TaggedDelta = Annotated[Delta, Field(discriminator="kind")]
+
+
+def _entry_changes(old: Sequence[K], new: Sequence[K]) -> tuple[tuple[K, ...], tuple[str, ...]]:
+    before = {entry.key: entry for entry in old}
+    after = {entry.key for entry in new}
+    changed = tuple(entry for entry in new if before.get(entry.key) is not entry and before.get(entry.key) != entry)
+    return changed, tuple(sorted(set(before) - after))
+
+
+def _apply_entries(old: Sequence[K], changed: Iterable[K], removed: Iterable[str]) -> tuple[K, ...]:
+    entries = {entry.key: entry for entry in old}
+    for key in removed:
+        entries.pop(key, None)
+    for entry in changed:
+        entries[entry.key] = entry
+    return tuple(entries[key] for key in sorted(entries))
+
+
+def host_delta(old: HostDocument, new: HostDocument) -> HostDelta | None:
+    """What takes `old` to `new`; None if they are equal."""
+    vnets, gone_vnets = _entry_changes(old.virtual_networks, new.virtual_networks)
+    nics, gone_nics = _entry_changes(old.network_interfaces, new.network_interfaces)
+    programs, gone_programs = _entry_changes(old.network_security_groups, new.network_security_groups)
+    scalars_same = (old.address, old.outbound_nat_address) == (new.address, new.outbound_nat_address)
+    if scalars_same and not (vnets or gone_vnets or nics or gone_nics or programs or gone_programs):
+        return None
+    return HostDelta(
+        old.revision, new.revision, new.address, new.outbound_nat_address,
+        vnets, gone_vnets, nics, gone_nics, programs, gone_programs,
+    )  # fmt: skip
+
+
+def apply_host_delta(doc: HostDocument, delta: HostDelta) -> HostDocument:
+    return replace(
+        doc,
+        revision=delta.revision,
+        address=delta.address,
+        outbound_nat_address=delta.outbound_nat_address,
+        virtual_networks=_apply_entries(doc.virtual_networks, delta.set_virtual_networks,
+                                        delta.removed_virtual_networks),
+        network_interfaces=_apply_entries(doc.network_interfaces, delta.set_network_interfaces,
+                                          delta.removed_network_interfaces),
+        network_security_groups=_apply_entries(doc.network_security_groups, delta.set_network_security_groups,
+                                               delta.removed_network_security_groups),
+    )  # fmt: skip
+
+
+def mux_delta(old: MuxDocument, new: MuxDocument, candidates: Iterable[Network] | None = None) -> MuxDelta | None:
+    """What takes `old` to `new`, looking only at `candidates` (the VIPs that may have changed) when the
+    caller knows them: a MUX document carries every VIP. None if nothing differs."""
+    keys = set(old.vips) | set(new.vips) if candidates is None else set(candidates)
+    changed = {}
+    removed = []
+    for prefix in sorted(keys, key=_network_order):
+        vip = new.vips.get(prefix)
+        if vip is None:
+            if prefix in old.vips:
+                removed.append(prefix)
+        elif old.vips.get(prefix) != vip:
+            changed[prefix] = vip
+    if not changed and not removed and old.bgp == new.bgp:
+        return None
+    return MuxDelta(old.revision, new.revision, new.bgp, changed, tuple(removed))
+
+
+def apply_mux_delta(doc: MuxDocument, delta: MuxDelta) -> MuxDocument:
+    """The next document. The VIP mapping is updated IN PLACE (a copy of 100,000 VIPs per change would cost
+    more than the change): only the agent that decoded `doc` may hold it."""
+    vips = doc.vips
+    assert isinstance(vips, dict)
+    for prefix in delta.removed_vips:
+        vips.pop(prefix, None)
+    vips.update(delta.set_vips)
+    return replace(doc, revision=delta.revision, bgp=delta.bgp, vips=vips)
+
+
+def apply_delta(doc: Document, delta: Delta) -> Document:
+    """`doc` moved on by `delta`; ValueError if `delta` does not start at `doc`'s revision."""
+    if delta.base != doc.revision:
+        raise ValueError(f"a delta from revision {delta.base} does not apply to revision {doc.revision}")
+    if isinstance(doc, HostDocument) and isinstance(delta, HostDelta):
+        return apply_host_delta(doc, delta)
+    if isinstance(doc, MuxDocument) and isinstance(delta, MuxDelta):
+        return apply_mux_delta(doc, delta)
+    raise ValueError(f"a {delta.kind} delta does not apply to a {doc.role} document")
+
+
+def _network_order(network: Network) -> tuple[int, int, int]:
+    return network.version, int(network.network_address), network.prefixlen
+
+
+# --- the wire ---------------------------------------------------------------------------------------
+
+_DELTAS: TypeAdapter[tuple[Delta, ...]] = TypeAdapter(tuple[_TaggedDelta, ...])
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def encode(value: Document | Delta | Sequence[Delta]) -> bytes:
+    """JSON bytes of a document, a delta or a list of deltas."""
+    if isinstance(value, Sequence):
+        return _DELTAS.dump_json(tuple(value))
+    adapter = _ADAPTERS.get(type(value))
+    if adapter is None:
+        adapter = _ADAPTERS[type(value)] = TypeAdapter(type(value))
+    return adapter.dump_json(value)
+
+
+def to_json(value: Document | Delta) -> Any:
+    """The JSON-compatible form (for embedding in a larger response)."""
+    adapter = _ADAPTERS.get(type(value))
+    if adapter is None:
+        adapter = _ADAPTERS[type(value)] = TypeAdapter(type(value))
+    return adapter.dump_python(value, mode="json")
+
+
+_BY_ROLE: dict[str, TypeAdapter[Any]] = {
+    "host": TypeAdapter(HostDocument),
+    "mux": TypeAdapter(MuxDocument),
+    "gateway": TypeAdapter(GatewayDocument),
+}
+
+
+def decode_document(data: bytes | str | Mapping[str, Any]) -> Document:
+    """A document from its JSON (bytes, text, or already parsed)."""
+    if isinstance(data, bytes | str):
+        data = json.loads(data)
+        assert isinstance(data, dict)
+    adapter = _BY_ROLE.get(str(data.get("role")))
+    if adapter is None:
+        return OtherDocument(str(data["node"]), int(data["revision"]), str(data["role"]))
+    document: Document = adapter.validate_python(data)
+    return document
+
+
+def decode_deltas(data: bytes | str | Sequence[Any]) -> tuple[Delta, ...]:
+    if isinstance(data, bytes | str):
+        return _DELTAS.validate_json(data)
+    return _DELTAS.validate_python(data)
+
+
+def receive(held: Document | None, payload: Mapping[str, Any]) -> tuple[Document, tuple[Delta, ...]]:
+    """What an agent holds after an answer of the agent protocol ({"revision", "document" | "deltas"}),
+    and the deltas that took it there (none for a whole document). ValueError if the deltas do not start
+    at `held` (the agent then asks for the whole document)."""
+    if "document" in payload:
+        return decode_document(payload["document"]), ()
+    if held is None:
+        raise ValueError("deltas for an agent that holds no document")
+    deltas = decode_deltas(payload["deltas"])
+    document = held
+    for delta in deltas:
+        document = apply_delta(document, delta)
+    return document, deltas
