@@ -5,6 +5,8 @@ controller over HTTPS, and measures:
   - p50/p99 of GET and PUT with 16 concurrent clients   (targets on SQLite: p99 GET < 50 ms, PUT < 100 ms)
   - compile of every node's document from a snapshot     (target < 1 s)
   - one changed resource: snapshot refresh + recompile of the affected nodes (target < 50 ms)
+  - with 100 hosts and 4 MUXes long-polling: how many return for one changed NIC (target 1), for a NIC
+    gaining a public IP (target 1 + MUXes), and the bytes one MUX is sent for it (target <= 4,096)
 Baseline in the same run: GET /healthz under the same load (the HTTP stack's floor).
 Prints a table, then one JSON object as the last line. `--quick` is a small run under a minute.
 """
@@ -344,9 +346,16 @@ class Node:
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, dict[str, str]]:
         payload = json.dumps(body).encode() if body is not None else None
-        self.connection.request(method, path, body=payload, headers=self.headers)
-        response = self.connection.getresponse()
-        return response.status, response.read(), dict(response.getheaders())
+        for attempt in (1, 2):  # the server closes keep-alive connections idle for 5 s: reconnect once
+            try:
+                self.connection.request(method, path, body=payload, headers=self.headers)
+                response = self.connection.getresponse()
+                return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def desired(self, timeout: float) -> tuple[int, bytes]:
         """One long-poll from the revision held (with deltas, as agents ask); moves the revision on."""
@@ -354,7 +363,7 @@ class Node:
             "GET", f"/v1/nodes/{self.name}/desired?after={self.revision}&timeout={timeout}&deltas=true"
         )
         if status == 200:
-            self.revision = int(headers["X-Isthmus-Revision"])
+            self.revision = int(headers["x-isthmus-revision"])
         return status, body
 
 
@@ -464,8 +473,8 @@ def main() -> None:
             figures.update(seed(db, vnets, pips, nics))
             marker.write_text(str(figures["seed_s"]))
         figures.update(measure_compile(db, changes))
-        figures.update(measure_wakeups(db, workdir, pips, nics))
         figures.update(measure_api(db, workdir, vnets, pips, requests))
+        figures.update(measure_wakeups(db, workdir, pips, nics))  # last: it registers nodes, live for 15 s
     rows = [
         (
             "GET p50 / p99 (ms)",

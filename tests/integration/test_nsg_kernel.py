@@ -24,13 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isthmus.compile.host import AZURE_LOAD_BALANCER, program_json
+from isthmus.compile.host import program_json
 from isthmus.compile.security_rules import Flow, NsgContext, compile_nsg, port_interval, resolve_prefix, verify_flow
 from isthmus.lab.testbed import router_between
 from isthmus.linux import nft
 from isthmus.linux.nsg_nft import Port, render_filter
 from isthmus.linux.run import in_netns, run
 from isthmus.linux.sockets import socket_in
+from isthmus.model.snapshot import FabricSettings
 from tests.support import require_root
 from tests.unit.test_security_rules import rule_sets
 
@@ -38,7 +39,7 @@ require_root()
 
 VM = "100.64.1.4"
 PEERS = ["100.64.200.1", "198.51.100.7", "203.0.113.9", "198.18.255.254", "192.0.2.1"]
-CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), AZURE_LOAD_BALANCER)
+CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), FabricSettings().azure_load_balancer)
 EXAMPLES = int(os.environ.get("ISTHMUS_KERNEL_EXAMPLES", "150"))
 
 

@@ -81,6 +81,7 @@ class Agent:
         heartbeat: float = HEARTBEAT,
         resync: float = RESYNC,
         lease: float | None = None,
+        long_poll: float = LONG_POLL,
     ) -> None:
         self.client = client
         self.reconciler = reconciler
@@ -88,6 +89,7 @@ class Agent:
         self.heartbeat = heartbeat
         self.resync = resync
         self.lease = lease  # seconds without a report reaching the controller before fence()
+        self.long_poll = long_poll
         self.document: Document | None = None
         self.applied = 0
         self.outcome = Outcome()
@@ -123,7 +125,7 @@ class Agent:
                     registered = self.registered = True
                 held = self.document
                 until_full = self.resync - (time.monotonic() - self._last_full)
-                wait = max(0.0, min(LONG_POLL, until_full)) if held is not None and not dirty else 0
+                wait = max(0.0, min(self.long_poll, until_full)) if held is not None and not dirty else 0
                 self.waiting = True
                 try:
                     answer = self.client.desired(held.revision if held is not None else 0, wait)
@@ -175,22 +177,24 @@ class Agent:
             self._reported.clear()
             if stop.is_set():
                 return
-            if not self.registered:
-                continue
-            try:
-                if self.document is not None and not self.reconciler.healthy():
-                    log.warning("a supervised daemon is down: reconciling now")
-                    self._pass(full=True)
-                    self._reported.clear()
-            except Exception:
-                log.exception("repair pass failed")
-            try:
-                self.client.report(self.applied, self.outcome.resources, self.outcome.details)
-                self.last_report = time.monotonic()
-                self.fenced = False
-            except httpx.HTTPError as error:
-                log.warning("status report: %s", error)
+            if self.registered:
+                self._beat()
             self._check_lease()
+
+    def _beat(self) -> None:
+        try:
+            if self.document is not None and not self.reconciler.healthy():
+                log.warning("a supervised daemon is down: reconciling now")
+                self._pass(full=True)
+                self._reported.clear()
+        except Exception:
+            log.exception("repair pass failed")
+        try:
+            self.client.report(self.applied, self.outcome.resources, self.outcome.details)
+            self.last_report = time.monotonic()
+            self.fenced = False
+        except httpx.HTTPError as error:
+            log.warning("status report: %s", error)
 
     def _check_lease(self) -> None:
         if self.lease is None or self.fenced or not isinstance(self.reconciler, Fencing):
