@@ -180,9 +180,12 @@ class Supervisor:
 
     def ensure(self, daemon: Daemon | None = None, *, probe: bool = True, wait: bool = True) -> bool:
         """Make `daemon` (or the one given before) run: adopt it, keep it, or (re)start it; True if started.
+        A new `daemon` may change what runs (command, configs, environment), not its name or run directory.
         With probe, a live instance must also answer its probe (a hung one is replaced). A restart waits
         out the backoff: sleeping, or with wait=False returning False at once (see `state().retry_in`)."""
         if daemon is not None:
+            if self.daemon is not None and (daemon.name, daemon.run_dir) != (self.daemon.name, self.daemon.run_dir):
+                raise ValueError(f"{self.daemon.name} in {self.daemon.run_dir}: one supervisor, one daemon")
             self.daemon = daemon
         spec = self._spec()
         digest = config_digest(spec)
@@ -191,7 +194,7 @@ class Supervisor:
         if self._running():
             if self._digest != digest:
                 log.info("%s (pid %s): configuration changed; restarting it", spec.name, self.pid)
-                self.reason = "configuration changed"
+                self.reason = "its configuration changed"
                 self._terminate(spec)
             elif not probe or spec.probe is None or self._answers(spec):
                 return False
