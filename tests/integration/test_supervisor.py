@@ -8,6 +8,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,8 +83,8 @@ def test_bfdd_started_in_its_namespace_adopted_never_doubled(bed: Bed) -> None:
     assert "profile fast" in vtysh(bed.root / "bfdd", "show running-config")  # its own config, its own vty
 
     again = bed.supervise(bed.bfdd())  # the agent restarted: a new supervisor on the same run directory
-    assert again.alive() and again.pid == bfdd.pid
-    assert again.ensure() is False and again.restarts == 0
+    assert again.alive()
+    assert again.ensure() is False and again.pid == bfdd.pid and again.restarts == 0
     assert again.reason == "same command line and configuration"
     assert bed.running("bfdd") == [bfdd.pid]
 
@@ -126,7 +128,39 @@ def test_a_killed_daemon_is_restarted_with_backoff(bed: Bed) -> None:
     wait_for(lambda: (gobgpd.state().uptime or 0) > 1.0, 5)
     os.kill(gobgpd.pid, signal.SIGKILL)  # after a healthy while the count starts again
     wait_for(lambda: not gobgpd.alive(), 5)
-    assert gobgpd.state().failures == 1 and gobgpd.state().retry_in <= 0.2
+    assert gobgpd.ensure() is True and gobgpd.failures == 1 and gobgpd.restarts == 4
+
+
+def test_the_heartbeat_looks_while_the_pass_restarts_it(bed: Bed) -> None:
+    """alive/healthy/state from another thread (the agent's heartbeat) while ensure restarts the daemon."""
+    gobgpd = bed.supervise(bed.gobgpd(), Backoff(initial=0.05))
+    gobgpd.ensure()
+    done, errors, looks = threading.Event(), [], [0]
+
+    def heartbeat() -> None:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                gobgpd.healthy()
+                gobgpd.state()
+                looks[0] += 1
+            except Exception as error:
+                errors.append(error)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    try:
+        for _ in range(3):
+            assert gobgpd.pid is not None
+            os.kill(gobgpd.pid, signal.SIGKILL)
+            wait_for(lambda: not gobgpd.alive(), 5)
+            assert gobgpd.ensure() is True
+    finally:
+        done.set()
+        thread.join()
+    assert not errors and looks[0] > 10
+    assert gobgpd.restarts == 3 and gobgpd.healthy() and bed.running("gobgpd") == [gobgpd.pid]
 
 
 def test_a_stale_socket_does_not_stop_the_next_agent(bed: Bed) -> None:

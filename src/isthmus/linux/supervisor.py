@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -159,7 +160,9 @@ class DaemonState:
 
 
 class Supervisor:
-    """Owns one daemon: agents ask it for a state and never handle its PID themselves."""
+    """Owns one daemon: agents ask it for a state and never handle its PID themselves. `ensure` and `stop`
+    come from one thread at a time (the agent's pass); `alive`, `healthy` and `state` from any thread (the
+    heartbeat): they only look, never wait on a start or a stop in progress."""
 
     def __init__(self, daemon: Daemon | None = None, *, backoff: Backoff | None = None) -> None:
         self.daemon = daemon  # None until the agent knows what to run (e.g. bfdd before its first document)
@@ -167,7 +170,8 @@ class Supervisor:
         self.restarts = 0
         self.failures = 0
         self.reason = ""
-        self._process: Process | None = None
+        self._process: Process | None = None  # replaced and closed under _lock: other threads look at it
+        self._lock = threading.Lock()
         self._digest: str | None = None  # the running instance's configuration
         self._ready_at: float | None = None
         self._retry_at = 0.0
@@ -211,12 +215,19 @@ class Supervisor:
         return True
 
     def alive(self) -> bool:
-        """The instance runs (adopting a matching one first if nothing was asked of this supervisor yet)."""
-        if self.daemon is None:
+        """The instance runs (before the first `ensure`: an instance `ensure` would adopt runs)."""
+        spec = self.daemon
+        if spec is None:
             return False
-        if not self._looked:
-            self._find(self.daemon, config_digest(self.daemon), replace=False)
-        return self._running()
+        with self._lock:
+            if self._process is not None:
+                return self._process.alive()
+            if self._looked:
+                return False
+        decision, process, _ = self._lookup(spec, config_digest(spec))
+        if process is not None:
+            process.close()
+        return decision.action == "adopt"
 
     def healthy(self) -> bool:
         """Alive and answering its probe (one try: the agent's heartbeat; `ensure` gives it hang_timeout)."""
@@ -233,7 +244,7 @@ class Supervisor:
                 if process is not None:
                     process.close()
             else:
-                self._process = process
+                self._hold(process)
         self._looked = True
         self._terminate(spec)
         self._ready_at, self._restart_due, self._retry_at = None, False, 0.0
@@ -252,18 +263,27 @@ class Supervisor:
             raise ValueError("no daemon given to this supervisor yet")
         return self.daemon
 
+    def _hold(self, process: Process | None) -> None:
+        with self._lock:
+            self._process = process
+
+    def _release(self) -> Process | None:
+        """The instance, no longer visible to other threads (the caller stops or closes it)."""
+        with self._lock:
+            process, self._process = self._process, None
+        return process
+
     def _running(self) -> bool:
         """Whether the instance lives; notices a death (once) for the restart count and the backoff."""
-        if self._process is None:
-            return False
-        if self._process.alive():
-            return True
-        self._process.wait(0)
-        code = self._process.returncode()
-        log.warning("%s (pid %d) exited%s", self._spec().name, self._process.pid,
-                    "" if code is None else f" with {code}")  # fmt: skip
-        self._process.close()
-        self._process = None
+        with self._lock:
+            if self._process is None or self._process.alive():
+                return self._process is not None
+        process = self._release()
+        assert process is not None
+        process.wait(0)
+        code = process.returncode()
+        log.warning("%s (pid %d) exited%s", self._spec().name, process.pid, "" if code is None else f" with {code}")
+        process.close()
         self._failed("exited" if code is None else f"exited with {code}")
         return False
 
@@ -303,13 +323,14 @@ class Supervisor:
         decision, process, record = self._lookup(spec, digest)
         if decision.action == "adopt" and process is not None and record is not None:
             log.info("%s: adopted pid %d (%s)", spec.name, process.pid, decision.reason)
-            self._process, self._digest, self._ready_at = process, record.digest, time.monotonic()
+            self._hold(process)
+            self._digest, self._ready_at = record.digest, time.monotonic()
         elif decision.action == "replace" and process is not None:
             if not replace:
                 process.close()
                 return
             log.info("%s: stopping pid %d: %s", spec.name, process.pid, decision.reason)
-            self._process = process
+            self._hold(process)
             self._terminate(spec)
         elif process is not None:
             process.close()
@@ -323,7 +344,7 @@ class Supervisor:
         self._prepare(spec)
         started = time.monotonic()
         try:
-            self._process = self._launch(spec)
+            self._hold(self._launch(spec))
             self._digest = digest
             _write_record(spec.record_path, Record(spec.command, digest, None if spec.daemonizes else self.pid))
             self._wait_ready(spec, started + spec.start_timeout)
@@ -375,10 +396,11 @@ class Supervisor:
         return process
 
     def _wait_ready(self, spec: Daemon, deadline: float) -> None:
-        assert self._process is not None
+        process = self._process
+        assert process is not None
         while spec.probe is not None and not _probe(spec.probe):
-            if not self._process.alive():
-                code = self._process.returncode()
+            if not process.alive():
+                code = process.returncode()
                 raise DaemonError(f"{spec.name} exited{'' if code is None else f' with {code}'} while starting: "
                                   f"{_tail(spec.log_path)}")  # fmt: skip
             if time.monotonic() > deadline:
@@ -387,7 +409,7 @@ class Supervisor:
         self._ready_at = time.monotonic()
 
     def _terminate(self, spec: Daemon) -> None:
-        process, self._process, self._digest = self._process, None, None
+        process, self._digest = self._release(), None
         if process is not None:
             process.signal(signal.SIGTERM)
             if not process.wait(spec.stop_timeout):
