@@ -4,116 +4,52 @@ forwards each to its backend with a plain /32 route.
 Stateless and identical on every MUX (ECMP-safe): a backend that moves changes the route here, never the
 announcement. gobgpd runs in this node's namespace, is driven over gRPC on a unix socket, and is
 restarted (then re-configured and re-announced by the same pass) if it dies; an agent that restarts
-adopts the gobgpd it finds answering.
+adopts the gobgpd and bfdd it left running (linux/supervisor.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import Outcome
-from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr
-from isthmus.linux.gobgp import GobgpSpeaker, Peer, start_gobgpd
+from isthmus.linux.frr import BFD_PROFILE, bfd_profile, frr_daemon
+from isthmus.linux.gobgp import GobgpSpeaker, Peer, gobgpd_api, gobgpd_daemon
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
+from isthmus.linux.supervisor import Daemon, Supervisor
 from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Network, Vip
 
 log = logging.getLogger("isthmus.agent.mux")
 
 
-class GobgpdProcess:
-    """One gobgpd, its API on `run_dir/gobgpd.sock`."""
-
-    def __init__(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir = run_dir
-        self.api = f"unix://{run_dir / 'gobgpd.sock'}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-
-    def ensure(self, speaker: GobgpSpeaker, *, ask: bool = True) -> bool:
-        """Make sure a gobgpd runs (with ask, that it answers too); True if one had to be started."""
-        if self.process is not None and self.process.poll() is None and not ask:
-            return False
-        if (self.process is None or self.process.poll() is None) and speaker.ready():
-            return False
-        if self.process is not None and self.process.poll() is not None:
-            self.restarts += 1
-            log.warning("gobgpd exited with %s; restarting", self.process.returncode)
-        (self.run_dir / "gobgpd.sock").unlink(missing_ok=True)  # a dead gobgpd leaves its socket behind
-        with open(self.run_dir / "gobgpd.log", "ab") as log_file:  # the child keeps its own descriptor
-            self.process = start_gobgpd(self.api, stdout=log_file, stderr=log_file)
-        deadline = time.monotonic() + 10
-        while not speaker.ready():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"gobgpd did not start (see {self.run_dir / 'gobgpd.log'})")
-            time.sleep(0.02)
-        return True
-
-
-class BfddProcess:
+def mux_bfdd(run_dir: Path, local: str, peers: list[str]) -> Daemon:
     """FRR bfdd on the MUX, one session per BGP peer with the ToR's profile (lab/tor.py). bfdd daemonises,
-    so it outlives an agent killed with -9; the next agent adopts it if it runs the same configuration."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir / "bfdd"
-        self.pid: int | None = None
-        self.config = ""
-        self.restarts = 0
-
-    def alive(self) -> bool:
-        return self.pid is not None and Path(f"/proc/{self.pid}").exists()
-
-    def ensure(self, local: str, peers: list[str]) -> bool:
-        session = " peer {} local-address {}\n  profile {}\n !\n"
-        sessions = "".join(session.format(peer, local, BFD_PROFILE) for peer in sorted(peers))
-        config = f"hostname mux\n{bfd_profile()}{sessions}"
-        if self.pid is None:
-            self._adopt()
-        if self.alive() and config == self.config:
-            return False
-        if self.pid is not None:
-            if self.alive():
-                os.kill(self.pid, signal.SIGTERM)
-            else:
-                self.restarts += 1
-        [self.pid] = start_frr(None, self.run_dir, {"bfdd": config})
-        self.config = config
-        return True
-
-    def _adopt(self) -> None:
-        try:
-            pid = int((self.run_dir / "run" / "bfdd.pid").read_text().strip())
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            config = (self.run_dir / "bfdd.conf").read_text()
-        except (OSError, ValueError):
-            return
-        if b"bfdd" in command and str(self.run_dir).encode() in command:
-            self.pid, self.config = pid, config
+    so it outlives an agent killed with -9; the next agent's supervisor adopts it if its configuration is
+    the same (and replaces it when the peers change)."""
+    session = " peer {} local-address {}\n  profile {}\n !\n"
+    sessions = "".join(session.format(peer, local, BFD_PROFILE) for peer in sorted(peers))
+    return frr_daemon(None, run_dir / "bfdd", "bfdd", f"hostname mux\n{bfd_profile()}{sessions}")
 
 
 class MuxReconciler:
     def __init__(self, node: str, run_dir: Path) -> None:
         self.node = node
         self.devices: dict[str, str] = {}  # next hop -> the device it is reached on
-        self.gobgpd = GobgpdProcess(run_dir)
-        self.speaker = GobgpSpeaker(self.gobgpd.api)
-        self.bfdd = BfddProcess(run_dir)
+        self.run_dir = run_dir
+        self.speaker = GobgpSpeaker(gobgpd_api(run_dir))
+        self.gobgpd = Supervisor(gobgpd_daemon(run_dir, probe=self.speaker.ready))
+        self.bfdd = Supervisor()  # its sessions come with the first document that has BGP
         self.last_announce: dict[str, Any] = {}
         self.routes: dict[Network, Route] | None = None  # the forwarding routes this agent last left in the kernel
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
     def healthy(self) -> bool:
-        process = self.gobgpd.process
-        bfd_ok = self.bfdd.pid is None or self.bfdd.alive()
-        return (process is None or process.poll() is None) and self.speaker.ready() and bfd_ok
+        bfd_ok = self.bfdd.daemon is None or self.bfdd.alive()
+        return self.gobgpd.healthy() and bfd_ok
 
     def _device(self, next_hop: str) -> str:
         if next_hop not in self.devices:
@@ -152,14 +88,14 @@ class MuxReconciler:
                 if route is not None:
                     after[prefix] = routes[prefix] = route
             changes = ensure_routes(None, after.values(), before)
-        fresh = self.gobgpd.ensure(self.speaker, ask=full)
+        fresh = self.gobgpd.ensure(probe=full)
         bgp = doc.bgp
         added = withdrawn = 0
         if bgp:
             peers = [Peer(str(p.address), p.asn) for p in bgp.peers]
             session = (bgp.asn, str(bgp.router_id), tuple(peers))
             reconfigure = full or fresh or session != self.session
-            changes += self.bfdd.ensure(str(bgp.router_id), [p.address for p in peers])
+            changes += self.bfdd.ensure(mux_bfdd(self.run_dir, str(bgp.router_id), [p.address for p in peers]))
             if reconfigure:
                 changes += self.speaker.start(bgp.asn, str(bgp.router_id))
             added, withdrawn = self.speaker.announce(doc.vips.keys(), verify=full or fresh, changed=touched)

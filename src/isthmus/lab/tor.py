@@ -4,12 +4,8 @@ everything else towards the internet host."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +14,9 @@ from pathlib import Path
 
 from isthmus.lab.topology import INTERNET_HOST, MUX_ASN, TOR_ASN, TOR_UNDERLAY
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr, vtysh
-from isthmus.linux.gobgp import GobgpSpeaker, Peer, start_gobgpd
+from isthmus.linux.gobgp import GobgpSpeaker, Peer, gobgpd_api, gobgpd_daemon
 from isthmus.linux.run import add_netns, delete_netns, ip_batch, ip_json, sysctl
+from isthmus.linux.supervisor import Supervisor
 
 
 def run_dir(netns: str) -> Path:
@@ -39,7 +36,8 @@ def start_tor(netns: str, workdir: Path, mux_addresses: list[str]) -> list[int]:
     bgpd = tor_bgpd(TOR_UNDERLAY, mux_addresses, bfd=True)
     staticd = f"hostname tor\nip route 0.0.0.0/0 {INTERNET_HOST}\n"
     bfdd = f"hostname tor\n{bfd_profile()}"
-    return start_frr(netns, workdir, {"zebra": TOR_ZEBRA, "staticd": staticd, "bfdd": bfdd, "bgpd": bgpd})
+    daemons = start_frr(netns, workdir, {"zebra": TOR_ZEBRA, "staticd": staticd, "bfdd": bfdd, "bgpd": bgpd})
+    return [pid for daemon in daemons if (pid := daemon.pid) is not None]
 
 
 def tor_bgpd(router_id: str, mux_addresses: list[str], *, bfd: bool) -> str:
@@ -77,12 +75,11 @@ def bfd_up(workdir: Path) -> dict[str, bool]:
 def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.18.0.11") -> Iterator[BgpPair]:
     """A ToR namespace (FRR zebra + bgpd, ECMP) and a MUX namespace with gobgpd on a unix socket, linked
     by a veth; the speaker configured and peering. For tests and benchmarks of the speaker alone.
-    Everything is removed on exit (processes by the PIDs recorded here, namespaces by name)."""
+    Everything is removed on exit (processes by their supervisors' PIDs, namespaces by name)."""
     tor, mux = f"{tag}-tor", f"{tag}-mux"
     frr_dir = run_dir(tor)
-    gobgpd: subprocess.Popen[bytes] | None = None
-    frr_pids: list[int] = []
-    speaker = None
+    daemons: list[Supervisor] = []
+    speaker = GobgpSpeaker(gobgpd_api(frr_dir))
     try:
         add_netns(tor)
         add_netns(mux)
@@ -90,15 +87,11 @@ def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.
                        "link set eth0 up"])  # fmt: skip
         ip_batch(mux, [f"addr add {mux_address}/24 dev eth0", "link set eth0 up"])
         bgpd = tor_bgpd(tor_address, [mux_address], bfd=False)
-        frr_pids = start_frr(tor, frr_dir, {"zebra": TOR_ZEBRA, "bgpd": bgpd})
-        api = f"unix://{frr_dir}/gobgpd.sock"
-        gobgpd = start_gobgpd(api, mux, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        speaker = GobgpSpeaker(api)
-        deadline = time.monotonic() + 10
-        while not speaker.ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError("gobgpd did not start")
-            time.sleep(0.02)
+        daemons += start_frr(tor, frr_dir, {"zebra": TOR_ZEBRA, "bgpd": bgpd})
+        gobgpd = Supervisor(gobgpd_daemon(frr_dir, mux, probe=speaker.ready))
+        daemons.append(gobgpd)
+        gobgpd.ensure()
+        assert gobgpd.pid is not None
         speaker.configure(MUX_ASN, mux_address, [Peer(tor_address, TOR_ASN)])
         deadline = time.monotonic() + 20
         while not all(established(frr_dir).values()) or not established(frr_dir):
@@ -107,14 +100,9 @@ def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.
             time.sleep(0.05)
         yield BgpPair(tor, mux, frr_dir, speaker, gobgpd.pid)
     finally:
-        if speaker is not None:
-            speaker.close()
-        if gobgpd is not None:
-            gobgpd.kill()
-            gobgpd.wait()
-        for pid in frr_pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        speaker.close()
+        for daemon in reversed(daemons):
+            daemon.stop()
         delete_netns(tor)
         delete_netns(mux)
         shutil.rmtree(frr_dir, ignore_errors=True)

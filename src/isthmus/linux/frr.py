@@ -3,50 +3,49 @@ against that directory; the BFD profile every isthmus BFD session uses."""
 
 from __future__ import annotations
 
-import shutil
+import functools
 import subprocess
-import time
 from pathlib import Path
 
-from isthmus.linux.run import in_netns
+from isthmus.linux.supervisor import Daemon, Supervisor, socket_answers
 
 FRR = Path("/usr/lib/frr")
 
 
-def start_frr(netns: str | None, workdir: Path, configs: dict[str, str]) -> list[int]:
-    """Start FRR daemons (zebra first) in `netns`, each with its own config from `configs`, their sockets
-    and pid files under `workdir/run`; returns their PIDs."""
-    workdir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    run_dir = workdir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.chown(workdir, "frr", "frr")
-    shutil.chown(run_dir, "frr", "frr")  # frr reads the configs and writes run/
-    pids = []
-    for daemon, config in configs.items():
-        path = workdir / f"{daemon}.conf"
-        path.write_text(config)
-        shutil.chown(path, "frr", "frr")
-        pid_file = run_dir / f"{daemon}.pid"
-        command = [
-            str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(path),
-            "-i", str(pid_file), "-z", str(run_dir / "zserv.api"), "--vty_socket", str(run_dir),
-        ]  # fmt: skip
-        if daemon == "bfdd":
-            command += ["--bfdctl", str(run_dir / "bfdd.sock")]
-        started = subprocess.run(in_netns(netns, command), capture_output=True, text=True, check=False)
-        if started.returncode != 0:
-            raise RuntimeError(f"{daemon} did not start: {(started.stderr or started.stdout).strip()[:500]}")
-        pids.append(_wait_pid(pid_file))
-    return pids
+def frr_daemon(netns: str | None, workdir: Path, daemon: str, config: str) -> Daemon:
+    """One FRR daemon (e.g. "bfdd") in `netns`: config `workdir/DAEMON.conf`, pid file and sockets under
+    `workdir/run` (shared by the daemons of one FRR: zebra's zserv.api, every vty for vtysh). It daemonizes;
+    ready and healthy when its vty socket accepts connections."""
+    run = workdir / "run"
+    command = [
+        str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(workdir / f"{daemon}.conf"),
+        "-i", str(run / f"{daemon}.pid"), "-z", str(run / "zserv.api"), "--vty_socket", str(run),
+    ]  # fmt: skip
+    stale = [run / f"{daemon}.vty"]
+    if daemon == "bfdd":
+        command += ["--bfdctl", str(run / "bfdd.sock")]
+        stale.append(run / "bfdd.sock")
+    if daemon == "zebra":
+        stale.append(run / "zserv.api")
+    return Daemon(
+        daemon, tuple(command), workdir, netns, configs={f"{daemon}.conf": config}, daemonizes=True,
+        pid_file=run / f"{daemon}.pid", stale=tuple(stale), owner="frr",  # frr reads the configs, writes run/
+        probe=functools.partial(socket_answers, run / f"{daemon}.vty"),
+    )  # fmt: skip
 
 
-def _wait_pid(path: Path, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip().isdigit():
-            return int(path.read_text().strip())
-        time.sleep(0.05)
-    raise RuntimeError(f"{path.name}: the daemon did not start")
+def start_frr(netns: str | None, workdir: Path, configs: dict[str, str]) -> list[Supervisor]:
+    """Start FRR daemons in `netns` in the order given (zebra first), each with its own config from
+    `configs`; returns their supervisors (all stopped again if one fails to start)."""
+    supervisors = [Supervisor(frr_daemon(netns, workdir, daemon, config)) for daemon, config in configs.items()]
+    try:
+        for supervisor in supervisors:
+            supervisor.ensure()
+    except BaseException:
+        for supervisor in supervisors:
+            supervisor.stop()
+        raise
+    return supervisors
 
 
 def vtysh(workdir: Path, *commands: str) -> str:
