@@ -21,18 +21,18 @@ import statistics
 import subprocess
 import sys
 import time
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, ip_address
 
 from isthmus.lab.topology import MUX_ASN, TOR_ASN
 from isthmus.lab.tor import TOR_ZEBRA, run_dir, tor_bgpd
 from isthmus.linux.frr import start_frr
 from isthmus.linux.run import NETNS_DIR, add_netns, delete_netns, ip_batch, netns_pids
 from isthmus.model.documents import (
+    Address,
     BgpIdentity,
     BgpPeer,
     MuxDelta,
     MuxDocument,
-    Network,
     Vip,
     decode_document,
     encode,
@@ -42,9 +42,9 @@ from isthmus.model.documents import (
 TOR_ADDRESS, MUX_ADDRESS, BACKEND = "198.18.0.1", "198.18.0.11", "198.18.0.101"
 
 
-def vip(index: int) -> IPv4Network:
-    """The index-th /32 of 198.18.0.0/15 above the underlay (distinct, stable)."""
-    return IPv4Network((int(IPv4Address("198.18.16.0")) + index, 32))
+def vip(index: int) -> IPv4Address:
+    """The index-th address of 198.18.0.0/15 above the underlay (distinct, stable)."""
+    return IPv4Address(int(IPv4Address("198.18.16.0")) + index)
 
 
 def worker(count: int, trials: int) -> dict[str, float]:
@@ -54,7 +54,7 @@ def worker(count: int, trials: int) -> dict[str, float]:
     reconciler = MuxReconciler("mux-bench", run_dir(f"mux-bench-{os.getpid()}"))
     hop = ip_address(BACKEND)
     bgp = BgpIdentity(MUX_ASN, IPv4Address(MUX_ADDRESS), (BgpPeer(ip_address(TOR_ADDRESS), TOR_ASN),))
-    vips: dict[Network, Vip] = {vip(i): Vip(hop, f"pip{i}") for i in range(count)}
+    vips: dict[Address, Vip] = {vip(i): Vip(hop, f"pip{i}") for i in range(count)}
     document = MuxDocument("mux-bench", 1, bgp, vips)
     started = time.perf_counter()
     held = decode_document(encode(document))

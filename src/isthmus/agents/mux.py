@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from isthmus.linux.gobgp import GobgpSpeaker, Peer, gobgpd_api, gobgpd_daemon
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
 from isthmus.linux.supervisor import Daemon, Supervisor
-from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Network, Vip
+from isthmus.model.documents import Address, Delta, MuxDelta, MuxDocument, Network, Vip
 
 log = logging.getLogger("isthmus.agent.mux")
 
@@ -43,7 +44,9 @@ class MuxReconciler:
         self.gobgpd = Supervisor(gobgpd_daemon(run_dir, probe=self.speaker.ready))
         self.bfdd = Supervisor()  # its sessions come with the first document that has BGP
         self.last_announce: dict[str, Any] = {}
-        self.routes: dict[Network, Route] | None = None  # the forwarding routes this agent last left in the kernel
+        self.routes: dict[Address, Route] | None = None  # the forwarding routes this agent last left in the kernel
+        self.networks: dict[Address, Network] = {}  # each VIP's /32 (/128), made once: what the speaker takes
+        self.announcing: set[Network] = set()  # the networks of the document's VIPs
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
@@ -57,12 +60,18 @@ class MuxReconciler:
             self.devices[next_hop] = route["dev"]
         return self.devices[next_hop]
 
-    def _route(self, prefix: Network, vip: Vip | None) -> Route | None:
+    def _route(self, address: Address, vip: Vip | None) -> Route | None:
         """The forwarding route of one VIP (IPv4 with a backend; the others are only announced)."""
-        if vip is None or vip.next_hop is None or prefix.version != 4:
+        if vip is None or vip.next_hop is None or address.version != 4:
             return None
         hop = str(vip.next_hop)
-        return Route(str(prefix.network_address), self._device(hop), hop)
+        return Route(str(address), self._device(hop), hop)
+
+    def _network(self, address: Address) -> Network:
+        network = self.networks.get(address)
+        if network is None:
+            network = self.networks[address] = ip_network(address)
+        return network
 
     def reconcile(self, doc: MuxDocument, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
         started = time.perf_counter()
@@ -71,7 +80,8 @@ class MuxReconciler:
         # A delta names the VIPs that changed: only those are looked at (a MUX carries every VIP). Between
         # full passes the kernel and gobgpd are compared with what this agent last made them, so one changed
         # public IP costs one `ip` call and one gRPC stream (the heartbeat watches the daemons).
-        touched: set[Network] | None = None
+        touched: set[Address] | None = None
+        changed: set[Network] | None = None  # the networks the speaker is to look at (None: all)
         routes = self.routes
         if not full and deltas and routes is not None:
             touched = {p for d in deltas if isinstance(d, MuxDelta) for p in (*d.set_vips, *d.removed_vips)}
@@ -79,14 +89,21 @@ class MuxReconciler:
             wanted = {p: r for p, r in ((p, self._route(p, v)) for p, v in doc.vips.items()) if r is not None}
             changes = ensure_routes(None, wanted.values(), None if full or routes is None else set(routes.values()))
             routes = self.routes = wanted
+            self.networks = {address: self._network(address) for address in doc.vips}
+            self.announcing = set(self.networks.values())
         else:
             before = {routes[p] for p in touched if p in routes}
             after = {}
+            changed = {self._network(p) for p in touched}
             for prefix in touched:
                 routes.pop(prefix, None)
                 route = self._route(prefix, doc.vips.get(prefix))
                 if route is not None:
                     after[prefix] = routes[prefix] = route
+                if prefix in doc.vips:
+                    self.announcing.add(self._network(prefix))
+                else:
+                    self.announcing.discard(self.networks.pop(prefix, ip_network(prefix)))
             changes = ensure_routes(None, after.values(), before)
         fresh = self.gobgpd.ensure(probe=full)
         bgp = doc.bgp
@@ -98,7 +115,7 @@ class MuxReconciler:
             changes += self.bfdd.ensure(mux_bfdd(self.run_dir, str(bgp.router_id), [p.address for p in peers]))
             if reconfigure:
                 changes += self.speaker.start(bgp.asn, str(bgp.router_id))
-            added, withdrawn = self.speaker.announce(doc.vips.keys(), verify=full or fresh, changed=touched)
+            added, withdrawn = self.speaker.announce(self.announcing, verify=full or fresh, changed=changed)
             if added or withdrawn:  # desired state in hand -> the changed routes handed to gobgpd
                 self.last_announce = {"revision": doc.revision, "added": added, "withdrawn": withdrawn,
                                       "ms": round((time.perf_counter() - started) * 1000, 2)}  # fmt: skip

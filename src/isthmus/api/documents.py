@@ -128,11 +128,6 @@ class DocumentCache:
                         return Answer(held.revision, deltas=chain)
             return Answer(held.revision, document=held.body())
 
-    def document(self, node: str, role: str | None = None) -> Document:
-        with self._lock:
-            compiler = self._current()
-            return compiler.document(node, role)
-
     def carriers(self, key: str) -> set[str]:
         with self._lock:
             return self._current().carriers(key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from isthmus.compile import host, mux, placement
 from isthmus.compile.gateway import gateway_document
-from isthmus.model.documents import Document, Network, OtherDocument
+from isthmus.model.documents import Address, Document, OtherDocument
 from isthmus.model.snapshot import (
     CONNECTION,
     GATEWAYS,
@@ -56,7 +56,7 @@ class Compiler:
         self.vip_table = mux.vip_table(snapshot, self.placement)
         self.roles = node_roles(snapshot)
         # The VIPs the last `advance` may have changed (None: unknown, compare them all).
-        self.vips_touched: set[Network] | None = None
+        self.vips_touched: set[Address] | None = None
 
     def document(self, node: str, role: str | None = None) -> Document:
         role = role or self.roles.get(node, "unknown")

@@ -118,7 +118,7 @@ def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ..
         vni=snapshot.vnis.get(vnet_key_of(subnet)) if subnet else None,
         gateway_subnet=subnet,
         private_ip_address=address(private) if private else None,
-        vip=address(vip) if vip else None,
+        vip=vip,
         sku=props.get("sku", {}).get("name"),
         bgp=_bgp(props.get("bgpSettings")) if props.get("enableBgp") else None,
         bandwidth_kbps=kbps,

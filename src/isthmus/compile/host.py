@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_network
 from typing import Any
 
 from isthmus.compile.security_rules import NsgContext, NsgProgram, compile_nsg
@@ -24,10 +24,11 @@ from isthmus.model.documents import (
     SecurityProgram,
     Subnet,
     VirtualNetwork,
+    parse_address,
 )
 from isthmus.model.snapshot import NIC, FabricSettings, Snapshot, vnet_key_of
 
-address = lru_cache(maxsize=65536)(ip_address)  # host addresses and private IPs recur across documents
+address = lru_cache(maxsize=65536)(parse_address)  # host addresses and private IPs recur across documents
 network = lru_cache(maxsize=65536)(ip_network)
 
 
@@ -142,7 +143,7 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo 
         node=host,
         revision=snapshot.revision,
         address=own_address,
-        outbound_nat_address=address(outbound) if outbound else None,
+        outbound_nat_address=outbound,
         virtual_networks=tuple(vnet_docs),
         network_interfaces=tuple(nic_docs),
         network_security_groups=tuple(nsg_programs),
@@ -202,7 +203,7 @@ def _nic(snapshot: Snapshot, key: str, vnet: str, memo: HostMemo) -> NetworkInte
                 name=config["name"],
                 subnet=cp["subnet"]["id"],
                 private_ip_address=address(cp["privateIPAddress"]),
-                public_ip_address=address(public) if public else None,
+                public_ip_address=public,
                 primary=cp.get("primary", False),
             )
         )

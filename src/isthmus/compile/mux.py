@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address
 
 from isthmus.compile.host import address
 from isthmus.compile.placement import Placement
-from isthmus.model.documents import Address, BgpIdentity, BgpPeer, MuxDocument, Network, Vip
+from isthmus.model.documents import Address, BgpIdentity, BgpPeer, MuxDocument, Vip
 from isthmus.model.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
@@ -21,27 +21,26 @@ USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
 
 @dataclass
 class VipTable:
-    vips: dict[Network, Vip] = field(default_factory=dict)
-    prefix_of: dict[str, Network] = field(default_factory=dict)  # public IP key -> its /32 (/128)
+    vips: dict[Address, Vip] = field(default_factory=dict)
+    address_of: dict[str, Address] = field(default_factory=dict)  # public IP key -> its address
     user_of: dict[str, str] = field(default_factory=dict)  # public IP key -> NIC or gateway key
-    changed: set[Network] = field(default_factory=set)  # VIPs refreshed since the caller last cleared it
+    changed: set[Address] = field(default_factory=set)  # VIPs refreshed since the caller last cleared it
 
     def refresh(self, snapshot: Snapshot, placement: Placement, pips: Iterable[str]) -> None:
         """Recompute the VIPs of `pips`. Copy-on-write: documents already handed out keep their table."""
         self.vips = dict(self.vips)
         on_node = {p.virtual_network_gateway.lower(): p.node for p in placement.placed}
         for pip in pips:
-            old = self.prefix_of.pop(pip, None)
+            old = self.address_of.pop(pip, None)
             if old is not None:
                 self.vips.pop(old, None)
                 self.changed.add(old)
-            text = snapshot.public_ips.get(pip)
-            if text is None:
+            vip = snapshot.public_ips.get(pip)
+            if vip is None:
                 continue
-            prefix = host_prefix(ip_address(text))
-            self.prefix_of[pip] = prefix
-            self.vips[prefix] = Vip(_next_hop(snapshot, on_node, self.user_of.get(pip)), pip)
-            self.changed.add(prefix)
+            self.address_of[pip] = vip
+            self.vips[vip] = Vip(_next_hop(snapshot, on_node, self.user_of.get(pip)), pip)
+            self.changed.add(vip)
 
     def rebind(self, old: Snapshot, new: Snapshot, users: Iterable[str]) -> set[str]:
         """Follow changed NICs/gateways to the public IPs they use; returns the public IPs touched."""
@@ -55,11 +54,6 @@ class VipTable:
                 self.user_of[pip] = user
                 touched.add(pip)
         return touched
-
-
-def host_prefix(vip: Address) -> Network:
-    """The /32 (/128) of one address, built from its integer (cheaper than parsing text)."""
-    return IPv4Network((int(vip), 32)) if vip.version == 4 else IPv6Network((int(vip), 128))
 
 
 def _next_hop(snapshot: Snapshot, on_node: dict[str, str], user: str | None) -> Address | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 VNET = "Microsoft.Network/virtualNetworks"
@@ -26,6 +26,9 @@ POOLS = "admin/gatewayPools"
 BINDINGS = "admin/portBindings"
 
 
+Address = IPv4Address | IPv6Address
+
+
 @dataclass(frozen=True)
 class FabricSettings:
     """How the controller is configured for this fabric (compile/ reads it beside the snapshot)."""
@@ -40,7 +43,7 @@ class Snapshot:
     documents: Mapping[str, Mapping[str, Any]]  # store key -> stored body
     types: Mapping[str, str]  # store key -> type
     vnis: Mapping[str, int]  # virtual network key -> VNI
-    public_ips: Mapping[str, str]  # public IP key -> allocated address
+    public_ips: Mapping[str, Address]  # public IP key (or a host's, for its outbound NAT) -> allocated address
     nodes: Mapping[str, Mapping[str, Any]]  # registered nodes: name -> role, address
     by_type: Mapping[str, frozenset[str]]  # type -> keys
     host_of_nic: Mapping[str, str]  # NIC key -> host node, from the operator's port bindings
@@ -65,7 +68,7 @@ def build(
     documents: Mapping[str, Mapping[str, Any]],
     types: Mapping[str, str],
     vnis: Mapping[str, int],
-    public_ips: Mapping[str, str],
+    public_ips: Mapping[str, Address],
     nodes: Mapping[str, Mapping[str, Any]],
 ) -> Snapshot:
     by_type: dict[str, set[str]] = {}
@@ -91,7 +94,7 @@ def evolve(
     documents: Mapping[str, Mapping[str, Any]],
     types: Mapping[str, str],
     vnis: Mapping[str, int],
-    public_ips: Mapping[str, str],
+    public_ips: Mapping[str, Address],
     nodes: Mapping[str, Mapping[str, Any]],
     changed: set[str],
 ) -> Snapshot:

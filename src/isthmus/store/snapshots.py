@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from isthmus.model.documents import parse_address
 from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys
 from isthmus.store import tables as t
 from isthmus.store.db import current_revision
@@ -23,7 +24,7 @@ def load_snapshot(conn: Connection) -> Snapshot:
         types[row.id] = row.type
     vnis = {row.owner: row.vni for row in conn.execute(select(t.vnis))}
     public = {
-        row.owner: row.address
+        row.owner: parse_address(row.address)
         for row in conn.execute(
             select(t.allocations.c.owner, t.allocations.c.address).where(t.allocations.c.space == PUBLIC)
         )
@@ -76,6 +77,6 @@ def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
             t.allocations.c.space == PUBLIC, t.allocations.c.owner.in_(chunk)
         )
         for allocation in conn.execute(query):
-            public[allocation.owner] = allocation.address
+            public[allocation.owner] = parse_address(allocation.address)
     snapshot = evolve(old, revision, documents, types, vnis, public, _nodes(conn), changed)
     return snapshot, changed
