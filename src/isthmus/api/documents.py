@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from isthmus.compile.documents import Compiler
+from isthmus.model.snapshot import Snapshot
 from isthmus.store.db import reading
 from isthmus.store.snapshots import load_snapshot, refresh
 
@@ -36,6 +37,11 @@ class DocumentCache:
     def carriers(self, key: str) -> set[str]:
         with self._lock:
             return self._current().carriers(key)
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot at the store's current revision (what placement plans from)."""
+        with self._lock:
+            return self._current().snapshot
 
     def roles(self) -> dict[str, str]:
         with self._lock:
