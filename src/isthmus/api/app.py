@@ -24,6 +24,7 @@ from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
 from isthmus.api.nodes import router as nodes_router
+from isthmus.api.placement import replan_logged
 from isthmus.api.state import State
 from isthmus.model.snapshot import FabricSettings
 
@@ -80,6 +81,7 @@ def create_app(engine: Engine, *, page_size: int = 100, settings: FabricSettings
         gc.set_threshold(20_000, 20, 20)
         state.notifier.bind(asyncio.get_running_loop())
         state.notifier.revision = state.revision()
+        replan_logged(state, "start-up")  # a store from before sticky placement gets its assignment stored
         yield
 
     app = FastAPI(

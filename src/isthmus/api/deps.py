@@ -6,8 +6,10 @@ from contextlib import contextmanager
 from fastapi import Depends, Query, Request
 
 from isthmus.api.errors import ArmError, bad_request, not_found
+from isthmus.api.placement import replan_logged
 from isthmus.api.state import State
 from isthmus.model.ids import SUBSCRIPTION_ID
+from isthmus.model.placement import INPUTS
 from isthmus.store.db import reading, writing
 from isthmus.store.repo import Tx
 from isthmus.store.tokens import Principal
@@ -105,12 +107,15 @@ def _checked(version: str, allowed: frozenset[str], namespace: str) -> str:
 
 @contextmanager
 def write(st: State) -> Iterator[Tx]:
-    """A write transaction; agents long-polling are woken once it has committed."""
+    """A write transaction; agents long-polling are woken once it has committed. A write that can move
+    placement (VNet gateways, connections, gateways, pools, gateway states) is followed by planning."""
     with writing(st.engine) as conn:
         tx = Tx(conn)
         yield tx
     if tx.changed:
         st.notifier.notify(tx.revision)
+        if tx.touched & INPUTS:
+            replan_logged(st, f"revision {tx.revision}")
 
 
 @contextmanager

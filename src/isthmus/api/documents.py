@@ -27,7 +27,7 @@ from isthmus.model.documents import (
     host_delta,
     mux_delta,
 )
-from isthmus.model.snapshot import FabricSettings
+from isthmus.model.snapshot import FabricSettings, Snapshot
 from isthmus.store.db import reading
 from isthmus.store.snapshots import load_snapshot, refresh
 
@@ -128,9 +128,19 @@ class DocumentCache:
                         return Answer(held.revision, deltas=chain)
             return Answer(held.revision, document=held.body())
 
+    def document(self, node: str, role: str | None = None) -> Document:
+        """`node`'s document at the store's current revision (compiled now, not the one the node holds)."""
+        with self._lock:
+            return self._current().document(node, role)
+
     def carriers(self, key: str) -> set[str]:
         with self._lock:
             return self._current().carriers(key)
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot at the store's current revision (what placement plans from)."""
+        with self._lock:
+            return self._current().snapshot
 
     def roles(self) -> dict[str, str]:
         with self._lock:

@@ -83,7 +83,7 @@ class Compiler:
         self.snapshot = new
         self.vip_table.changed.clear()
         affected: set[str] = set()
-        placement_moved = bool(types & GATEWAY_TYPES)
+        placement_moved = bool(types & GATEWAY_TYPES) or placement.stored_state_changed(old, new)
         if placement_moved:
             self.placement = placement.place(new)
             affected.update(n for n, r in self.roles.items() if r == "gateway")

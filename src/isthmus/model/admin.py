@@ -39,6 +39,8 @@ class GatewayPoolProperties(AdminModel):
 class GatewayProperties(AdminModel):
     node: str = Field(pattern=NAME_PATTERN)
     pool: str = Field(pattern=NAME_PATTERN)
+    # The operator's intent; OutOfService moves what the gateway carries away and gives it nothing new.
+    serviceState: Literal["InService", "OutOfService"] = "InService"
     provisioningState: str | None = None
 
 

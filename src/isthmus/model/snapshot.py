@@ -8,9 +8,12 @@ are brought forward by `evolve` for what changed, so a newer snapshot costs what
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from isthmus.model.placement import Assigned, GatewayState
 
 VNET = "Microsoft.Network/virtualNetworks"
 NIC = "Microsoft.Network/networkInterfaces"
@@ -50,6 +53,10 @@ class Snapshot:
     vm_of_nic: Mapping[str, str]  # NIC key -> the port binding's name: the VM the NIC is plugged into
     host_address: Mapping[str, str]  # host node -> underlay address
     host_key: Mapping[str, str]  # host node -> its admin/hosts key (the owner of its outbound NAT address)
+    # The stored M+N state (not intent): VNet gateway key -> where it runs; gateway name (lower) -> role.
+    assignment: Mapping[str, Assigned] = field(default_factory=dict)
+    gateway_states: Mapping[str, GatewayState] = field(default_factory=dict)
+    placement_version: tuple[int, ...] = ()  # store.placements.version when read: tells refresh to re-read
 
     def of_type(self, type_: str) -> list[tuple[str, Mapping[str, Any]]]:
         """(key, document) of every resource of `type_`, in key order."""
@@ -70,6 +77,9 @@ def build(
     vnis: Mapping[str, int],
     public_ips: Mapping[str, Address],
     nodes: Mapping[str, Mapping[str, Any]],
+    assignment: Mapping[str, Assigned] | None = None,
+    gateway_states: Mapping[str, GatewayState] | None = None,
+    placement_version: tuple[int, ...] = (),
 ) -> Snapshot:
     by_type: dict[str, set[str]] = {}
     for key, type_ in types.items():
@@ -85,6 +95,9 @@ def build(
         frozen,
         *_bindings(documents, frozen),
         *_hosts(documents, frozen),
+        assignment or {},
+        gateway_states or {},
+        placement_version,
     )
 
 
@@ -98,7 +111,8 @@ def evolve(
     nodes: Mapping[str, Mapping[str, Any]],
     changed: set[str],
 ) -> Snapshot:
-    """`old` moved to new contents, re-deriving indexes only for the types that `changed` touched."""
+    """`old` moved to new contents, re-deriving indexes only for the types that `changed` touched (the
+    stored placement state stays `old`'s: store.snapshots replaces it when it changed)."""
     touched: dict[str, set[str]] = {}
     for key in changed:
         for type_ in {old.types.get(key), types.get(key)} - {None}:
@@ -108,7 +122,20 @@ def evolve(
         by_type[type_] = frozenset((set(by_type.get(type_, ())) - keys) | {k for k in keys if types.get(k) == type_})
     bindings = _bindings(documents, by_type) if BINDINGS in touched else (old.host_of_nic, old.vm_of_nic)
     hosts = _hosts(documents, by_type) if HOSTS in touched else (old.host_address, old.host_key)
-    return Snapshot(revision, documents, types, vnis, public_ips, nodes, by_type, *bindings, *hosts)
+    return Snapshot(
+        revision,
+        documents,
+        types,
+        vnis,
+        public_ips,
+        nodes,
+        by_type,
+        *bindings,
+        *hosts,
+        old.assignment,
+        old.gateway_states,
+        old.placement_version,
+    )
 
 
 def _bindings(

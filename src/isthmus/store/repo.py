@@ -104,6 +104,7 @@ class Tx:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._revision: int | None = None
+        self.touched: set[str] = set()  # types of what this transaction wrote (the write's caller reacts)
 
     @property
     def revision(self) -> int:
@@ -141,6 +142,7 @@ class Tx:
         refs: Mapping[str, str] | None = None,
     ) -> Doc:
         stamp = now()
+        self.touched.add(type)
         values = {
             "scope": scope,
             "resource_group": resource_group,
@@ -160,6 +162,7 @@ class Tx:
         return Doc(key, scope, resource_group, type, name, body, etag, self.revision)
 
     def delete(self, doc: Doc) -> None:
+        self.touched.add(doc.type)
         self.conn.execute(delete(t.resources).where(t.resources.c.id == doc.key))
         self.conn.execute(delete(t.refs).where(t.refs.c.source == doc.key))
         self.release(doc.key)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from isthmus.model.documents import parse_address
 from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys
+from isthmus.store import placements
 from isthmus.store import tables as t
 from isthmus.store.db import current_revision
 
@@ -29,7 +31,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
             select(t.allocations.c.owner, t.allocations.c.address).where(t.allocations.c.space == PUBLIC)
         )
     }
-    return build(revision, documents, types, vnis, public, _nodes(conn))
+    assignment, states = placements.load(conn)
+    return build(revision, documents, types, vnis, public, _nodes(conn), assignment, states, placements.version(conn))
 
 
 def _nodes(conn: Connection) -> dict[str, Any]:
@@ -79,4 +82,8 @@ def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
         for allocation in conn.execute(query):
             public[allocation.owner] = parse_address(allocation.address)
     snapshot = evolve(old, revision, documents, types, vnis, public, _nodes(conn), changed)
+    version = placements.version(conn)
+    if version != old.placement_version:  # the controller planned again, or learnt a gateway's liveness
+        assignment, states = placements.load(conn)
+        snapshot = replace(snapshot, assignment=assignment, gateway_states=states, placement_version=version)
     return snapshot, changed

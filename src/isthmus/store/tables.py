@@ -3,11 +3,13 @@
 Intent (tenant ARM resources and operator objects) lives in `resources` as JSON documents keyed by
 their normalised resource id; everything else is bookkeeping that keeps the documents honest:
 one global revision, tombstones for incremental snapshots, unique address allocations, the
-reference graph used for in-use checks and back-references.
+reference graph used for in-use checks and back-references. The M+N state the controller decides
+(placements, gateway_states) is not intent either, and no API PUT writes it.
 """
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -129,4 +131,27 @@ operations = Table(
     Column("status", String(16), nullable=False),  # InProgress | Succeeded | Failed
     Column("error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+placements = Table(
+    "placements",
+    metadata,
+    Column("virtual_network_gateway", String(512), primary_key=True),  # its store key
+    Column("gateway", String(96), nullable=False),  # the admin gateway object carrying it
+    Column("pool", String(96), nullable=False),
+    Column("node", String(96), nullable=False),
+    Column("kbps", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),  # why it is there
+    Column("moved_from", String(96)),  # the gateway it last moved away from
+    Column("revision", BigInteger, nullable=False, index=True),
+)
+
+gateway_states = Table(
+    "gateway_states",
+    metadata,
+    Column("gateway", String(96), primary_key=True),  # lower-cased admin gateway name
+    Column("role", String(16), nullable=False),  # active | standby
+    Column("liveness", String(16), nullable=False),  # Up | Down
+    Column("available", Boolean, nullable=False),  # Up and InService when its role was last decided
+    Column("revision", BigInteger, nullable=False, index=True),
 )

@@ -1,0 +1,100 @@
+"""The stored M+N state: the assignment of virtual network gateways, gateway roles and liveness.
+
+Written by the controller only (after planning, and liveness when it learns it), never by an API PUT;
+each change takes the transaction's revision like any write, so agents see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from isthmus.model.placement import GATEWAY_STATES, INPUTS, STANDBY, Assigned, GatewayState
+from isthmus.store import tables as t
+from isthmus.store.repo import Tx
+
+
+def load(conn: Connection) -> tuple[dict[str, Assigned], dict[str, GatewayState]]:
+    """(VNet gateway key -> where it runs, gateway name (lower) -> its state)."""
+    assignment = {
+        row.virtual_network_gateway: Assigned(row.gateway, row.pool, row.node, row.kbps, row.reason, row.moved_from)
+        for row in conn.execute(select(t.placements))
+    }
+    states = {
+        row.gateway: GatewayState(row.role, row.liveness, bool(row.available))
+        for row in conn.execute(select(t.gateway_states))
+    }
+    return assignment, states
+
+
+def version(conn: Connection) -> tuple[int, ...]:
+    """Changes whenever either table does: every write stamps a newer revision, and a delete lowers a count."""
+    marks: list[int] = []
+    for table in (t.placements, t.gateway_states):
+        count, newest = conn.execute(select(func.count(), func.coalesce(func.max(table.c.revision), 0))).one()
+        marks += [int(count), int(newest)]
+    return tuple(marks)
+
+
+def changed_since(conn: Connection, revision: int, seen: tuple[int, ...]) -> bool:
+    """Whether anything planning reads changed after `revision` (whose placement version was `seen`)."""
+    types = sorted(INPUTS - {GATEWAY_STATES})
+    for table in (t.resources, t.tombstones):
+        query = select(table.c.id).where(table.c.revision > revision, table.c.type.in_(types)).limit(1)
+        if conn.execute(query).first() is not None:
+            return True
+    return version(conn) != seen
+
+
+def save(
+    tx: Tx,
+    old: Mapping[str, Assigned],
+    new: Mapping[str, Assigned],
+    old_states: Mapping[str, GatewayState],
+    new_states: Mapping[str, GatewayState],
+) -> None:
+    """Write the difference between the stored (`old`) and planned (`new`) assignment and gateway states."""
+    tx.revision  # noqa: B018  # deletes too take a revision: that is how snapshots see them
+    gone = sorted(set(old) - set(new))
+    if gone:
+        tx.conn.execute(delete(t.placements).where(t.placements.c.virtual_network_gateway.in_(gone)))
+    for key in sorted(new):
+        if old.get(key) == new[key]:
+            continue
+        a = new[key]
+        values = {
+            "gateway": a.gateway,
+            "pool": a.pool,
+            "node": a.node,
+            "kbps": a.kbps,
+            "reason": a.reason,
+            "moved_from": a.moved_from,
+            "revision": tx.revision,
+        }
+        if key in old:
+            tx.conn.execute(update(t.placements).where(t.placements.c.virtual_network_gateway == key).values(values))
+        else:
+            tx.conn.execute(insert(t.placements).values(virtual_network_gateway=key, **values))
+    gone = sorted(set(old_states) - set(new_states))
+    if gone:
+        tx.conn.execute(delete(t.gateway_states).where(t.gateway_states.c.gateway.in_(gone)))
+    for name in sorted(new_states):
+        if old_states.get(name) == new_states[name]:
+            continue
+        state = new_states[name]
+        values = {"role": state.role, "liveness": state.liveness, "available": state.available, "revision": tx.revision}
+        if name in old_states:
+            tx.conn.execute(update(t.gateway_states).where(t.gateway_states.c.gateway == name).values(values))
+        else:
+            tx.conn.execute(insert(t.gateway_states).values(gateway=name, **values))
+
+
+def set_liveness(tx: Tx, gateway: str, liveness: str) -> None:
+    """Record what the controller learnt of a gateway (Up | Down); planning moves what that affects."""
+    name = gateway.lower()
+    stamp = {"liveness": liveness, "revision": tx.revision}
+    updated = tx.conn.execute(update(t.gateway_states).where(t.gateway_states.c.gateway == name).values(stamp))
+    if updated.rowcount == 0:  # never planned yet: it joins its pool when it is next planned
+        tx.conn.execute(insert(t.gateway_states).values(gateway=name, role=STANDBY, available=False, **stamp))
+    tx.touched.add(GATEWAY_STATES)
