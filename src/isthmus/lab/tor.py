@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isthmus.lab.topology import INTERNET_HOST, MUX_ASN, TOR_ASN, TOR_UNDERLAY
+from isthmus.linux.bird import BirdSpeaker, start_bird
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr, vtysh
 from isthmus.linux.gobgp import GobgpSpeaker, Peer, start_gobgpd
 from isthmus.linux.run import add_netns, delete_netns, ip_batch, ip_json, sysctl
+from isthmus.linux.speaker import Speaker
 
 
 def run_dir(netns: str) -> Path:
@@ -74,15 +76,16 @@ def bfd_up(workdir: Path) -> dict[str, bool]:
 
 
 @contextmanager
-def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.18.0.11") -> Iterator[BgpPair]:
-    """A ToR namespace (FRR zebra + bgpd, ECMP) and a MUX namespace with gobgpd on a unix socket, linked
-    by a veth; the speaker configured and peering. For tests and benchmarks of the speaker alone.
-    Everything is removed on exit (processes by the PIDs recorded here, namespaces by name)."""
+def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.18.0.11",
+             speaker: str = "gobgp") -> Iterator[BgpPair]:  # fmt: skip
+    """A ToR namespace (FRR zebra + bgpd, ECMP) and a MUX namespace with the speaker ("gobgp": gobgpd on a unix
+    socket, "bird": BIRD), linked by a veth; the speaker configured and peering. For tests and benchmarks of the
+    speaker alone. Everything is removed on exit (processes by the PIDs recorded here, namespaces by name)."""
     tor, mux = f"{tag}-tor", f"{tag}-mux"
     frr_dir = run_dir(tor)
-    gobgpd: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = None
     frr_pids: list[int] = []
-    speaker = None
+    made: Speaker | None = None
     try:
         add_netns(tor)
         add_netns(mux)
@@ -91,33 +94,41 @@ def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.
         ip_batch(mux, [f"addr add {mux_address}/24 dev eth0", "link set eth0 up"])
         bgpd = tor_bgpd(tor_address, [mux_address], bfd=False)
         frr_pids = start_frr(tor, frr_dir, {"zebra": TOR_ZEBRA, "bgpd": bgpd})
-        api = f"unix://{frr_dir}/gobgpd.sock"
-        gobgpd = start_gobgpd(api, mux, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        speaker = GobgpSpeaker(api)
+        process, made = _start_speaker(speaker, mux, frr_dir)
         deadline = time.monotonic() + 10
-        while not speaker.ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError("gobgpd did not start")
+        while not made.ready():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{speaker} did not start")
             time.sleep(0.02)
-        speaker.configure(MUX_ASN, mux_address, [Peer(tor_address, TOR_ASN)])
+        made.configure(MUX_ASN, mux_address, [Peer(tor_address, TOR_ASN)])
         deadline = time.monotonic() + 20
         while not all(established(frr_dir).values()) or not established(frr_dir):
             if time.monotonic() > deadline:
                 raise RuntimeError("the BGP session did not come up")
             time.sleep(0.05)
-        yield BgpPair(tor, mux, frr_dir, speaker, gobgpd.pid)
+        yield BgpPair(tor, mux, frr_dir, made, process.pid)
     finally:
-        if speaker is not None:
-            speaker.close()
-        if gobgpd is not None:
-            gobgpd.kill()
-            gobgpd.wait()
+        if made is not None:
+            made.close()
+        if process is not None:
+            process.kill()
+            process.wait()
         for pid in frr_pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         delete_netns(tor)
         delete_netns(mux)
         shutil.rmtree(frr_dir, ignore_errors=True)
+        shutil.rmtree(run_dir(mux), ignore_errors=True)
+
+
+def _start_speaker(kind: str, mux: str, frr_dir: Path) -> tuple[subprocess.Popen[bytes], Speaker]:
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if kind == "bird":
+        bird_dir = run_dir(mux) / "bird"
+        return start_bird(bird_dir, mux, **quiet), BirdSpeaker(bird_dir, mux)
+    api = f"unix://{frr_dir}/gobgpd.sock"
+    return start_gobgpd(api, mux, **quiet), GobgpSpeaker(api)
 
 
 @dataclass(frozen=True)
@@ -125,8 +136,8 @@ class BgpPair:
     tor: str
     mux: str
     frr_dir: Path
-    speaker: GobgpSpeaker
-    gobgpd_pid: int
+    speaker: Speaker  # a GobgpSpeaker or a BirdSpeaker, as asked for
+    speaker_pid: int
 
 
 def next_hops(tor: str, address: str) -> list[str]:

@@ -1,0 +1,93 @@
+"""The BIRD speaker against a real FRR ToR: BIRD in one namespace, FRR zebra+bgpd in another.
+
+announce(desired) must leave exactly `desired` in the ToR's kernel FIB, next hop the MUX, and correct drift; the
+agent's forwarding routes (proto 77) and the speaker's announce routes (proto 78) never disturb each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from ipaddress import IPv4Network
+
+import pytest
+
+from isthmus.lab.tor import BgpPair, bgp_pair, established, fib_routes
+from isthmus.linux.bird import BirdSpeaker
+from isthmus.linux.routes import Route, ensure_routes
+from isthmus.linux.run import ip_batch, ip_json
+from isthmus.linux.speaker import Peer
+from tests.support import require_root, wait_for
+
+require_root()
+
+TOR, MUX = "198.18.0.1", "198.18.0.11"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[BgpPair]:
+    with bgp_pair(f"bd{os.getpid() % 100000}", TOR, MUX, speaker="bird") as made:
+        yield made
+
+
+def vips(*last: int) -> set[IPv4Network]:
+    return {IPv4Network(f"203.0.113.{i}/32") for i in last}
+
+
+def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
+    tor, speaker = pair.tor, pair.speaker
+    assert isinstance(speaker, BirdSpeaker)
+    assert speaker.configure(65010, MUX, [Peer(TOR, 65000)]) == 0  # idempotent (bgp_pair configured it)
+    assert speaker.announce(vips(5, 6, 7)) == (3, 0)
+    assert speaker.announce(vips(5, 6, 7)) == (0, 0)
+    wait_for(lambda: fib_routes(tor) == {f"203.0.113.{i}": [MUX] for i in (5, 6, 7)}, 20)
+    assert speaker.announced() == vips(5, 6, 7) and speaker.count() == 3
+
+    assert speaker.announce(vips(6, 7), verify=False) == (0, 1)
+    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"}, 20)
+
+    # Drift: an announce route removed behind the speaker's back comes back on a verified announce.
+    ip_batch(pair.mux, ["route del blackhole 203.0.113.6/32 proto 78 metric 4000"])
+    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.7"}, 20)
+    assert speaker.announce(vips(6, 7), verify=False) == (0, 0)  # trusts its memory
+    assert speaker.announce(vips(6, 7)) == (1, 0)
+    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"}, 20)
+
+    # A route it would remove is already gone: the speaker reads the kernel and still ends where it should.
+    ip_batch(pair.mux, ["route del blackhole 203.0.113.7/32 proto 78 metric 4000"])
+    assert speaker.announce(vips(6), verify=False) == (0, 0)
+    wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6"}, 20)
+    assert speaker.announce(set()) == (0, 1)
+    wait_for(lambda: not fib_routes(tor), 20)
+
+
+def test_forwarding_routes_and_announce_routes_keep_to_their_owners(pair: BgpPair) -> None:
+    """A VIP with a backend is forwarded by the agent's route, one without is dropped by the speaker's; the
+    agent's ensure_routes and the speaker's announce() each change only their own, and the ToR keeps the VIP
+    while its backend comes and goes."""
+    speaker, mux = pair.speaker, pair.mux
+    assert speaker.announce(vips(8)) == (1, 0)
+    wait_for(lambda: fib_routes(pair.tor) == {"203.0.113.8": [MUX]}, 20)
+    backend = Route("203.0.113.8", "eth0", TOR)  # the ToR's address stands in for a host
+    assert ensure_routes(mux, [backend]) == 1
+    [chosen] = ip_json(mux, "route", "get", "203.0.113.8")
+    assert chosen.get("gateway") == TOR  # the forwarding route wins over the blackhole
+    assert speaker.announce(vips(8)) == (0, 0) and ensure_routes(mux, [backend]) == 0
+    assert ensure_routes(mux, []) == 1  # the backend goes: the speaker's route stays, and so does the VIP
+    assert ip_json(mux, "route", "show", "203.0.113.8/32")[0]["type"] == "blackhole"
+    assert fib_routes(pair.tor) == {"203.0.113.8": [MUX]}
+    assert speaker.announce(set()) == (0, 1)
+    wait_for(lambda: not fib_routes(pair.tor), 20)
+
+
+def test_peers_change_without_a_restart(pair: BgpPair) -> None:
+    speaker = pair.speaker
+    assert isinstance(speaker, BirdSpeaker)
+    pid = (speaker.run_dir / "bird.pid").read_text()
+    assert speaker.set_peers([Peer(TOR, 65000), Peer("198.18.0.2", 65000)]) == 1
+    assert "peer_198_18_0_2" in "".join(speaker.command("show protocols"))
+    assert established(pair.frr_dir) == {MUX: True}  # the existing session was left alone
+    assert speaker.set_peers([Peer(TOR, 65000)]) == 1
+    assert "peer_198_18_0_2" not in "".join(speaker.command("show protocols"))
+    assert (speaker.run_dir / "bird.pid").read_text() == pid
+    assert BirdSpeaker(speaker.run_dir, pair.mux).configure(65010, MUX, [Peer(TOR, 65000)]) == 0  # a new object
