@@ -1,4 +1,4 @@
-"""The MUX agent: announces every VIP of the MUX document over BGP (gobgpd, supervised here) and
+"""The MUX agent: announces every VIP of the MUX document over BGP (BIRD or gobgpd, supervised here) and
 forwards each to its backend with a plain /32 route.
 
 Stateless and identical on every MUX (ECMP-safe): a backend that moves changes the route here, never the
@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import Outcome
+from isthmus.linux.bird import BirdProcess, BirdSpeaker
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr
 from isthmus.linux.gobgp import GobgpSpeaker, Network, Peer, start_gobgpd
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
+from isthmus.linux.speaker import DEFAULT_SPEAKER, Speaker
 
 log = logging.getLogger("isthmus.agent.mux")
 
@@ -37,7 +39,7 @@ class GobgpdProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
-    def ensure(self, speaker: GobgpSpeaker, *, ask: bool = True) -> bool:
+    def ensure(self, speaker: Speaker, *, ask: bool = True) -> bool:
         """Make sure a gobgpd runs (with ask, that it answers too); True if one had to be started."""
         if self.process is not None and self.process.poll() is None and not ask:
             return False
@@ -99,11 +101,16 @@ class BfddProcess:
 
 
 class MuxReconciler:
-    def __init__(self, node: str, run_dir: Path) -> None:
+    def __init__(self, node: str, run_dir: Path, speaker: str = DEFAULT_SPEAKER) -> None:
         self.node = node
         self.devices: dict[str, str] = {}  # next hop -> the device it is reached on
-        self.gobgpd = GobgpdProcess(run_dir)
-        self.speaker = GobgpSpeaker(self.gobgpd.api)
+        self.gobgpd: GobgpdProcess | BirdProcess  # the chosen speaker's daemon
+        self.speaker: Speaker
+        if speaker == "bird":
+            self.gobgpd, self.speaker = BirdProcess(run_dir / "bird"), BirdSpeaker(run_dir / "bird")
+        else:
+            gobgpd = GobgpdProcess(run_dir)
+            self.gobgpd, self.speaker = gobgpd, GobgpSpeaker(gobgpd.api)
         self.bfdd = BfddProcess(run_dir)
         self.last_announce: dict[str, Any] = {}
         self.routes: set[Route] | None = None  # the forwarding routes this agent last left in the kernel

@@ -9,6 +9,8 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Protocol
 
 Network = IPv4Network | IPv6Network
+SPEAKERS = ("bird", "gobgp")
+DEFAULT_SPEAKER = "bird"  # the MUX agent's: it packs a live session's changes (bench/bgp.py compares them)
 
 
 @dataclass(frozen=True)
