@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 import pytest
 
 from isthmus.lab.tor import BgpPair, bgp_pair, established, fib_routes
-from isthmus.linux.bird import BirdSpeaker
+from isthmus.linux.bird import BirdError, BirdSpeaker
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_batch, ip_json
 from isthmus.linux.speaker import Peer
@@ -53,9 +53,9 @@ def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
     assert speaker.announce(vips(6, 7)) == (1, 0)
     wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6", "203.0.113.7"}, 20)
 
-    # A route it would remove is already gone: the speaker reads the kernel and still ends where it should.
+    # A route it would remove is already gone: no failure, and it ends where it should.
     ip_batch(pair.mux, ["route del blackhole 203.0.113.7/32 proto 78 metric 4000"])
-    assert speaker.announce(vips(6), verify=False) == (0, 0)
+    assert speaker.announce(vips(6), verify=False) == (0, 1)
     wait_for(lambda: set(fib_routes(tor)) == {"203.0.113.6"}, 20)
     assert speaker.announce(set()) == (0, 1)
     wait_for(lambda: not fib_routes(tor), 20)
@@ -91,3 +91,26 @@ def test_peers_change_without_a_restart(pair: BgpPair) -> None:
     assert "peer_198_18_0_2" not in "".join(speaker.command("show protocols"))
     assert (speaker.run_dir / "bird.pid").read_text() == pid
     assert BirdSpeaker(speaker.run_dir, pair.mux).configure(65010, MUX, [Peer(TOR, 65000)]) == 0  # a new object
+
+
+def test_a_config_bird_refuses_changes_nothing(pair: BgpPair) -> None:
+    speaker = pair.speaker
+    assert isinstance(speaker, BirdSpeaker)
+    before = speaker.config.read_text()
+    with pytest.raises(BirdError):
+        speaker.start(0, MUX)  # BIRD: the local AS must be set
+    assert speaker.config.read_text() == before and speaker.state().asn == 65010
+    assert established(pair.frr_dir) == {MUX: True}
+
+
+def test_ipv6_vips_are_kernel_blackholes_too(pair: BgpPair) -> None:
+    """A /128 is announced like a /32 (BIRD's table has it), to IPv6 peers only: this session is IPv4, as with
+    gobgpd, whose IPv4 neighbours get IPv4 unicast alone."""
+    speaker = pair.speaker
+    vip6 = IPv6Network("2001:db8::5/128")
+    assert speaker.announce({vip6}) == (1, 0)
+    assert speaker.originated() == {vip6}
+    assert wait_for(lambda: speaker.announced() == {vip6})
+    assert ip_json(pair.mux, "-6", "route", "show", "2001:db8::5/128")[0]["type"] == "blackhole"
+    assert speaker.announce(set()) == (0, 1)
+    assert wait_for(lambda: not speaker.announced())

@@ -3,13 +3,14 @@ the inputs read back from its first line."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from isthmus.linux.bird import BirdState, peer_protocol, read_state, render_config
+from isthmus.linux.bird import BirdError, BirdState, _reply, peer_protocol, read_state, render_config
 from isthmus.linux.speaker import Peer
 
 STATE = BirdState(65010, "198.18.0.11", (Peer("198.18.0.1", 65000), Peer("2001:db8::1", 65001)))
@@ -87,3 +88,15 @@ def test_bird_parses_it(tmp_path: Path) -> None:
         config.write_text(render_config(state))
         parsed = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True, check=False)
         assert parsed.returncode == 0, parsed.stderr
+
+
+def test_control_socket_replies() -> None:
+    """BIRD's reply lines: `CODE-text` (more follow), ` text` (same code), `CODE text` (the last); 8xxx/9xxx fail."""
+    table = b"1007-Table master4:\n 203.0.113.5/32       blackhole [k4 05:39:20.500] * (10)\n \n0000 \n"
+    assert _reply(io.BytesIO(table)) == ["Table master4:", "203.0.113.5/32       blackhole [k4 05:39:20.500] * (10)",
+                                         "", ""]  # fmt: skip
+    assert _reply(io.BytesIO(b"0002-Reading configuration from bird.conf\n0003 Reconfigured\n"))[-1] == "Reconfigured"
+    with pytest.raises(BirdError, match="syntax error"):
+        _reply(io.BytesIO(b"0002-Reading configuration from bird.conf\n8002 bird.conf:3:1 syntax error\n"))
+    with pytest.raises(BirdError, match="closed"):
+        _reply(io.BytesIO(b"1007-Table master4:\n"))

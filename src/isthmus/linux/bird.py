@@ -23,6 +23,7 @@ BIRD running (an agent restarted) changes nothing that is already so. `netlink r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import socket
@@ -34,13 +35,14 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import IO, Any
 
+from isthmus.linux.blackholes import change_blackholes, describe
 from isthmus.linux.routes import PROTO as FORWARDING_PROTO
-from isthmus.linux.run import LinuxError, in_netns, ip_batch, ip_json
+from isthmus.linux.run import LinuxError, in_netns, ip_json
 from isthmus.linux.speaker import Network, Peer, Speaker
 
 log = logging.getLogger(__name__)
 
-ANNOUNCE_PROTO = "78"
+ANNOUNCE_PROTO = 78
 ANNOUNCE_METRIC = 4000
 NETLINK_BUFFER = 67108864  # 64 MiB
 CONFIG, SOCKET, PID = "bird.conf", "bird.ctl", "bird.pid"
@@ -251,22 +253,23 @@ class BirdSpeaker:
         current = self.originated() if verify or self.last is None else self.last
         try:
             self._change(wanted - current, current - wanted)
-        except LinuxError:  # changed behind this object's back (a route it removes is gone): read, then redo
+        except LinuxError:  # refused (changed behind this object's back?) or answers lost: read, then redo
             current = self.originated()
             self._change(wanted - current, current - wanted)
         self.last = wanted
         return len(wanted - current), len(current - wanted)
 
     def _change(self, add: set[Network], remove: set[Network]) -> None:
-        spec = f"proto {ANNOUNCE_PROTO} metric {ANNOUNCE_METRIC}"
-        lines = [f"route del blackhole {network} {spec}" for network in remove]
-        ip_batch(self.netns, lines + [f"route replace blackhole {network} {spec}" for network in add])
+        failed = change_blackholes(self.netns, list(add), list(remove), protocol=ANNOUNCE_PROTO, metric=ANNOUNCE_METRIC)
+        failed = [(network, code) for network, code in failed if not (code == errno.ESRCH and network in remove)]
+        if failed:  # a route to remove that is gone already is no failure
+            raise LinuxError(describe(failed))
 
     def originated(self) -> set[Network]:
         """The announce routes in the kernel."""
         out: set[Network] = set()
         for family in ("-4", "-6"):
-            for route in ip_json(self.netns, family, "route", "show", "table", "main", "proto", ANNOUNCE_PROTO):
+            for route in ip_json(self.netns, family, "route", "show", "table", "main", "proto", str(ANNOUNCE_PROTO)):
                 if route.get("type") == "blackhole" and route.get("metric") == ANNOUNCE_METRIC:
                     out.add(ip_network(route["dst"]))
         return out
