@@ -98,61 +98,72 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def speaker_alone(kind: str, count: int, trials: int) -> dict[str, object]:
-    """One speaker ("gobgp" or "bird") into a real FRR ToR: session start with the routes present, the speaker's
-    memory, one more /32 at a time, withdraw all and announce all on the established session."""
-    out: dict[str, object] = {}
-    with tor.bgp_pair(f"b{kind[0]}{os.getpid() % 10000}", speaker=kind) as pair:
-        prefixes = routes(count + trials)
-        bulk = set(prefixes[:count])
-        fib = lambda wanted: lambda: zebra_fib_count(pair.frr_dir) == wanted  # noqa: E731
-        pair.speaker.set_peers([])  # a MUX starting: every route first, then the session
-        started = time.perf_counter()
-        pair.speaker.announce(bulk, verify=False)
-        out["start_call_s"] = round(time.perf_counter() - started, 2)
-        pair.speaker.set_peers([Peer("198.18.0.1", TOR_ASN)])
-        took = until(fib(count), 120)
-        out["start_to_fib_s"] = rounded(took and time.perf_counter() - started)
-        out["fib_checked_in_kernel"] = kernel_fib_count(pair.tor) == count
-        out["rss_mb"] = round(rss_mb(pair.speaker_pid), 1)
-        one_call, one_fib = [], []
-        current = set(bulk)
+def speaker_alone(count: int, trials: int) -> dict[str, dict[str, object]]:
+    """Each speaker ("gobgp", "bird") into its own real FRR ToR, both pairs up for the whole part and every phase
+    run for one speaker right after the other (the single-route trials interleaved), so the load of a shared
+    machine weighs on both alike: session start with the routes present, the speaker's memory, one more /32 at a
+    time, withdraw all and announce all on the established session."""
+    out: dict[str, dict[str, object]] = {kind: {} for kind in SPEAKERS_COMPARED}
+    prefixes = routes(count + trials)
+    bulk = set(prefixes[:count])
+    tag = os.getpid() % 10000
+    with tor.bgp_pair(f"bg{tag}s", speaker="gobgp") as gobgp, tor.bgp_pair(f"bb{tag}s", speaker="bird") as bird:
+        pairs = {"gobgp": gobgp, "bird": bird}
+
+        def bulk_phase(name: str, desired: set[IPv4Network], wanted: int, session_after: bool = False) -> None:
+            for kind, pair in pairs.items():
+                cpu = cpu_s(pair.speaker_pid)
+                started = time.perf_counter()
+                pair.speaker.announce(desired, verify=False)
+                out[kind][f"{name}_call_s"] = round(time.perf_counter() - started, 2)
+                if session_after:
+                    pair.speaker.set_peers([Peer("198.18.0.1", TOR_ASN)])
+                took = until(lambda p=pair: zebra_fib_count(p.frr_dir) == wanted, 120)
+                out[kind][f"{name}_to_fib_s"] = rounded(took and time.perf_counter() - started)
+                out[kind][f"{name}_cpu_s"] = round(cpu_s(pair.speaker_pid) - cpu, 2)
+
+        for pair in pairs.values():
+            pair.speaker.set_peers([])  # a MUX starting: every route first, then the session
+        bulk_phase("start", bulk, count, session_after=True)
+        for kind, pair in pairs.items():
+            out[kind]["fib_checked_in_kernel"] = kernel_fib_count(pair.tor) == count
+            out[kind]["rss_mb"] = round(rss_mb(pair.speaker_pid), 1)
+        one_call: dict[str, list[float]] = {kind: [] for kind in pairs}
+        one_fib: dict[str, list[float]] = {kind: [] for kind in pairs}
+        current = {kind: set(bulk) for kind in pairs}
         for extra in prefixes[count:]:
-            current.add(extra)
-            started = time.perf_counter()
-            pair.speaker.announce(current, verify=False)
-            one_call.append((time.perf_counter() - started) * 1000)
-            address = str(extra.network_address)
-            until(lambda a=address: bool(tor.next_hops(pair.tor, a)), 10, 0.002)
-            one_fib.append((time.perf_counter() - started) * 1000)
-        percentiles(one_call, "one_announce_call_ms", out)
-        percentiles(one_fib, "one_route_to_fib_ms", out)
-        started = time.perf_counter()
-        pair.speaker.announce(set(), verify=False)
-        out["withdraw_call_s"] = round(time.perf_counter() - started, 2)
-        out["withdraw_to_fib_s"] = rounded(until(fib(0), 120) and time.perf_counter() - started)
-        cpu = cpu_s(pair.speaker_pid)
-        started = time.perf_counter()
-        pair.speaker.announce(bulk, verify=False)
-        out["established_call_s"] = round(time.perf_counter() - started, 2)
-        out["established_to_fib_s"] = rounded(until(fib(count), 120) and time.perf_counter() - started)
-        out["established_cpu_s"] = round(cpu_s(pair.speaker_pid) - cpu, 2)
+            for kind, pair in pairs.items():
+                current[kind].add(extra)
+                started = time.perf_counter()
+                pair.speaker.announce(current[kind], verify=False)
+                one_call[kind].append((time.perf_counter() - started) * 1000)
+                address = str(extra.network_address)
+                until(lambda a=address, p=pair: bool(tor.next_hops(p.tor, a)), 10, 0.002)
+                one_fib[kind].append((time.perf_counter() - started) * 1000)
+        for kind in pairs:
+            percentiles(one_call[kind], "one_announce_call_ms", out[kind])
+            percentiles(one_fib[kind], "one_route_to_fib_ms", out[kind])
+        bulk_phase("withdraw", set(), 0)
+        bulk_phase("established", bulk, count)
     return out
 
 
+SPEAKERS_COMPARED = ("gobgp", "bird")
 # The gobgpd figures keep the names this bench always printed; established_to_fib_s and speaker_rss_mb are the
 # packing speaker's (BIRD), every other BIRD figure is prefixed bird_.
 GOBGPD_KEYS = {"start_call_s": "start_grpc_s", "rss_mb": "gobgpd_rss_mb", "withdraw_call_s": "withdraw_grpc_s",
                "established_call_s": "established_grpc_s", "established_to_fib_s": "gobgpd_established_to_fib_s",
-               "established_cpu_s": "gobgpd_established_cpu_s"}  # fmt: skip
+               "established_cpu_s": "gobgpd_established_cpu_s", "start_cpu_s": "gobgpd_start_cpu_s",
+               "withdraw_cpu_s": "gobgpd_withdraw_cpu_s"}  # fmt: skip
 BIRD_KEYS = {"rss_mb": "speaker_rss_mb", "established_to_fib_s": "established_to_fib_s",
              "withdraw_to_fib_s": "bird_withdraw_s"}  # fmt: skip
 
 
 def both_speakers(count: int, trials: int, figures: dict[str, object]) -> None:
-    for name, value in speaker_alone("gobgp", count, trials).items():
+    measured = speaker_alone(count, trials)
+    for name, value in measured["gobgp"].items():
         figures[GOBGPD_KEYS.get(name, name)] = value
-    for name, value in speaker_alone("bird", count, trials).items():
+    for name, value in measured["bird"].items():
         figures[BIRD_KEYS.get(name, f"bird_{name}")] = value
     figures["bird_rss_mb"] = figures["speaker_rss_mb"]
     figures["bird_established_to_fib_s"] = figures["established_to_fib_s"]

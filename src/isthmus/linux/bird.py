@@ -251,13 +251,15 @@ class BirdSpeaker:
         kernel and so also puts back what changed behind its back."""
         wanted = set(desired)
         current = self.originated() if verify or self.last is None else self.last
+        missing, extra = wanted - current, current - wanted
         try:
-            self._change(wanted - current, current - wanted)
+            self._change(missing, extra)
         except LinuxError:  # refused (changed behind this object's back?) or answers lost: read, then redo
             current = self.originated()
-            self._change(wanted - current, current - wanted)
+            missing, extra = wanted - current, current - wanted
+            self._change(missing, extra)
         self.last = wanted
-        return len(wanted - current), len(current - wanted)
+        return len(missing), len(extra)
 
     def _change(self, add: set[Network], remove: set[Network]) -> None:
         failed = change_blackholes(self.netns, list(add), list(remove), protocol=ANNOUNCE_PROTO, metric=ANNOUNCE_METRIC)
