@@ -7,15 +7,19 @@ agent's forwarding routes (proto 77) and the speaker's announce routes (proto 78
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network
 
 import pytest
 
+from isthmus.lab import tor
 from isthmus.lab.tor import BgpPair, bgp_pair, established, fib_routes
-from isthmus.linux.bird import BirdError, BirdSpeaker
+from isthmus.linux.bird import BirdError, BirdProcess, BirdSpeaker
 from isthmus.linux.routes import Route, ensure_routes
-from isthmus.linux.run import ip_batch, ip_json
+from isthmus.linux.run import add_netns, delete_netns, ip_batch, ip_json
 from isthmus.linux.speaker import Peer
 from tests.support import require_root, wait_for
 
@@ -114,3 +118,32 @@ def test_ipv6_vips_are_kernel_blackholes_too(pair: BgpPair) -> None:
     assert ip_json(pair.mux, "-6", "route", "show", "2001:db8::5/128")[0]["type"] == "blackhole"
     assert speaker.announce(set()) == (0, 1)
     assert wait_for(lambda: not speaker.announced())
+
+
+def test_the_agents_bird_is_adopted_restarted_and_replaced_when_hung() -> None:
+    netns = f"bp{os.getpid() % 100000}"
+    run_dir = tor.run_dir(netns) / "bird"
+    started: list[subprocess.Popen[bytes]] = []
+    add_netns(netns)
+    try:
+        speaker = BirdSpeaker(run_dir, netns)
+        first = BirdProcess(run_dir, netns)
+        assert first.ensure(speaker) is True and first.process is not None
+        started.append(first.process)
+        assert first.ensure(speaker) is False  # running and answering
+        adopter = BirdProcess(run_dir, netns)  # an agent restarted after -9
+        assert adopter.ensure(speaker) is False and adopter.process is None
+        os.kill(first.process.pid, signal.SIGSTOP)  # hung: alive, not answering
+        assert adopter.ensure(speaker) is True and adopter.process is not None
+        started.append(adopter.process)
+        assert first.process.wait(5) == -signal.SIGKILL and speaker.ready()
+        adopter.process.kill()
+        adopter.process.wait()
+        assert adopter.ensure(speaker, ask=False) is True and adopter.restarts == 1 and speaker.ready()
+        started.append(adopter.process)
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
+        delete_netns(netns)
+        shutil.rmtree(run_dir.parent, ignore_errors=True)

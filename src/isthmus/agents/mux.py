@@ -2,9 +2,9 @@
 forwards each to its backend with a plain /32 route.
 
 Stateless and identical on every MUX (ECMP-safe): a backend that moves changes the route here, never the
-announcement. gobgpd runs in this node's namespace, is driven over gRPC on a unix socket, and is
-restarted (then re-configured and re-announced by the same pass) if it dies; an agent that restarts
-adopts the gobgpd it finds answering.
+announcement. The speaker (--speaker: BIRD over its control socket, linux/bird.py, or gobgpd over gRPC on a
+unix socket) runs in this node's namespace and is restarted (then re-configured and re-announced by the same
+pass) if it dies; an agent that restarts adopts the speaker it finds answering.
 """
 
 from __future__ import annotations
@@ -108,9 +108,11 @@ class MuxReconciler:
         self.speaker: Speaker
         if speaker == "bird":
             self.gobgpd, self.speaker = BirdProcess(run_dir / "bird"), BirdSpeaker(run_dir / "bird")
-        else:
+        elif speaker == "gobgp":
             gobgpd = GobgpdProcess(run_dir)
             self.gobgpd, self.speaker = gobgpd, GobgpSpeaker(gobgpd.api)
+        else:
+            raise ValueError(f"unknown speaker {speaker!r}")
         self.bfdd = BfddProcess(run_dir)
         self.last_announce: dict[str, Any] = {}
         self.routes: set[Route] | None = None  # the forwarding routes this agent last left in the kernel

@@ -26,6 +26,8 @@ import contextlib
 import errno
 import json
 import logging
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -164,9 +166,16 @@ def start_bird(run_dir: Path, netns: str | None = None, **popen: Any) -> subproc
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / CONFIG
     if not config.exists():
-        config.write_text(render_config(BirdState()))
+        _write(config, render_config(BirdState()))
     command = ["bird", "-f", "-c", str(config), "-s", str(run_dir / SOCKET), "-P", str(run_dir / PID)]
     return subprocess.Popen(in_netns(netns, command), **popen)
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace `path` at once: a BIRD (re)started at any moment reads a whole config."""
+    partial = path.with_name(path.name + ".new")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 class BirdSpeaker:
@@ -235,14 +244,14 @@ class BirdSpeaker:
         if text == before:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(text)
+        _write(self.config, text)
         try:
             self.command("configure")
         except BirdDown:
             raise  # the file stays: a BIRD started later reads it
         except BirdError:
             if before is not None:
-                self.config.write_text(before)
+                _write(self.config, before)
             raise
 
     def announce(self, desired: Iterable[Network], *, verify: bool = True) -> tuple[int, int]:
@@ -295,8 +304,9 @@ class BirdProcess:
     """The MUX agent's BIRD, held like its gobgpd (agents/mux.py GobgpdProcess): started if none answers on the
     socket (one that does, e.g. left by an agent killed with -9, is adopted), restarted if it exits."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, netns: str | None = None) -> None:
         self.run_dir = run_dir
+        self.netns = netns  # None: this process's namespace (the agent runs in its node's)
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
@@ -308,17 +318,45 @@ class BirdProcess:
         if (self.process is None or running) and speaker.ready():
             return False
         if self.process is not None:
-            if running:  # alive but not answering
+            if running:
+                log.warning("bird does not answer; killing and restarting it")
                 self.process.kill()
             else:
                 self.restarts += 1
-            log.warning("bird exited with %s; restarting", self.process.wait())
+                log.warning("bird exited with %s; restarting", self.process.returncode)
+            self.process.wait()
+        else:
+            self._end_adoptable()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "bird.log", "ab") as log_file:  # the child keeps its own descriptor
-            self.process = start_bird(self.run_dir, stdout=log_file, stderr=log_file)
+            self.process = start_bird(self.run_dir, self.netns, stdout=log_file, stderr=log_file)
         deadline = time.monotonic() + 10
         while not speaker.ready():
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"bird did not start (see {self.run_dir / 'bird.log'})")
             time.sleep(0.02)
         return True
+
+    def _end_adoptable(self) -> None:
+        """A BIRD of this directory that an earlier agent left and that does not answer is killed (by the PID
+        in its pid file, once its command line shows it is that BIRD) before another one starts."""
+        try:
+            pid = int((self.run_dir / PID).read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if os.path.basename(command[0]) == b"bird" and str(self.run_dir / CONFIG).encode() in command:
+            log.warning("bird %s left by an earlier agent does not answer; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 2
+            while _alive(pid) and time.monotonic() < deadline:  # until its sockets are closed
+                time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not gone or a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
