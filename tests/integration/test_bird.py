@@ -65,6 +65,19 @@ def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
     wait_for(lambda: not fib_routes(tor), 20)
 
 
+def test_only_the_changed_networks_are_looked_at(pair: BgpPair) -> None:
+    """With `changed` (the VIPs a delta named) the rest of `desired` is trusted, as GobgpSpeaker does."""
+    speaker = pair.speaker
+    assert isinstance(speaker, BirdSpeaker)
+    assert speaker.announce(vips(10, 11)) == (2, 0)
+    assert speaker.announce(vips(11, 12), verify=False, changed=vips(10, 12)) == (1, 1)
+    assert speaker.originated() == vips(11, 12)
+    assert speaker.announce(vips(11, 12), verify=False, changed=vips(11)) == (0, 0)
+    wait_for(lambda: set(fib_routes(pair.tor)) == {"203.0.113.11", "203.0.113.12"}, 20)
+    assert speaker.announce(set()) == (0, 2)
+    wait_for(lambda: not fib_routes(pair.tor), 20)
+
+
 def test_forwarding_routes_and_announce_routes_keep_to_their_owners(pair: BgpPair) -> None:
     """A VIP with a backend is forwarded by the agent's route, one without is dropped by the speaker's; the
     agent's ensure_routes and the speaker's announce() each change only their own, and the ToR keeps the VIP

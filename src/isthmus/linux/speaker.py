@@ -3,7 +3,7 @@ the session set and the whole set of /32 (/128) the node originates; the speaker
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Protocol
@@ -32,7 +32,7 @@ class Speaker(Protocol):
 
     def set_peers(self, peers: Sequence[Peer]) -> int: ...
 
-    def announce(self, desired: Iterable[Network], *, verify: bool = True) -> tuple[int, int]:
+    def announce(self, desired: Collection[Network], *, verify: bool = True) -> tuple[int, int]:
         """Make the originated set exactly `desired`; returns (added, withdrawn). verify=False diffs against
         what this object announced last instead of reading the daemon's state."""
         ...
