@@ -14,10 +14,12 @@ here instead of bouncing back to the ToR. BIRD keeps the lowest-metric kernel ro
 so it imports both protocols and announces each prefix once; a withdrawal is the speaker's route removed (and the
 agent's, which the agent removes itself).
 
-BIRD runs in the foreground (`start_bird`) with its config, control socket and pid file in one directory. The
-config file carries its own inputs on its first line (ASN, router id, peers), so a speaker object that finds a
-BIRD running (an agent restarted) changes nothing that is already so. `netlink rx buffer` holds a burst of
-100,000 route notifications: with BIRD's default the kernel drops some and BIRD waits for its next scan.
+BIRD runs in the foreground (`bird_argv`, `start_bird`) with its config, control socket and pid file in one
+directory. The config file carries its own inputs on its first line (ASN, router id, peers), so a speaker object
+that finds a BIRD running (an agent restarted) changes nothing that is already so; it is the speaker's to
+rewrite, so whoever starts BIRD must not treat a changed config as a reason to restart it. `netlink rx buffer`
+holds a burst of 100,000 route notifications: with BIRD's default the kernel drops some and BIRD waits for its
+next scan.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def read_state(config: str) -> BirdState:
         return BirdState()
 
 
-def bird_command(path: Path, command: str, timeout: float = 10.0) -> list[str]:
+def ask_bird(path: Path, command: str, timeout: float = 10.0) -> list[str]:
     """One command over BIRD's control socket: the reply's lines without their codes. BirdError if BIRD reports
     an error (codes 8xxx and 9xxx); OSError if nothing answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -159,16 +161,23 @@ def _reply(stream: IO[bytes]) -> list[str]:
             return lines
 
 
-def start_bird(run_dir: Path, netns: str | None = None, **popen: Any) -> subprocess.Popen[bytes]:
-    """BIRD in the foreground (the caller holds the process) in `netns`, its config, control socket and pid file
-    in `run_dir`; a config that is not there yet is written first (no sessions). A control socket left behind
-    by a killed BIRD is replaced by the new one."""
+def bird_argv(run_dir: Path) -> tuple[str, ...]:
+    """BIRD's command line: in the foreground (the caller holds the process), its config, control socket and
+    pid file in `run_dir`. A control socket left behind by a killed BIRD is replaced by the new one."""
+    return ("bird", "-f", "-c", str(run_dir / CONFIG), "-s", str(run_dir / SOCKET), "-P", str(run_dir / PID))
+
+
+def ensure_config(run_dir: Path) -> None:
+    """A config for BIRD to start with if there is none yet (no sessions); the speaker rewrites it later."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = run_dir / CONFIG
-    if not config.exists():
-        _write(config, render_config(BirdState()))
-    command = ["bird", "-f", "-c", str(config), "-s", str(run_dir / SOCKET), "-P", str(run_dir / PID)]
-    return subprocess.Popen(in_netns(netns, command), **popen)
+    if not (run_dir / CONFIG).exists():
+        _write(run_dir / CONFIG, render_config(BirdState()))
+
+
+def start_bird(run_dir: Path, netns: str | None = None, **popen: Any) -> subprocess.Popen[bytes]:
+    """BIRD (`bird_argv`) in `netns`, with the config that is there or a first one."""
+    ensure_config(run_dir)
+    return subprocess.Popen(in_netns(netns, bird_argv(run_dir)), **popen)
 
 
 def _write(path: Path, text: str) -> None:
@@ -201,14 +210,14 @@ class BirdSpeaker:
 
     def ready(self) -> bool:
         try:
-            bird_command(self.socket, "show status", 1.0)
+            ask_bird(self.socket, "show status", 1.0)
             return True
         except (OSError, BirdError):
             return False
 
     def command(self, command: str) -> list[str]:
         try:
-            return bird_command(self.socket, command, self.timeout)
+            return ask_bird(self.socket, command, self.timeout)
         except OSError as error:
             raise BirdDown(f"BIRD at {self.socket} does not answer: {error}") from error
 
