@@ -1,18 +1,21 @@
 """Benchmark of public IPs over BGP (needs root). Two parts:
 
-Speaker alone (gobgpd over gRPC into a real FRR ToR, one veth):
+Speaker alone, side by side in one run: gobgpd over gRPC and BIRD learning kernel routes (linux/bird.py), each
+behind the same announce(desired), into a real FRR ToR over one veth:
   - a MUX that starts with N /32s (announced, then the peer added) -> all in the ToR's FIB   (target <= 5 s)
-  - N /32s withdrawn, and N announced, on an established session -> the FIB                   (target <= 5 s)
-  - gobgpd's memory with N routes; one more /32 on top of N: announce() call and -> FIB p50/p99
+  - N /32s withdrawn on an established session -> gone from the FIB                           (target <= 5 s)
+  - N /32s announced on an established session -> the FIB (gobgpd 3.10 sends one UPDATE per path there; BIRD
+    packs them: the target for the packing speaker, established_to_fib_s, is <= 3 s)
+  - the speaker's memory with N routes; one more /32 on top of N: announce() call and -> FIB p50/p99
 
 The lab (controller, ToR, two MUXes, a host, all real agents):
   - a public IP created through the tenant API -> its /32 in the ToR's kernel FIB, p50/p99 over the trials
     (target p50 <= 100 ms), split into the MUX side (desired document in hand -> changed routes handed to
-    gobgpd, as the MUX agent reports it; target <= 10 ms)
+    the speaker, as the MUX agent reports it; target <= 10 ms); the MUX agents run --lab-speaker
   - one MUX failing while UDP flows to a public IP (32 source ports, ECMP-spread, every 5 ms): the time
     until the ToR drops it from the ECMP set and until datagrams stop being lost, for its link silently
     dropping everything with BFD (target <= 0.5 s) and with the BGP hold timer alone (3 s), and for its
-    processes killed (agent, gobgpd, bfdd)
+    processes killed (agent, speaker, bfdd)
 
 Prints a table, then one JSON object as the last line. `--quick`: 10,000 routes, 20 trials.
 """
@@ -35,8 +38,8 @@ from isthmus.lab.faults import silence, unsilence
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import TOR_ASN, Topology
 from isthmus.linux.frr import BFD_PROFILE, vtysh
-from isthmus.linux.gobgp import Peer
 from isthmus.linux.run import in_netns, netns_pids, run
+from isthmus.linux.speaker import DEFAULT_SPEAKER, SPEAKERS, Peer
 
 MUX1, MUX2 = "198.18.0.11", "198.18.0.12"
 UDP_PORT = 7300
@@ -89,40 +92,90 @@ def rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def speaker_alone(count: int, trials: int, figures: dict[str, object]) -> None:
-    with tor.bgp_pair(f"bb{os.getpid() % 10000}") as pair:
-        prefixes = routes(count + trials)
-        bulk = set(prefixes[:count])
-        fib = lambda wanted: lambda: zebra_fib_count(pair.frr_dir) == wanted  # noqa: E731
-        pair.speaker.set_peers([])  # a MUX starting: every path first, then the session
-        started = time.perf_counter()
-        pair.speaker.announce(bulk, verify=False)
-        figures["start_grpc_s"] = round(time.perf_counter() - started, 2)
-        pair.speaker.set_peers([Peer("198.18.0.1", TOR_ASN)])
-        took = until(fib(count), 120)
-        figures["start_to_fib_s"] = rounded(took and time.perf_counter() - started)
-        figures["fib_checked_in_kernel"] = kernel_fib_count(pair.tor) == count
-        figures["gobgpd_rss_mb"] = round(rss_mb(pair.gobgpd_pid), 1)
-        one_call, one_fib = [], []
-        current = set(bulk)
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def speaker_alone(count: int, trials: int) -> dict[str, dict[str, object]]:
+    """Each speaker ("gobgp", "bird") into its own real FRR ToR, both pairs up for the whole part and every phase
+    run for one speaker right after the other (the single-route trials interleaved), so the load of a shared
+    machine weighs on both alike: session start with the routes present, the speaker's memory, one more /32 at a
+    time, withdraw all and announce all on the established session."""
+    out: dict[str, dict[str, object]] = {kind: {} for kind in SPEAKERS_COMPARED}
+    prefixes = routes(count + trials)
+    bulk = set(prefixes[:count])
+    tag = os.getpid() % 10000
+    with tor.bgp_pair(f"bg{tag}s", speaker="gobgp") as gobgp, tor.bgp_pair(f"bb{tag}s", speaker="bird") as bird:
+        pairs = {"gobgp": gobgp, "bird": bird}
+
+        def bulk_phase(name: str, desired: set[IPv4Network], wanted: int, session_after: bool = False) -> None:
+            for kind, pair in pairs.items():
+                cpu = cpu_s(pair.speaker_pid)
+                started = time.perf_counter()
+                pair.speaker.announce(desired, verify=False)
+                out[kind][f"{name}_call_s"] = round(time.perf_counter() - started, 2)
+                if session_after:
+                    pair.speaker.set_peers([Peer("198.18.0.1", TOR_ASN)])
+                took = until(lambda p=pair: zebra_fib_count(p.frr_dir) == wanted, 120)
+                out[kind][f"{name}_to_fib_s"] = rounded(took and time.perf_counter() - started)
+                out[kind][f"{name}_cpu_s"] = round(cpu_s(pair.speaker_pid) - cpu, 2)
+
+        for pair in pairs.values():
+            pair.speaker.set_peers([])  # a MUX starting: every route first, then the session
+        bulk_phase("start", bulk, count, session_after=True)
+        for kind, pair in pairs.items():
+            out[kind]["fib_checked_in_kernel"] = kernel_fib_count(pair.tor) == count
+            out[kind]["rss_mb"] = round(rss_mb(pair.speaker_pid), 1)
+        one_call: dict[str, list[float]] = {kind: [] for kind in pairs}
+        one_fib: dict[str, list[float]] = {kind: [] for kind in pairs}
+        current = {kind: set(bulk) for kind in pairs}
         for extra in prefixes[count:]:
-            current.add(extra)
-            started = time.perf_counter()
-            pair.speaker.announce(current, verify=False)
-            one_call.append((time.perf_counter() - started) * 1000)
-            address = str(extra.network_address)
-            until(lambda a=address: bool(tor.next_hops(pair.tor, a)), 10, 0.002)
-            one_fib.append((time.perf_counter() - started) * 1000)
-        percentiles(one_call, "one_announce_call_ms", figures)
-        percentiles(one_fib, "one_route_to_fib_ms", figures)
-        started = time.perf_counter()
-        pair.speaker.announce(set(), verify=False)
-        figures["withdraw_grpc_s"] = round(time.perf_counter() - started, 2)
-        figures["withdraw_to_fib_s"] = rounded(until(fib(0), 120) and time.perf_counter() - started)
-        started = time.perf_counter()
-        pair.speaker.announce(bulk, verify=False)
-        figures["established_grpc_s"] = round(time.perf_counter() - started, 2)
-        figures["established_to_fib_s"] = rounded(until(fib(count), 120) and time.perf_counter() - started)
+            for kind, pair in pairs.items():
+                current[kind].add(extra)
+                started = time.perf_counter()
+                pair.speaker.announce(current[kind], verify=False)
+                one_call[kind].append((time.perf_counter() - started) * 1000)
+                address = str(extra.network_address)
+                until(lambda a=address, p=pair: bool(tor.next_hops(p.tor, a)), 10, 0.002)
+                one_fib[kind].append((time.perf_counter() - started) * 1000)
+        for kind in pairs:
+            percentiles(one_call[kind], "one_announce_call_ms", out[kind])
+            percentiles(one_fib[kind], "one_route_to_fib_ms", out[kind])
+        bulk_phase("withdraw", set(), 0)
+        bulk_phase("established", bulk, count)
+    return out
+
+
+SPEAKERS_COMPARED = ("gobgp", "bird")
+# The gobgpd figures keep the names this bench always printed; established_to_fib_s and speaker_rss_mb are the
+# packing speaker's (BIRD), every other BIRD figure is prefixed bird_.
+GOBGPD_KEYS = {"start_call_s": "start_grpc_s", "rss_mb": "gobgpd_rss_mb", "withdraw_call_s": "withdraw_grpc_s",
+               "established_call_s": "established_grpc_s", "established_to_fib_s": "gobgpd_established_to_fib_s",
+               "established_cpu_s": "gobgpd_established_cpu_s", "start_cpu_s": "gobgpd_start_cpu_s",
+               "withdraw_cpu_s": "gobgpd_withdraw_cpu_s"}  # fmt: skip
+BIRD_KEYS = {"rss_mb": "speaker_rss_mb", "established_to_fib_s": "established_to_fib_s",
+             "withdraw_to_fib_s": "bird_withdraw_s"}  # fmt: skip
+
+
+def both_speakers(count: int, trials: int, figures: dict[str, object]) -> None:
+    measured = speaker_alone(count, trials)
+    for name, value in measured["gobgp"].items():
+        figures[GOBGPD_KEYS.get(name, name)] = value
+    for name, value in measured["bird"].items():
+        figures[BIRD_KEYS.get(name, f"bird_{name}")] = value
+    figures["bird_rss_mb"] = figures["speaker_rss_mb"]
+    figures["bird_established_to_fib_s"] = figures["established_to_fib_s"]
+    bird, gobgpd = figures["established_to_fib_s"], figures["gobgpd_established_to_fib_s"]
+    if isinstance(bird, float) and isinstance(gobgpd, float) and gobgpd:
+        figures["established_bird_vs_gobgpd_ratio"] = round(bird / gobgpd, 2)
+
+
+def ratio(bird: object, gobgpd: object) -> str:
+    if isinstance(bird, int | float) and isinstance(gobgpd, int | float) and gobgpd:
+        return f"{bird / gobgpd:.2f}"
+    return "-"
 
 
 def next_hops(lab: fabric.LabState, address: str) -> list[str]:
@@ -174,9 +227,10 @@ def recover(lab: fabric.LabState, vip: str, bfd: bool = True) -> None:
         raise RuntimeError("mux1 did not come back into the ToR's ECMP set")
 
 
-def lab_part(trials: int, figures: dict[str, object]) -> None:
+def lab_part(trials: int, speaker: str, figures: dict[str, object]) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-bgp-"))
     prefix = f"bg{os.getpid() % 10000}-"
+    os.environ["ISTHMUS_MUX_SPEAKER"] = figures["lab_speaker"] = speaker  # the agents inherit it
     lab = fabric.up(workdir, Topology(prefix, hosts=1, muxes=2, gateways=0), log_level="warning")
     try:
         t = Tenant(lab, "00000000-0000-0000-0000-0000000000b9")
@@ -215,29 +269,39 @@ def lab_part(trials: int, figures: dict[str, object]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--lab-speaker", choices=SPEAKERS, default=DEFAULT_SPEAKER, help="the MUX agents' speaker")
     args = parser.parse_args()
     count = 10_000 if args.quick else 100_000
     trials = 20 if args.quick else 100
     figures: dict[str, object] = {"routes": count, "trials": trials}
-    speaker_alone(count, trials, figures)
-    lab_part(trials, figures)
+    both_speakers(count, trials, figures)
+    lab_part(trials, args.lab_speaker, figures)
     f = figures
     bulk_goal = "<= 5 s" if count == 100_000 else "(<= 5 s at 100,000)"
+    packed_goal = "<= 3 s" if count == 100_000 else "(<= 3 s at 100,000)"
+    compared = [  # (what, gobgpd, BIRD, goal): the speaker alone, same run
+        (f"MUX starts with {count:,} /32s -> ToR FIB", f["start_to_fib_s"], f["bird_start_to_fib_s"], "s", bulk_goal),
+        (f"{count:,} announced, session up -> FIB", f["gobgpd_established_to_fib_s"], f["established_to_fib_s"],
+         "s", packed_goal),
+        (f"{count:,} withdrawn, session up -> FIB empty", f["withdraw_to_fib_s"], f["bird_withdraw_s"], "s",
+         bulk_goal),
+        ("  announce() call for those", f["established_grpc_s"], f["bird_established_call_s"], "s", "-"),
+        ("  speaker CPU for the live announce", f["gobgpd_established_cpu_s"], f["bird_established_cpu_s"], "s", "-"),
+        (f"speaker memory with {count:,} routes", f["gobgpd_rss_mb"], f["speaker_rss_mb"], "MB", "-"),
+        (f"one more /32 on {count:,}: announce() p50", f["one_announce_call_ms_p50"],
+         f["bird_one_announce_call_ms_p50"], "ms", "<= 10 ms"),
+        ("one more /32 -> ToR FIB p50", f["one_route_to_fib_ms_p50"], f["bird_one_route_to_fib_ms_p50"], "ms", "-"),
+        ("one more /32 -> ToR FIB p99", f["one_route_to_fib_ms_p99"], f["bird_one_route_to_fib_ms_p99"], "ms", "-"),
+    ]  # fmt: skip
+    print("\nisthmus BGP benchmark: the speaker alone, gobgpd and BIRD into the same FRR ToR" +
+          (" --quick" if args.quick else ""))  # fmt: skip
+    print(f"{'':<46} {'gobgpd':>10} {'BIRD':>10} {'BIRD/gobgpd':>12}  target")
+    for name, gobgpd, bird, unit, goal in compared:
+        print(f"{name:<46} {f'{gobgpd} {unit}':>10} {f'{bird} {unit}':>10} {ratio(bird, gobgpd):>12}  {goal}")
     rows = [
-        (f"MUX starts with {count:,} /32s -> ToR FIB", f"{f['start_to_fib_s']} s (gRPC {f['start_grpc_s']} s)",
-         bulk_goal),
-        (f"{count:,} withdrawn, session up -> FIB", f"{f['withdraw_to_fib_s']} s (gRPC {f['withdraw_grpc_s']} s)",
-         bulk_goal),
-        (f"{count:,} announced, session up -> FIB", f"{f['established_to_fib_s']} s "
-         f"(gRPC {f['established_grpc_s']} s)", bulk_goal),
-        (f"gobgpd memory with {count:,} routes", f"{f['gobgpd_rss_mb']} MB", "-"),
-        (f"one more /32 on {count:,}: announce() p50/p99", f"{f['one_announce_call_ms_p50']} / "
-         f"{f['one_announce_call_ms_p99']} ms", "<= 10 ms"),
-        ("one more /32: -> ToR FIB p50/p99", f"{f['one_route_to_fib_ms_p50']} / {f['one_route_to_fib_ms_p99']} ms",
-         "-"),
         ("lab: public IP PUT -> ToR FIB p50/p99", f"{f['api_to_fib_ms_p50']} / {f['api_to_fib_ms_p99']} ms",
          "p50 <= 100 ms"),
-        ("lab: MUX side (document -> gobgpd) p50/p99", f"{f['mux_side_ms_p50']} / {f['mux_side_ms_p99']} ms",
+        ("lab: MUX side (document -> speaker) p50/p99", f"{f['mux_side_ms_p50']} / {f['mux_side_ms_p99']} ms",
          "<= 10 ms"),
     ]  # fmt: skip
     for name, what in (("silent_bfd", "link silently dead, BFD"), ("silent_hold", "link silently dead, hold timer"),
@@ -249,7 +313,7 @@ def main() -> None:
     if isinstance(bfd, float) and isinstance(hold, float) and bfd > 0:
         f["bfd_vs_hold_ratio"] = round(hold / bfd, 1)
         rows.append(("hold timer / BFD detection", f"{f['bfd_vs_hold_ratio']}x", "-"))
-    print("\nisthmus BGP benchmark (gobgpd -> FRR; lab with two MUXes)" + (" --quick" if args.quick else ""))
+    print(f"\nthe lab: two MUXes with their agents (speaker: {f['lab_speaker']})")
     for name, value, goal in rows:
         print(f"{name:<46} {value:>36}  {goal}")
     print(json.dumps(figures))

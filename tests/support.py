@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from isthmus.linux.run import netns_pids
+
+SPEAKERS = (b"gobgpd", b"bird")  # the MUX's BGP speaker is one of these (isthmus agent mux --speaker)
 
 
 def require_root() -> None:
@@ -29,3 +34,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"not within {timeout} s")
+
+
+def speaker_pids(netns: str) -> list[int]:
+    """The BGP speaker processes (gobgpd or BIRD, whichever the MUX agent runs) in a namespace."""
+    pids = []
+    for pid in netns_pids(netns):
+        try:
+            program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if os.path.basename(program) in SPEAKERS:
+            pids.append(pid)
+    return pids

@@ -18,13 +18,25 @@ require_root()
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[fabric.LabState]:
+    """The lab; a module may choose the MUX agents' speaker by parametrising this fixture indirectly (bird, gobgp),
+    else they run the default."""
     workdir = tmp_path_factory.mktemp("lab")
-    # Unique per run and module, short (interface names derive from node names, not from this).
-    prefix = f"it{os.getpid() % 10000}x{zlib.crc32(request.module.__name__.encode()) % 100:02d}-"
-    state = fabric.up(workdir, Topology(prefix, hosts=2, muxes=1, gateways=0), log_level="info")
+    speaker = getattr(request, "param", None)
+    # Unique per run, module and speaker, short (interface names derive from node names, not from this).
+    prefix = f"it{os.getpid() % 10000}x{zlib.crc32(request.module.__name__.encode()) % 100:02d}{(speaker or '')[:1]}-"
+    chosen = os.environ.get("ISTHMUS_MUX_SPEAKER")
+    if speaker:
+        os.environ["ISTHMUS_MUX_SPEAKER"] = speaker  # every MUX agent this module starts (or restarts) inherits it
     try:
-        yield state
+        state = fabric.up(workdir, Topology(prefix, hosts=2, muxes=1, gateways=0), log_level="info")
+        try:
+            yield state
+        finally:
+            fabric.down(Path(workdir), prefix)
+            leftovers = [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+            assert not leftovers, leftovers
     finally:
-        fabric.down(Path(workdir), prefix)
-        leftovers = [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
-        assert not leftovers, leftovers
+        if chosen is None:
+            os.environ.pop("ISTHMUS_MUX_SPEAKER", None)
+        else:
+            os.environ["ISTHMUS_MUX_SPEAKER"] = chosen

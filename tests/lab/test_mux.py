@@ -8,15 +8,21 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from isthmus.lab import fabric, probe, tor, vms
 from isthmus.lab.faults import silence, unsilence
+from isthmus.lab.mux_routes import mux_speaker
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.frr import vtysh
-from isthmus.linux.gobgp import GobgpSpeaker
-from isthmus.linux.run import ip_json, netns_pids
-from tests.support import wait_for
+from isthmus.linux.run import ip_json
+from tests.support import speaker_pids, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000e1"
+SPEAKER_PROGRAMS = {"bird": "bird", "gobgp": "gobgpd"}
+
+# Every test here runs once with each speaker the MUX agent can run (the lab fixture is module-scoped: two labs).
+pytestmark = pytest.mark.parametrize("lab", sorted(SPEAKER_PROGRAMS), indirect=True, scope="module")
 
 
 def tor_route(lab: fabric.LabState, address: str) -> list[str]:
@@ -43,7 +49,7 @@ def test_public_ip_announced_moved_and_withdrawn(lab: fabric.LabState) -> None:
     t.nic("n1", "vnet1", "s", public_ip="pip")
     vm = vms.create(lab, "m1", t.id("networkInterfaces/n1"), "h1")
     wait_for(lambda: mux_route(lab, vip) == "198.18.0.101")
-    speaker = GobgpSpeaker(f"unix://{tor.run_dir(lab.topology.netns('mux1')) / 'gobgpd.sock'}")
+    speaker = mux_speaker(tor.run_dir(lab.topology.netns("mux1")))
     try:
         before = speaker.announced()
         with probe.server(vm.netns, "0.0.0.0", 80):
@@ -66,13 +72,14 @@ def test_public_ip_announced_moved_and_withdrawn(lab: fabric.LabState) -> None:
     assert not probe.tcp_open(lab.topology.netns("inet"), vip, 80, timeout=0.3)
 
 
-def test_gobgpd_killed_is_restarted_and_reannounces(lab: fabric.LabState) -> None:
+def test_speaker_killed_is_restarted_and_reannounces(lab: fabric.LabState) -> None:
     t = Tenant(lab, SUB)
     vip = t.public_ip("pip-restart")
     assert wait_for(lambda: tor_route(lab, vip))
-    netns = lab.topology.netns("mux1")
-    [gobgpd] = [pid for pid in netns_pids(netns) if "gobgpd" in Path(f"/proc/{pid}/cmdline").read_text()]
-    os.kill(gobgpd, signal.SIGKILL)
+    [speaker] = speaker_pids(lab.topology.netns("mux1"))  # gobgpd or BIRD
+    chosen = os.environ["ISTHMUS_MUX_SPEAKER"]  # set by the parametrised lab fixture
+    assert Path(f"/proc/{speaker}/cmdline").read_bytes().split(b"\0")[0].endswith(SPEAKER_PROGRAMS[chosen].encode())
+    os.kill(speaker, signal.SIGKILL)
     wait_for(lambda: not tor_route(lab, vip), 10)  # one MUX in this lab: its routes go with it
     assert wait_for(lambda: tor_route(lab, vip), 20)  # the agent notices on a heartbeat, restarts, re-announces
     with lab.operator() as http:

@@ -1,4 +1,4 @@
-"""Two MUXes: the ToR spreads every public IP over both (ECMP) and `isthmus mux routes` shows it; gobgpd or
+"""Two MUXes: the ToR spreads every public IP over both (ECMP) and `isthmus mux routes` shows it; the speaker or
 the MUX agent crashing never costs the ToR a route while the other MUX is healthy; when one MUX's link goes
 silent or the whole MUX dies, traffic to public IPs continues through the other."""
 
@@ -23,7 +23,8 @@ from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.topology import Topology
 from isthmus.lab.tor import next_hops as tor_next_hops
 from isthmus.linux.run import netns_pids
-from tests.support import require_root, wait_for
+from isthmus.linux.speaker import DEFAULT_SPEAKER
+from tests.support import require_root, speaker_pids, wait_for
 
 require_root()
 BOTH = ["198.18.0.11", "198.18.0.12"]
@@ -102,6 +103,7 @@ def test_ecmp_and_mux_routes(lab2: fabric.LabState, served: tuple[str, vms.Vm]) 
         ("mux2", True, announced, 2),
     ]
     assert view["tor"]["learned"] == view["tor"]["fib"] == {prefix: ["mux1", "mux2"] for prefix in announced}
+    assert {m["speaker"] for m in view["muxes"]} == {DEFAULT_SPEAKER}  # what the agents run unless told otherwise
     table = subprocess.run([sys.executable, "-m", "isthmus", "mux", "routes"], env=env,
                            capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
     assert f"{vip}/32" in table and "Established" in table
@@ -111,12 +113,12 @@ def test_restarts_never_cost_the_tor_a_route(lab2: fabric.LabState, served: tupl
     vip, _vm = served
     mux1 = lab2.topology.netns("mux1")
     assert wait_for(lambda: next_hops(lab2, vip) == BOTH, 15)
-    with FibWatch(lab2, vip) as gobgpd_crash:
-        [gobgpd] = [pid for pid in netns_pids(mux1) if b"gobgpd" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        os.kill(gobgpd, signal.SIGKILL)
+    with FibWatch(lab2, vip) as speaker_crash:
+        [speaker] = speaker_pids(mux1)  # gobgpd or BIRD, whichever the agent runs
+        os.kill(speaker, signal.SIGKILL)
         assert wait_for(lambda: next_hops(lab2, vip) == ["198.18.0.12"], 10)
         assert wait_for(lambda: next_hops(lab2, vip) == BOTH, 30)  # restarted by the agent, announced again
-    assert all(gobgpd_crash.samples) and len(gobgpd_crash.samples) > 20
+    assert all(speaker_crash.samples) and len(speaker_crash.samples) > 20
     assert wait_for(lambda: probe.tcp_echo(lab2.topology.netns("inet"), vip, 80, timeout=0.3), 15)
 
     # The agent itself killed with -9 and restarted: it adopts gobgpd and bfdd, the ToR notices nothing.

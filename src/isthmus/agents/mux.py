@@ -1,10 +1,10 @@
-"""The MUX agent: announces every VIP of the MUX document over BGP (gobgpd, supervised here) and
+"""The MUX agent: announces every VIP of the MUX document over BGP (BIRD or gobgpd, supervised here) and
 forwards each to its backend with a plain /32 route.
 
 Stateless and identical on every MUX (ECMP-safe): a backend that moves changes the route here, never the
-announcement. gobgpd runs in this node's namespace, is driven over gRPC on a unix socket, and is
-restarted (then re-configured and re-announced by the same pass) if it dies; an agent that restarts
-adopts the gobgpd and bfdd it left running (linux/supervisor.py).
+announcement. The speaker (--speaker: BIRD over its control socket, linux/bird.py, or gobgpd over gRPC on a
+unix socket) runs in this node's namespace and is restarted (then re-configured and re-announced by the same
+pass) if it dies; an agent that restarts adopts the speaker and bfdd it left running (linux/supervisor.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 
 from isthmus.agents.loop import Outcome
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, frr_daemon
-from isthmus.linux.gobgp import GobgpSpeaker, Peer, gobgpd_api, gobgpd_daemon
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import ip_json, sysctl
+from isthmus.linux.speaker import DEFAULT_SPEAKER, Peer
+from isthmus.linux.speakers import mux_speaker
 from isthmus.linux.supervisor import Daemon, Supervisor
 from isthmus.model.documents import Address, Delta, MuxDelta, MuxDocument, Network, Vip
 
@@ -36,12 +37,12 @@ def mux_bfdd(run_dir: Path, local: str, peers: list[str]) -> Daemon:
 
 
 class MuxReconciler:
-    def __init__(self, node: str, run_dir: Path) -> None:
+    def __init__(self, node: str, run_dir: Path, speaker: str = DEFAULT_SPEAKER) -> None:
         self.node = node
         self.devices: dict[str, str] = {}  # next hop -> the device it is reached on
         self.run_dir = run_dir
-        self.speaker = GobgpSpeaker(gobgpd_api(run_dir))
-        self.gobgpd = Supervisor(gobgpd_daemon(run_dir, probe=self.speaker.ready))
+        self.speaker, daemon = mux_speaker(speaker, run_dir)  # ValueError for a speaker there is none of
+        self.gobgpd = Supervisor(daemon)  # the speaker's daemon: BIRD or gobgpd (the status keys say gobgpd)
         self.bfdd = Supervisor()  # its sessions come with the first document that has BGP
         self.last_announce: dict[str, Any] = {}
         self.routes: dict[Address, Route] | None = None  # the forwarding routes this agent last left in the kernel

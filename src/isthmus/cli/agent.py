@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 
 from isthmus.agents.client import ControllerClient
 from isthmus.agents.loop import Reconciler, run
+from isthmus.linux.speaker import DEFAULT_SPEAKER
+
+
+class SpeakerKind(StrEnum):
+    bird = "bird"
+    gobgp = "gobgp"
+
+
+DEFAULT = SpeakerKind(DEFAULT_SPEAKER)
+
 
 agent_app = typer.Typer(help="Node agents: level-triggered reconcilers.", no_args_is_help=True)
 
@@ -44,11 +55,12 @@ def mux(
     token_file: Path = typer.Option(..., help="File holding this node's token."),
     ca: str | None = typer.Option(None, envvar="ISTHMUS_CA"),
     address: str | None = typer.Option(None, help="Underlay address to register."),
-    run_dir: Path | None = typer.Option(None, help="gobgpd's socket and log (default /run/isthmus/NODE)."),
+    run_dir: Path | None = typer.Option(None, help="The speaker's socket, config and log (default /run/isthmus/NODE)."),
+    speaker: SpeakerKind = typer.Option(DEFAULT, envvar="ISTHMUS_MUX_SPEAKER", help="The BGP speaker it runs."),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """An SLB MUX: every public IP announced over BGP (gobgpd) and routed to its backend."""
+    """An SLB MUX: every public IP announced over BGP (BIRD or gobgpd) and routed to its backend."""
     from isthmus.agents.mux import MuxReconciler
 
-    reconciler = MuxReconciler(node, run_dir or Path("/run/isthmus") / node)
+    reconciler = MuxReconciler(node, run_dir or Path("/run/isthmus") / node, speaker.value)
     _start("mux", node, controller, token_file, ca, address, reconciler, log_level)

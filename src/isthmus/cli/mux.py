@@ -22,20 +22,21 @@ def routes(
     limit: int = typer.Option(50, min=0, help="Rows to print per table (the summary always counts every prefix)."),
     output: str = typer.Option("table", "--output", "-o"),
 ) -> None:
-    """Per MUX: the desired count its agent reports, what its gobgpd announces, its session to the ToR; per
+    """Per MUX: the desired count its agent reports, what its speaker announces, its session to the ToR; per
     public IP: which MUXes announce it, which the ToR learned it from, and the ToR's FIB next hops."""
     view = collect(lab_state(workdir))
     if output == "json":
         print(json.dumps(view.as_json(), indent=2))
         return
     summary = Table(title="MUX announcements")
-    for column in ("mux", "address", "session to ToR", "desired (agent)", "announced (gobgpd)", "ToR learned"):
+    for column in ("mux", "address", "session to ToR", "desired (agent)", "announced (speaker)", "ToR learned"):
         summary.add_column(column)
     for mux in view.muxes:
         learned = sum(1 for peers in view.learned.values() if mux.name in peers)
-        announced = "[red]gobgpd not answering[/red]" if mux.announced is None else str(len(mux.announced))
+        announced = f"[red]{mux.speaker} not answering[/red]" if mux.announced is None else str(len(mux.announced))
         summary.add_row(mux.name, mux.address, "Established" if mux.session else "[red]down[/red]",
-                        "?" if mux.desired is None else str(mux.desired), announced, str(learned))  # fmt: skip
+                        "?" if mux.desired is None else str(mux.desired), f"{announced} ({mux.speaker})",
+                        str(learned))  # fmt: skip
     console.print(summary)
     prefixes = view.prefixes()
     table = Table(title=f"public IPs ({len(prefixes)}; ToR FIB holds {len(view.fib)})")

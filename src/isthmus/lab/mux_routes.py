@@ -1,6 +1,7 @@
 """What each MUX of the lab announces and what the ToR learned from it: the view behind `isthmus mux routes`.
 
-Each source is asked directly: the MUX's gobgpd over its gRPC socket (what it originates), the ToR's bgpd
+Each source is asked directly: the MUX's speaker (BIRD over its control socket, or gobgpd over its gRPC socket:
+what it originates), the ToR's bgpd
 (which MUX it learned each prefix from) and the ToR's kernel FIB (the next hops traffic really takes). The
 MUX agent's own count of the desired set comes from its status report to the controller.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,8 +18,10 @@ import httpx
 
 from isthmus.lab import tor
 from isthmus.lab.fabric import LabState
+from isthmus.linux.bird import SOCKET, BirdError, BirdSpeaker
 from isthmus.linux.frr import vtysh
 from isthmus.linux.gobgp import GobgpSpeaker
+from isthmus.linux.speaker import Speaker
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,8 @@ class MuxView:
     name: str
     address: str
     desired: int | None  # as the MUX agent last reported it
-    announced: set[str] | None  # None: gobgpd did not answer
+    speaker: str  # bird or gobgp
+    announced: set[str] | None  # None: the speaker did not answer
     session: bool  # the ToR's session to it is Established
 
 
@@ -43,7 +48,7 @@ class RoutesView:
 
     def as_json(self) -> dict[str, Any]:
         muxes = [
-            {"name": m.name, "address": m.address, "desired": m.desired, "session": m.session,
+            {"name": m.name, "address": m.address, "desired": m.desired, "session": m.session, "speaker": m.speaker,
              "announced": None if m.announced is None else sorted(m.announced, key=_sort_key)}
             for m in self.muxes
         ]  # fmt: skip
@@ -58,8 +63,9 @@ def collect(state: LabState) -> RoutesView:
     desired = _reported_desired(state)
     views = []
     for node in muxes:
-        socket = tor.run_dir(state.topology.netns(node.name)) / "gobgpd.sock"
-        views.append(MuxView(node.name, node.underlay, desired.get(node.name), _announced(f"unix://{socket}"),
+        speaker = mux_speaker(tor.run_dir(state.topology.netns(node.name)))
+        kind = "bird" if isinstance(speaker, BirdSpeaker) else "gobgp"
+        views.append(MuxView(node.name, node.underlay, desired.get(node.name), kind, _announced(speaker),
                              sessions.get(node.underlay, False)))  # fmt: skip
     learned = {
         prefix: sorted(names.get(peer, peer) for peer in peers)
@@ -70,11 +76,18 @@ def collect(state: LabState) -> RoutesView:
     return RoutesView(views, learned, fib)
 
 
-def _announced(api: str) -> set[str] | None:
-    speaker = GobgpSpeaker(api, timeout=5.0)
+def mux_speaker(run_dir: Path) -> Speaker:
+    """A client of the speaker whose files are in a MUX's run directory: BIRD if its control socket is there,
+    else gobgpd (the MUX agent's --speaker)."""
+    if (run_dir / "bird" / SOCKET).exists():
+        return BirdSpeaker(run_dir / "bird", timeout=5.0)
+    return GobgpSpeaker(f"unix://{run_dir / 'gobgpd.sock'}", timeout=5.0)
+
+
+def _announced(speaker: Speaker) -> set[str] | None:
     try:
         return {str(network) for network in speaker.announced()}
-    except grpc.RpcError:
+    except (grpc.RpcError, BirdError):
         return None
     finally:
         speaker.close()

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from isthmus.lab.topology import INTERNET_HOST, MUX_ASN, TOR_ASN, TOR_UNDERLAY
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, start_frr, vtysh
-from isthmus.linux.gobgp import GobgpSpeaker, Peer, gobgpd_api, gobgpd_daemon
+from isthmus.linux.gobgp import Peer
 from isthmus.linux.run import add_netns, delete_netns, ip_batch, ip_json, sysctl
+from isthmus.linux.speaker import Speaker
+from isthmus.linux.speakers import mux_speaker
 from isthmus.linux.supervisor import Supervisor
 
 
@@ -72,14 +74,15 @@ def bfd_up(workdir: Path) -> dict[str, bool]:
 
 
 @contextmanager
-def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.18.0.11") -> Iterator[BgpPair]:
-    """A ToR namespace (FRR zebra + bgpd, ECMP) and a MUX namespace with gobgpd on a unix socket, linked
-    by a veth; the speaker configured and peering. For tests and benchmarks of the speaker alone.
-    Everything is removed on exit (processes by their supervisors' PIDs, namespaces by name)."""
+def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.18.0.11",
+             speaker: str = "gobgp") -> Iterator[BgpPair]:  # fmt: skip
+    """A ToR namespace (FRR zebra + bgpd, ECMP) and a MUX namespace with the speaker ("gobgp": gobgpd on a unix
+    socket, "bird": BIRD), linked by a veth; the speaker configured and peering. For tests and benchmarks of the
+    speaker alone. Everything is removed on exit (processes by their supervisors' PIDs, namespaces by name)."""
     tor, mux = f"{tag}-tor", f"{tag}-mux"
     frr_dir = run_dir(tor)
     daemons: list[Supervisor] = []
-    speaker = GobgpSpeaker(gobgpd_api(frr_dir))
+    made, daemon = mux_speaker(speaker, run_dir(mux), mux)
     try:
         add_netns(tor)
         add_netns(mux)
@@ -88,24 +91,25 @@ def bgp_pair(tag: str, tor_address: str = "198.18.0.1", mux_address: str = "198.
         ip_batch(mux, [f"addr add {mux_address}/24 dev eth0", "link set eth0 up"])
         bgpd = tor_bgpd(tor_address, [mux_address], bfd=False)
         daemons += start_frr(tor, frr_dir, {"zebra": TOR_ZEBRA, "bgpd": bgpd})
-        gobgpd = Supervisor(gobgpd_daemon(frr_dir, mux, probe=speaker.ready))
-        daemons.append(gobgpd)
-        gobgpd.ensure()
-        assert gobgpd.pid is not None
-        speaker.configure(MUX_ASN, mux_address, [Peer(tor_address, TOR_ASN)])
+        process = Supervisor(daemon)
+        daemons.append(process)
+        process.ensure()
+        assert process.pid is not None
+        made.configure(MUX_ASN, mux_address, [Peer(tor_address, TOR_ASN)])
         deadline = time.monotonic() + 20
         while not all(established(frr_dir).values()) or not established(frr_dir):
             if time.monotonic() > deadline:
                 raise RuntimeError("the BGP session did not come up")
             time.sleep(0.05)
-        yield BgpPair(tor, mux, frr_dir, speaker, gobgpd.pid)
+        yield BgpPair(tor, mux, frr_dir, made, process.pid)
     finally:
-        speaker.close()
-        for daemon in reversed(daemons):
-            daemon.stop()
+        made.close()
+        for supervised in reversed(daemons):
+            supervised.stop()
         delete_netns(tor)
         delete_netns(mux)
         shutil.rmtree(frr_dir, ignore_errors=True)
+        shutil.rmtree(run_dir(mux), ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ class BgpPair:
     tor: str
     mux: str
     frr_dir: Path
-    speaker: GobgpSpeaker
-    gobgpd_pid: int
+    speaker: Speaker  # a GobgpSpeaker or a BirdSpeaker, as asked for
+    speaker_pid: int
 
 
 def next_hops(tor: str, address: str) -> list[str]:

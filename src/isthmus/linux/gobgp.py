@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.empty_pb2 import Empty
 
 from isthmus._generated.gobgp import attribute_pb2, gobgp_pb2, gobgp_pb2_grpc
+from isthmus.linux.speaker import Network as Network
+from isthmus.linux.speaker import Peer as Peer
 from isthmus.linux.supervisor import Daemon, socket_answers
 
-Network = IPv4Network | IPv6Network
 BATCH = 1000
 
 
@@ -54,12 +54,6 @@ def _gobgpd_answers(sock: Path, probe: Callable[[], bool] | None) -> bool:
     """The socket accepts connections, then `probe`: a gRPC call made before the socket exists puts the
     channel into its reconnect backoff, and a fresh gobgpd looked ready only ~1 s later instead of ~25 ms."""
     return socket_answers(sock) and (probe is None or probe())
-
-
-@dataclass(frozen=True)
-class Peer:
-    address: str
-    asn: int
 
 
 def _family(version: int) -> Any:
