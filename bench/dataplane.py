@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.compile import host, security_rules
-from isthmus.compile.host import AZURE_LOAD_BALANCER, program_json
-from isthmus.compile.security_rules import NsgContext, compile_nsg
+from isthmus.compile.host import AZURE_LOAD_BALANCER
+from isthmus.compile.security_rules import compile_nsg
 from isthmus.lab import fabric, probe, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.lab.testbed import router_between
 from isthmus.lab.topology import Topology
-from isthmus.linux import nft, nsg_nft
+from isthmus.linux import nft
 from isthmus.linux.nsg_nft import Port, render_filter
 from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch
+from isthmus.model.nsg import NsgContext
 
 CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), AZURE_LOAD_BALANCER)
 VM, PEER = "100.64.1.4", "198.51.100.200"
@@ -91,11 +92,10 @@ def iperf(server_ns: str, address: str, client_ns: str, seconds: float) -> float
 
 def load_nsg(router: str, rules: list[dict[str, Any]]) -> tuple[float, float]:
     """Seconds to compile + render the rules' JSON, and to replace the kernel table, as the agent does it."""
-    security_rules._resolved.cache_clear()  # a cold compile: nothing of an earlier NSG is reused
+    security_rules.clear_caches()  # a cold compile: nothing of an earlier NSG is reused
     host._texts.cache_clear()
-    nsg_nft._span.cache_clear()
     started = time.perf_counter()
-    program = program_json(compile_nsg(rules, CONTEXT))
+    program = compile_nsg(rules, CONTEXT)
     body = render_filter([Port("nvm", "nic", None)], {"nic": program})
     compiled = time.perf_counter()
     nft.ensure_table(router, "inet", "isthmus", body, verify=False)  # as the agent's passes between full ones

@@ -13,6 +13,8 @@ import logging
 from ipaddress import IPv4Network, ip_address, ip_interface, ip_network
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from isthmus.agents.loop import Outcome
 from isthmus.linux import nft
 from isthmus.linux.nat_nft import TRANSIT, host_guard, router_nat
@@ -20,8 +22,10 @@ from isthmus.linux.nsg_nft import Port, render_filter
 from isthmus.linux.router import Remote, RouterSpec, VmPort, realize
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
+from isthmus.model.nsg import NsgProgram
 
 log = logging.getLogger("isthmus.agent.host")
+PROGRAM = TypeAdapter(NsgProgram)  # the controller still sends programs as JSON (compile/host.py program_json)
 
 
 def port_name(nic_id: str) -> str:
@@ -51,7 +55,12 @@ class HostReconciler:
         outcome = Outcome()
         host_links = ip_json(None, "addr", "show")  # read once: transit /31s and the host's own networks
         transit = self._transit({v["vni"] for v in doc["virtualNetworks"]}, host_links)
-        programs = {f"{p['networkSecurityGroup']}|{p['virtualNetwork']}": p for p in doc["networkSecurityGroups"]}
+        programs = {
+            f"{p['networkSecurityGroup']}|{p['virtualNetwork']}": PROGRAM.validate_python(
+                {"inbound": p["inbound"], "outbound": p["outbound"]}
+            )
+            for p in doc["networkSecurityGroups"]
+        }
         nics_by_vnet: dict[str, list[dict[str, Any]]] = {}
         for nic in doc["networkInterfaces"]:
             nics_by_vnet.setdefault(nic["virtualNetwork"].lower(), []).append(nic)
@@ -94,7 +103,7 @@ class HostReconciler:
         vnet: dict[str, Any],
         nics: list[dict[str, Any]],
         transit: tuple[str, str],
-        programs: dict[str, dict[str, Any]],
+        programs: dict[str, NsgProgram],
     ) -> tuple[RouterSpec, dict[str, str], dict[str, str]]:
         subnets = {s["id"].lower(): s for s in vnet["subnets"]}
         ports, guards, public, failures = [], [], {}, {}

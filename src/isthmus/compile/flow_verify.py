@@ -10,7 +10,8 @@ from ipaddress import ip_network
 from typing import Any
 
 from isthmus.compile.host import AZURE_LOAD_BALANCER
-from isthmus.compile.security_rules import Flow, NsgContext, NsgProgram, Verdict, compile_nsg, verify_flow
+from isthmus.compile.security_rules import Flow, Verdict, compile_nsg, verify_flow
+from isthmus.model.nsg import NsgContext, NsgProgram
 
 
 def nsgs_of(nic: Mapping[str, Any], vnet: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

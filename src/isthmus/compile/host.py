@@ -13,8 +13,9 @@ from functools import lru_cache
 from ipaddress import ip_network
 from typing import Any
 
-from isthmus.compile.security_rules import NsgContext, NsgProgram, compile_nsg
+from isthmus.compile.security_rules import compile_nsg
 from isthmus.compile.snapshot import NIC, Snapshot, vnet_key_of
+from isthmus.model.nsg import NsgContext, NsgProgram, Rule
 
 AZURE_LOAD_BALANCER = (ip_network("198.18.255.254/32"),)  # the platform's probe source in the lab
 
@@ -212,16 +213,21 @@ def _nsg(snapshot: Snapshot, key: str, vnet: str) -> dict[str, Any]:
 
 
 def program_json(program: NsgProgram) -> dict[str, Any]:
-    def rule(r: Any) -> dict[str, Any]:
+    """The program as JSON for the host document, keyed by model/nsg.py's field names, so that
+    `TypeAdapter(NsgProgram).validate_python` gives back an equal program."""
+
+    def rule(r: Rule) -> dict[str, Any]:
         return {
             "name": r.name,
+            "default": r.default,
             "priority": r.priority,
+            "direction": r.direction,
             "access": r.access,
             "protocol": r.protocol,
-            "sourcePrefixes": _texts(r.source_prefixes),
-            "sourcePorts": [list(p) for p in r.source_ports],
-            "destinationPrefixes": _texts(r.destination_prefixes),
-            "destinationPorts": [list(p) for p in r.destination_ports],
+            "source_prefixes": _texts(r.source_prefixes),
+            "source_ports": [list(p) for p in r.source_ports],
+            "destination_prefixes": _texts(r.destination_prefixes),
+            "destination_ports": [list(p) for p in r.destination_ports],
         }
 
     return {"inbound": [rule(r) for r in program.inbound], "outbound": [rule(r) for r in program.outbound]}

@@ -1,0 +1,27 @@
+"""The bridge from the controller's program JSON to the host agent's typed programs gives back the program."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+from typing import Any
+
+from hypothesis import given, settings
+from pydantic import TypeAdapter
+
+from isthmus.compile.host import program_json
+from isthmus.compile.security_rules import compile_nsg
+from isthmus.model.nsg import NsgContext, NsgProgram
+from tests.unit.test_security_rules import rule_sets
+
+CONTEXT = NsgContext((ip_network("100.64.0.0/16"), ip_network("2001:db8:64::/48")), (ip_network("198.18.255.254/32"),))
+
+
+@settings(max_examples=100, deadline=None)
+@given(rules=rule_sets())
+def test_compile_then_json_then_type_adapter_is_the_same_program(rules: list[dict[str, Any]]) -> None:
+    program = compile_nsg(rules, CONTEXT)
+    back = TypeAdapter(NsgProgram).validate_python(program_json(program))
+    assert back == program
+    assert [type(p) for r in back.inbound for p in r.source_prefixes] == [
+        type(p) for r in program.inbound for p in r.source_prefixes
+    ]
