@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collap
 from typing import Any
 
 from isthmus.model.nsg import ALL_PORTS, Network, NsgContext, NsgProgram, PortRange, Rule
-from isthmus.model.security_rules import PORTED, TAGS, default_security_rules, normalize_security_rule, port_interval
+from isthmus.model.security_rules import ACCESS, DEFAULT_RULES, DIRECTIONS, PORTED, PROTOCOLS, TAGS, port_interval
 
 Address = IPv4Address | IPv6Address
 ANY_V4, ANY_V6 = ip_network("0.0.0.0/0"), ip_network("::/0")
@@ -55,13 +55,6 @@ def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-_KEY_FIELDS = (
-    "protocol", "access", "priority", "direction", "sourcePortRange", "sourcePortRanges", "destinationPortRange",
-    "destinationPortRanges", "sourceAddressPrefix", "sourceAddressPrefixes", "destinationAddressPrefix",
-    "destinationAddressPrefixes",
-)  # fmt: skip
-
-
 @lru_cache(maxsize=64)
 def _program(keys: tuple[RuleKey, ...], context: NsgContext) -> NsgProgram:
     compiled = _rules_in(context)
@@ -71,9 +64,7 @@ def _program(keys: tuple[RuleKey, ...], context: NsgContext) -> NsgProgram:
     for key in keys:
         rule = compiled.get(key)
         if rule is None:
-            props = {f: v for f, v in zip(_KEY_FIELDS, key[1:], strict=True) if v is not None}
-            rule = compiled[key] = _compile(normalize_security_rule({"name": key[0], "properties": props}), context,
-                                            default=False)  # fmt: skip
+            rule = compiled[key] = _compile(key, context, default=False)
         rules.append(rule)
     ordered = sorted([*rules, *_defaults(context)], key=lambda r: (r.priority, r.name))
     return NsgProgram(
@@ -90,28 +81,30 @@ def _rules_in(context: NsgContext) -> dict[RuleKey, Rule]:
 
 @lru_cache(maxsize=64)
 def _defaults(context: NsgContext) -> tuple[Rule, ...]:
-    return tuple(_compile(rule, context, default=True) for rule in default_security_rules(""))
+    keys = [(name, "*", access, priority, direction, "*", (), "*", (), source, (), destination, ())
+            for name, _description, source, destination, access, priority, direction in DEFAULT_RULES]  # fmt: skip
+    return tuple(_compile(key, context, default=True) for key in keys)
 
 
-def _compile(rule: Mapping[str, Any], context: NsgContext, *, default: bool) -> Rule:
-    props = rule["properties"]
-    ported = props["protocol"] in (*PORTED, "*")  # "*" rules filter the ports of TCP and UDP flows
-
-    def ports(side: str) -> tuple[PortRange, ...]:
-        if not ported:
-            return ALL_PORTS
-        values = props.get(f"{side}PortRanges") or [props[f"{side}PortRange"]]
-        return merge_intervals(port_interval(v) or ALL_PORTS[0] for v in values)
-
-    def prefixes(side: str) -> tuple[Network, ...]:
-        return _resolved(tuple(props.get(f"{side}AddressPrefixes") or [props[f"{side}AddressPrefix"]]), context)
-
+def _compile(key: RuleKey, context: NsgContext, *, default: bool) -> Rule:
+    """One valid rule (any case, either of the singular and plural forms) as prefixes and port intervals."""
+    name, protocol, access, priority, direction, sport, sports, dport, dports, source, sources, dest, dests = key
+    protocol = PROTOCOLS[protocol.lower()]
+    ported = protocol in (*PORTED, "*")  # "*" rules filter the ports of TCP and UDP flows
     return Rule(
-        name=rule["name"], default=default, priority=props["priority"], direction=props["direction"],
-        access=props["access"], protocol=props["protocol"],
-        source_prefixes=prefixes("source"), source_ports=ports("source"),
-        destination_prefixes=prefixes("destination"), destination_ports=ports("destination"),
+        name=name, default=default, priority=priority, direction=DIRECTIONS[direction.lower()],
+        access=ACCESS[access.lower()], protocol=protocol,
+        source_prefixes=_resolved(tuple(sources or (source,)), context),
+        source_ports=_ports(sports or (sport,)) if ported else ALL_PORTS,
+        destination_prefixes=_resolved(tuple(dests or (dest,)), context),
+        destination_ports=_ports(dports or (dport,)) if ported else ALL_PORTS,
     )  # fmt: skip
+
+
+def _ports(values: Sequence[Any]) -> tuple[PortRange, ...]:
+    if len(values) == 1:
+        return (port_interval(values[0]) or ALL_PORTS[0],)
+    return merge_intervals(port_interval(v) or ALL_PORTS[0] for v in values)
 
 
 @lru_cache(maxsize=16384)

@@ -10,7 +10,7 @@ with the same remainder merge back together.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 Interval = tuple[int, int]
 Box = tuple[Interval, ...]
@@ -24,8 +24,18 @@ def disjoint(boxes: Sequence[Box]) -> list[Box]:
 
 
 def _split(boxes: list[Box], dim: int, dims: int) -> list[Box]:
+    """Disjoint boxes of dimensions dim.. covering the union of `boxes` there."""
     if dim == dims:
         return [()]
+    # Shortcuts that give what the sweep below would, without its cost (a run's boxes mostly share their
+    # destinations and source ports, and most source slices hold few boxes).
+    if len(boxes) == 1:
+        return [boxes[0][dim:]]
+    if dim == dims - 1:
+        return [(interval,) for interval in _union(b[dim] for b in boxes)]
+    first = boxes[0][dim]
+    if all(b[dim] == first for b in boxes):
+        return [(first, *rest) for rest in _split(boxes, dim + 1, dims)]
     edges = sorted({b[dim][0] for b in boxes} | {b[dim][1] + 1 for b in boxes})
     starts: dict[int, list[int]] = {}
     for index, box in enumerate(boxes):
@@ -48,3 +58,15 @@ def _split(boxes: list[Box], dim: int, dims: int) -> list[Box]:
         else:
             slices.append((low, high, rest))
     return [((low, high), *tail) for low, high, rest in slices for tail in rest]
+
+
+def _union(intervals: Iterable[Interval]) -> list[Interval]:
+    """Intervals merged where they overlap or touch, in order."""
+    merged: list[Interval] = []
+    for low, high in sorted(intervals):
+        if merged and low <= merged[-1][1] + 1:
+            if high > merged[-1][1]:
+                merged[-1] = (merged[-1][0], high)
+        else:
+            merged.append((low, high))
+    return merged

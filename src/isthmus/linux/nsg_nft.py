@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv6Address
 
 from isthmus.linux.boxes import disjoint
@@ -94,7 +95,7 @@ def chain_body(chain: str, rules: Sequence[Rule]) -> tuple[list[str], list[str]]
     body: list[str] = []
     sets: list[str] = []
     for number, run in enumerate(runs):
-        lookups = _run_sets(f"{chain}-run{number}", run) if len(run) > 1 else None
+        lookups = _run_sets(f"{chain}-run{number}", tuple(run)) if len(run) > 1 else None
         if lookups is None:
             for rule in run:
                 body.extend(rule_lines(rule))
@@ -108,28 +109,22 @@ def chain_body(chain: str, rules: Sequence[Rule]) -> tuple[list[str], list[str]]
     return body, sets
 
 
-def _run_sets(name: str, run: Sequence[Rule]) -> list[tuple[str, list[str]]] | None:
-    """(match, set definition) per family and kind for a run; None if its disjoint form is too large."""
+Box = tuple[tuple[int, int], ...]
+
+
+@lru_cache(maxsize=1024)
+def _run_sets(name: str, run: tuple[Rule, ...]) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """(match, set definition) per family and kind for a run; None if its disjoint form is too large.
+    Cached by content: a run that did not change (a re-load, another NSG edited) costs its hash."""
     out = []
     total = 0
     for version, family, address_type in FAMILIES:
-        ported: list[tuple[tuple[int, int], ...]] = []
-        plain: list[tuple[tuple[int, int], ...]] = []
-        for rule in run:
-            sources = [_span(p) for p in rule.source_prefixes if p.version == version]
-            destinations = [_span(p) for p in rule.destination_prefixes if p.version == version]
-            for source in sources:
-                for destination in destinations:
-                    for protocols, with_ports in _protocols(rule.protocol, version, _restricted(rule)):
-                        if with_ports:
-                            ported += [(source, destination, protocols, sp, dp)
-                                       for sp in rule.source_ports for dp in rule.destination_ports]  # fmt: skip
-                        else:
-                            plain.append((source, destination, protocols))
-        for kind, boxes in (("p", ported), ("n", plain)):
-            if not boxes:
+        boxes = [_rule_boxes(rule, version) for rule in run]
+        for kind, index in (("p", 0), ("n", 1)):
+            run_boxes = [box for rule_boxes in boxes for box in rule_boxes[index]]
+            if not run_boxes:
                 continue
-            pieces = disjoint(boxes)
+            pieces = disjoint(run_boxes)
             total += len(pieces)
             if total > MAX_RUN_ELEMENTS:
                 return None
@@ -138,11 +133,41 @@ def _run_sets(name: str, run: Sequence[Rule]) -> list[tuple[str, list[str]]] | N
             keys = [f"{family} saddr", f"{family} daddr", "meta l4proto"] + (
                 ["th sport", "th dport"] if kind == "p" else []
             )
-            elements = ", ".join(" . ".join(_text(v, i, version) for i, v in enumerate(box)) for box in pieces)
-            definition = [f"set {set_name} {{", f"type {' . '.join(fields)}", "flags interval",
-                          f"elements = {{ {elements} }}", "}"]  # fmt: skip
+            texts = _V4_TEXTS if version == 4 else _V6_TEXTS
+            elements = ", ".join(
+                " . ".join((_address(box[0], texts), _address(box[1], texts), *map(_interval, box[2:])))
+                for box in pieces
+            )
+            definition = (f"set {set_name} {{", f"type {' . '.join(fields)}", "flags interval",
+                          f"elements = {{ {elements} }}", "}")  # fmt: skip
             out.append((f"{' . '.join(keys)} @{set_name}", definition))
-    return out
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def _rule_boxes(rule: Rule, version: int) -> tuple[tuple[Box, ...], tuple[Box, ...]]:
+    """The rule's (ported, plain) boxes in one address family: saddr . daddr . proto (. sport . dport)."""
+    ported: list[Box] = []
+    plain: list[Box] = []
+    sources = [_span(p) for p in rule.source_prefixes if p.version == version]
+    destinations = [_span(p) for p in rule.destination_prefixes if p.version == version]
+    for source in sources:
+        for destination in destinations:
+            for protocols, with_ports in _protocols(rule.protocol, version, _restricted(rule)):
+                if with_ports:
+                    ported += [(source, destination, protocols, sp, dp)
+                               for sp in rule.source_ports for dp in rule.destination_ports]  # fmt: skip
+                else:
+                    plain.append((source, destination, protocols))
+    return tuple(ported), tuple(plain)
+
+
+def clear_caches() -> None:
+    """Forget every rendered run and rule (a benchmark's cold start)."""
+    _run_sets.cache_clear()
+    _rule_boxes.cache_clear()
+    _V4_TEXTS.clear()
+    _V6_TEXTS.clear()
 
 
 def _restricted(rule: Rule) -> bool:
@@ -165,11 +190,23 @@ def _span(network: Network) -> tuple[int, int]:
     return int(network.network_address), int(network.broadcast_address)
 
 
-def _text(interval: tuple[int, int], field: int, version: int) -> str:
+_V4_TEXTS: dict[tuple[int, int], str] = {}  # address intervals as text (elements repeat the same few)
+_V6_TEXTS: dict[tuple[int, int], str] = {}
+
+
+def _address(interval: tuple[int, int], texts: dict[tuple[int, int], str]) -> str:
+    text = texts.get(interval)
+    if text is None:
+        if len(texts) > 65536:
+            texts.clear()
+        low, high = interval
+        name = _v4 if texts is _V4_TEXTS else _v6
+        text = texts[interval] = name(low) if low == high else f"{name(low)}-{name(high)}"
+    return text
+
+
+def _interval(interval: tuple[int, int]) -> str:
     low, high = interval
-    if field < 2:  # addresses
-        text = _v4 if version == 4 else _v6
-        return text(low) if low == high else f"{text(low)}-{text(high)}"
     return str(low) if low == high else f"{low}-{high}"
 
 
