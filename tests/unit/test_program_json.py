@@ -5,8 +5,9 @@ from __future__ import annotations
 from ipaddress import ip_network
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from isthmus.compile.host import program_json
 from isthmus.compile.security_rules import compile_nsg
@@ -25,3 +26,11 @@ def test_compile_then_json_then_type_adapter_is_the_same_program(rules: list[dic
     assert [type(p) for r in back.inbound for p in r.source_prefixes] == [
         type(p) for r in program.inbound for p in r.source_prefixes
     ]
+
+
+def test_a_prefix_that_is_not_a_network_is_refused() -> None:
+    program = program_json(compile_nsg([], CONTEXT))
+    for bad in ("100.64.1.1/16", "nonsense", 42):
+        program["inbound"][0]["source_prefixes"] = [bad]
+        with pytest.raises(ValidationError):
+            TypeAdapter(NsgProgram).validate_python(program)

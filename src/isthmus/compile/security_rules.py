@@ -13,7 +13,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collapse_addresses, ip_network
 from typing import Any
 
-from isthmus.model.nsg import ALL_PORTS, Network, NsgContext, NsgProgram, PortRange, Rule
+from isthmus.model.nsg import ALL_PORTS, Network, NsgContext, NsgProgram, PortRange, Rule, parse_network
 from isthmus.model.security_rules import ACCESS, DEFAULT_RULES, DIRECTIONS, PORTED, PROTOCOLS, TAGS, port_interval
 
 Address = IPv4Address | IPv6Address
@@ -37,7 +37,7 @@ def compile_nsg(rules: Sequence[Mapping[str, Any]], context: NsgContext) -> NsgP
 
 def clear_caches() -> None:
     """Forget every compiled rule and program (a benchmark's cold start)."""
-    for cache in (_program, _rules_in, _defaults, _resolved):
+    for cache in (_program, _rules_in, _defaults, _resolved, parse_network):
         cache.cache_clear()
 
 
@@ -126,7 +126,7 @@ def resolve_prefix(value: str, context: NsgContext) -> list[Network]:
         return list(context.azure_load_balancer)
     if tag == "Internet":
         return complement(context.virtual_network)
-    return [ip_network(value, strict=True)]
+    return [parse_network(value)]
 
 
 def complement(networks: Iterable[Network]) -> list[Network]:
