@@ -14,6 +14,10 @@ TCP and UDP, saddr . daddr . protocol for the rest. The kernel refuses overlappi
 and rules overlap freely, so the run's boxes are first made disjoint (linux/boxes.py). A flow's first
 packet then costs a few lookups per run, not one rule per NSG rule; a run of one rule stays a plain rule
 with the rule's name as its comment, and so does a run whose disjoint form would be too large.
+
+A run's sets are cached by its rules, so rendering an NSG again costs only the runs that changed. Sets and
+chains are named by NSG and run position, so an edit inside a run keeps every name and linux/nft.py
+changes the loaded table in place (the edited rule's few set elements deleted and added).
 """
 
 from __future__ import annotations
