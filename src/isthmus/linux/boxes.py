@@ -23,6 +23,26 @@ def disjoint(boxes: Sequence[Box]) -> list[Box]:
     return [tuple(box) for box in _split(list(boxes), 0, len(boxes[0]))]
 
 
+# The union of each first-dimension slice, by the slice's boxes, across calls: an NSG edited in one rule
+# changes the slices of that rule's sources only, and the others are looked up instead of solved again.
+_SLICES: dict[tuple[Box, ...], tuple[Box, ...]] = {}
+_SLICES_KEPT = 8192
+
+
+def _slice(members: tuple[Box, ...], dims: int) -> tuple[Box, ...]:
+    rest = _SLICES.get(members)
+    if rest is None:
+        if len(_SLICES) >= _SLICES_KEPT:
+            _SLICES.clear()
+        rest = _SLICES[members] = tuple(_split(list(members), 1, dims))
+    return rest
+
+
+def forget_slices() -> None:
+    """Empty the slice memo (a benchmark's cold start)."""
+    _SLICES.clear()
+
+
 def _split(boxes: list[Box], dim: int, dims: int) -> list[Box]:
     """Disjoint boxes of dimensions dim.. covering the union of `boxes` there."""
     if dim == dims:
@@ -51,7 +71,8 @@ def _split(boxes: list[Box], dim: int, dims: int) -> list[Box]:
         key = frozenset(active)
         rest = memo.get(key)
         if rest is None:
-            rest = memo[key] = tuple(_split([boxes[i] for i in sorted(active)], dim + 1, dims))
+            members = tuple(boxes[i] for i in sorted(active))
+            rest = memo[key] = _slice(members, dims) if dim == 0 else tuple(_split(list(members), dim + 1, dims))
         high = next_edge - 1
         if slices and slices[-1][1] + 1 == low and slices[-1][2] == rest:
             slices[-1] = (slices[-1][0], high, rest)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv6Address
 
-from isthmus.linux.boxes import disjoint
+from isthmus.linux.boxes import disjoint, forget_slices
 from isthmus.model.nsg import ALL_PORTS, Network, NsgProgram, Rule
 
 PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "@icmp_any", "Esp": "esp", "Ah": "ah"}
@@ -123,9 +123,9 @@ def _run_sets(name: str, run: tuple[Rule, ...]) -> tuple[tuple[str, tuple[str, .
     out = []
     total = 0
     for version, family, address_type in FAMILIES:
-        boxes = [_rule_boxes(rule, version) for rule in run]
+        per_rule = [_rule_boxes(rule, version) for rule in run]
         for kind, index in (("p", 0), ("n", 1)):
-            run_boxes = [box for rule_boxes in boxes for box in rule_boxes[index]]
+            run_boxes = [box for rule_boxes in per_rule for box in rule_boxes[index]]
             if not run_boxes:
                 continue
             pieces = disjoint(run_boxes)
@@ -170,6 +170,7 @@ def clear_caches() -> None:
     """Forget every rendered run and rule (a benchmark's cold start)."""
     _run_sets.cache_clear()
     _rule_boxes.cache_clear()
+    forget_slices()
     _V4_TEXTS.clear()
     _V6_TEXTS.clear()
 
