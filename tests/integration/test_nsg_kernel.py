@@ -24,13 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isthmus.compile.host import program_json
-from isthmus.compile.security_rules import Flow, NsgContext, compile_nsg, port_interval, resolve_prefix, verify_flow
+from isthmus.compile.security_rules import Flow, compile_nsg, resolve_prefix, verify_flow
 from isthmus.lab.testbed import router_between
 from isthmus.linux import nft
 from isthmus.linux.nsg_nft import Port, render_filter
 from isthmus.linux.run import in_netns, run
 from isthmus.linux.sockets import socket_in
+from isthmus.model.nsg import NsgContext
+from isthmus.model.security_rules import port_interval
 from isthmus.model.snapshot import FabricSettings
 from tests.support import require_root
 from tests.unit.test_security_rules import rule_sets
@@ -161,7 +162,7 @@ def test_kernel_verdict_equals_flow_verify(
     aimed = [aimed_at(data.draw(st.sampled_from(rules)), data.draw) for _ in range(4)] if rules else []
     sample = random_flows + aimed
     subnet, nic = compile_nsg(subnet_rules, CONTEXT), compile_nsg(nic_rules, CONTEXT)
-    programs = {"subnet": program_json(subnet), "nic": program_json(nic)}
+    programs = {"subnet": subnet, "nic": nic}
     nft.ensure_table(netns["router"], "inet", "isthmus", render_filter([Port("nvm", "nic", "subnet")], programs))
     for flow in sample:
         run(in_netns(netns["router"], ["conntrack", "-F"]), check=False)  # every flow is new to the router

@@ -12,17 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isthmus.compile.security_rules import (
-    Flow,
-    NsgContext,
-    compile_nsg,
-    complement,
-    default_security_rules,
-    normalize_security_rule,
-    validate_security_rules,
-    verify,
-    verify_flow,
-)
+from isthmus.api.arm.security_rules import validate_security_rules
+from isthmus.compile.security_rules import Flow, compile_nsg, complement, verify, verify_flow
+from isthmus.model.nsg import NsgContext
+from isthmus.model.security_rules import default_security_rules, normalize_security_rule
 
 CONTEXT = NsgContext((ip_network("100.64.0.0/16"), ip_network("2001:db8:64::/48")), (ip_network("198.18.255.254/32"),))
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from functools import lru_cache
 from ipaddress import IPv4Network, ip_address, ip_interface, ip_network
 from typing import Any
 
 from isthmus.agents.loop import Outcome
-from isthmus.compile.host import program_json
 from isthmus.linux import nft
 from isthmus.linux.nat_nft import TRANSIT, host_guard, router_nat
 from isthmus.linux.nsg_nft import Port, render_filter
@@ -23,6 +21,7 @@ from isthmus.linux.router import Remote, RouterSpec, VmPort, realize
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
 from isthmus.model.documents import Delta, HostDocument, NetworkInterface, Subnet, VirtualNetwork
+from isthmus.model.nsg import NsgProgram
 
 log = logging.getLogger("isthmus.agent.host")
 
@@ -54,7 +53,7 @@ class HostReconciler:
         outcome = Outcome()
         host_links = ip_json(None, "addr", "show")  # read once: transit /31s and the host's own networks
         transit = self._transit({v.vni for v in doc.virtual_networks}, host_links)
-        programs = {p.key: _program_json(p.program) for p in doc.network_security_groups}
+        programs = {p.key: p.program for p in doc.network_security_groups}
         nics_by_vnet: dict[str, list[NetworkInterface]] = {}
         for nic in doc.network_interfaces:
             nics_by_vnet.setdefault(nic.virtual_network, []).append(nic)
@@ -97,7 +96,7 @@ class HostReconciler:
         vnet: VirtualNetwork,
         nics: list[NetworkInterface],
         transit: tuple[str, str],
-        programs: dict[str, dict[str, Any]],
+        programs: dict[str, NsgProgram],
     ) -> tuple[RouterSpec, dict[str, str], dict[str, str]]:
         subnets = {s.id.lower(): s for s in vnet.subnets}
         ports, guards, public, failures = [], [], {}, {}
@@ -220,6 +219,3 @@ class HostReconciler:
                 self.realized.pop(name, None)
                 removed += 1
         return removed
-
-
-_program_json = lru_cache(maxsize=1024)(program_json)  # the same program objects recur pass after pass

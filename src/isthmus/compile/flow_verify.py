@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from ipaddress import ip_network
 from typing import Any
 
-from isthmus.compile.security_rules import Flow, NsgContext, NsgProgram, Verdict, compile_nsg, verify_flow
+from isthmus.compile.security_rules import Flow, Verdict, compile_nsg, verify_flow
+from isthmus.model.nsg import NsgContext, NsgProgram
 from isthmus.model.snapshot import FabricSettings
 
 

@@ -11,9 +11,8 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from ipaddress import ip_network
-from typing import Any
 
-from isthmus.compile.security_rules import NsgContext, NsgProgram, compile_nsg
+from isthmus.compile.security_rules import compile_nsg
 from isthmus.model.documents import (
     Address,
     HostDocument,
@@ -26,6 +25,7 @@ from isthmus.model.documents import (
     VirtualNetwork,
     parse_address,
 )
+from isthmus.model.nsg import NsgContext, NsgProgram
 from isthmus.model.snapshot import NIC, FabricSettings, Snapshot, vnet_key_of
 
 address = lru_cache(maxsize=65536)(parse_address)  # host addresses and private IPs recur across documents
@@ -229,21 +229,3 @@ def _nsg(snapshot: Snapshot, key: str, vnet: str, settings: FabricSettings) -> N
         ip_network(p) for p in vnet_doc.get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
     )
     return compile_nsg(doc["properties"]["securityRules"], NsgContext(space, settings.azure_load_balancer))
-
-
-def program_json(program: NsgProgram) -> dict[str, Any]:
-    """The program in the JSON form linux/nsg_nft.py renders (until it takes the typed program)."""
-
-    def rule(r: Any) -> dict[str, Any]:
-        return {
-            "name": r.name,
-            "priority": r.priority,
-            "access": r.access,
-            "protocol": r.protocol,
-            "sourcePrefixes": [str(p) for p in r.source_prefixes],
-            "sourcePorts": [list(p) for p in r.source_ports],
-            "destinationPrefixes": [str(p) for p in r.destination_prefixes],
-            "destinationPorts": [list(p) for p in r.destination_ports],
-        }
-
-    return {"inbound": [rule(r) for r in program.inbound], "outbound": [rule(r) for r in program.outbound]}

@@ -1,4 +1,4 @@
-"""NSG programs (from the host document) as nftables rules in a VNet router namespace. Pure text.
+"""NSG programs (model/nsg.py, from the host document) as nftables rules in a VNet router namespace. Pure text.
 
 Per VM port, a chain runs the NSGs in Azure's order; the forward hook dispatches to it through a verdict
 map keyed by interface, so the per-packet cost does not grow with the number of ports:
@@ -14,6 +14,10 @@ TCP and UDP, saddr . daddr . protocol for the rest. The kernel refuses overlappi
 and rules overlap freely, so the run's boxes are first made disjoint (linux/boxes.py). A flow's first
 packet then costs a few lookups per run, not one rule per NSG rule; a run of one rule stays a plain rule
 with the rule's name as its comment, and so does a run whose disjoint form would be too large.
+
+A run's sets are cached by its rules, so rendering an NSG again costs only the runs that changed. Sets and
+chains are named by NSG and run position, so an edit inside a run keeps every name and linux/nft.py
+changes the loaded table in place (the edited rule's few set elements deleted and added).
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv6Address, ip_network
-from typing import Any
+from ipaddress import IPv6Address
 
-from isthmus.linux.boxes import disjoint
+from isthmus.linux.boxes import disjoint, forget_slices
+from isthmus.model.nsg import ALL_PORTS, Network, NsgProgram, Rule
 
 PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "@icmp_any", "Esp": "esp", "Ah": "ah"}
 # Named once per table: an anonymous set per rule would be one more kernel object per rule (twice the load time).
@@ -32,7 +36,6 @@ SHARED_SETS = [
     "set ported {", "type inet_proto", "elements = { tcp, udp }", "}",
     "set icmp_any {", "type inet_proto", "elements = { icmp, ipv6-icmp }", "}",
 ]  # fmt: skip
-ALL_PORTS = [[0, 65535]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def chain_of(index: int, direction: str) -> str:
     return f"nsg{index}-{direction}"
 
 
-def render_filter(ports: Sequence[Port], programs: Mapping[str, Mapping[str, Any]]) -> str:
+def render_filter(ports: Sequence[Port], programs: Mapping[str, NsgProgram]) -> str:
     """The body of `table inet isthmus` (without the table line): forward hook, port chains, NSG chains."""
     used = sorted({n for p in ports for n in (p.nic_nsg, p.subnet_nsg) if n is not None})
     index = {nsg: i for i, nsg in enumerate(used)}
@@ -73,9 +76,9 @@ def render_filter(ports: Sequence[Port], programs: Mapping[str, Mapping[str, Any
         lines += [f"chain port-{port.interface}-in {{", *inbound, "}"]
     for nsg in used:
         program = programs[nsg]
-        for direction, key in (("in", "inbound"), ("out", "outbound")):
+        for direction, rules in (("in", program.inbound), ("out", program.outbound)):
             lines.append(f"chain {chain_of(index[nsg], direction)} {{")
-            body, sets = chain_body(chain_of(index[nsg], direction), program[key])
+            body, sets = chain_body(chain_of(index[nsg], direction), rules)
             lines += [*body, "}", *sets]
     return "\n".join(lines)
 
@@ -85,24 +88,24 @@ FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))
 ALL = (0, 65535)
 
 
-def chain_body(chain: str, rules: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+def chain_body(chain: str, rules: Sequence[Rule]) -> tuple[list[str], list[str]]:
     """(the chain's rules, the set definitions they use), runs of one access as set lookups, in order."""
-    runs: list[list[Mapping[str, Any]]] = []
+    runs: list[list[Rule]] = []
     for rule in rules:
-        if runs and runs[-1][0]["access"] == rule["access"]:
+        if runs and runs[-1][0].access == rule.access:
             runs[-1].append(rule)
         else:
             runs.append([rule])
     body: list[str] = []
     sets: list[str] = []
     for number, run in enumerate(runs):
-        lookups = _run_sets(f"{chain}-run{number}", run) if len(run) > 1 else None
+        lookups = _run_sets(f"{chain}-run{number}", tuple(run)) if len(run) > 1 else None
         if lookups is None:
             for rule in run:
                 body.extend(rule_lines(rule))
             continue
-        verdict = "return" if run[0]["access"] == "Allow" else "drop"
-        names = ", ".join(r["name"] for r in run[:3]) + (f" +{len(run) - 3}" if len(run) > 3 else "")
+        verdict = "return" if run[0].access == "Allow" else "drop"
+        names = ", ".join(r.name for r in run[:3]) + (f" +{len(run) - 3}" if len(run) > 3 else "")
         comment = f'comment "{f"{len(run)} rules: {names}"[:100]}"'
         for match, definition in lookups:
             body.append(f"{match} {verdict} {comment}")
@@ -110,28 +113,22 @@ def chain_body(chain: str, rules: Sequence[Mapping[str, Any]]) -> tuple[list[str
     return body, sets
 
 
-def _run_sets(name: str, run: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]] | None:
-    """(match, set definition) per family and kind for a run; None if its disjoint form is too large."""
+Box = tuple[tuple[int, int], ...]
+
+
+@lru_cache(maxsize=1024)
+def _run_sets(name: str, run: tuple[Rule, ...]) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """(match, set definition) per family and kind for a run; None if its disjoint form is too large.
+    Cached by content: a run that did not change (a re-load, another NSG edited) costs its hash."""
     out = []
     total = 0
     for version, family, address_type in FAMILIES:
-        ported: list[tuple[tuple[int, int], ...]] = []
-        plain: list[tuple[tuple[int, int], ...]] = []
-        for rule in run:
-            sources = [_span(p) for p in rule["sourcePrefixes"] if (":" in p) == (version == 6)]
-            destinations = [_span(p) for p in rule["destinationPrefixes"] if (":" in p) == (version == 6)]
-            for source in sources:
-                for destination in destinations:
-                    for protocols, with_ports in _protocols(rule["protocol"], version, _restricted(rule)):
-                        if with_ports:
-                            ported += [(source, destination, protocols, tuple(sp), tuple(dp))
-                                       for sp in rule["sourcePorts"] for dp in rule["destinationPorts"]]  # fmt: skip
-                        else:
-                            plain.append((source, destination, protocols))
-        for kind, boxes in (("p", ported), ("n", plain)):
-            if not boxes:
+        per_rule = [_rule_boxes(rule, version) for rule in run]
+        for kind, index in (("p", 0), ("n", 1)):
+            run_boxes = [box for rule_boxes in per_rule for box in rule_boxes[index]]
+            if not run_boxes:
                 continue
-            pieces = disjoint(boxes)
+            pieces = disjoint(run_boxes)
             total += len(pieces)
             if total > MAX_RUN_ELEMENTS:
                 return None
@@ -140,15 +137,46 @@ def _run_sets(name: str, run: Sequence[Mapping[str, Any]]) -> list[tuple[str, li
             keys = [f"{family} saddr", f"{family} daddr", "meta l4proto"] + (
                 ["th sport", "th dport"] if kind == "p" else []
             )
-            elements = ", ".join(" . ".join(_text(v, i, version) for i, v in enumerate(box)) for box in pieces)
-            definition = [f"set {set_name} {{", f"type {' . '.join(fields)}", "flags interval",
-                          f"elements = {{ {elements} }}", "}"]  # fmt: skip
+            texts = _V4_TEXTS if version == 4 else _V6_TEXTS
+            elements = ", ".join(
+                " . ".join((_address(box[0], texts), _address(box[1], texts), *map(_interval, box[2:])))
+                for box in pieces
+            )
+            definition = (f"set {set_name} {{", f"type {' . '.join(fields)}", "flags interval",
+                          f"elements = {{ {elements} }}", "}")  # fmt: skip
             out.append((f"{' . '.join(keys)} @{set_name}", definition))
-    return out
+    return tuple(out)
 
 
-def _restricted(rule: Mapping[str, Any]) -> bool:
-    return bool(rule["sourcePorts"] != ALL_PORTS or rule["destinationPorts"] != ALL_PORTS)
+@lru_cache(maxsize=65536)
+def _rule_boxes(rule: Rule, version: int) -> tuple[tuple[Box, ...], tuple[Box, ...]]:
+    """The rule's (ported, plain) boxes in one address family: saddr . daddr . proto (. sport . dport)."""
+    ported: list[Box] = []
+    plain: list[Box] = []
+    sources = [_span(p) for p in rule.source_prefixes if p.version == version]
+    destinations = [_span(p) for p in rule.destination_prefixes if p.version == version]
+    for source in sources:
+        for destination in destinations:
+            for protocols, with_ports in _protocols(rule.protocol, version, _restricted(rule)):
+                if with_ports:
+                    ported += [(source, destination, protocols, sp, dp)
+                               for sp in rule.source_ports for dp in rule.destination_ports]  # fmt: skip
+                else:
+                    plain.append((source, destination, protocols))
+    return tuple(ported), tuple(plain)
+
+
+def clear_caches() -> None:
+    """Forget every rendered run and rule (a benchmark's cold start)."""
+    _run_sets.cache_clear()
+    _rule_boxes.cache_clear()
+    forget_slices()
+    _V4_TEXTS.clear()
+    _V6_TEXTS.clear()
+
+
+def _restricted(rule: Rule) -> bool:
+    return rule.source_ports != ALL_PORTS or rule.destination_ports != ALL_PORTS
 
 
 def _protocols(protocol: str, version: int, ports: bool) -> list[tuple[tuple[int, int], bool]]:
@@ -163,17 +191,27 @@ def _protocols(protocol: str, version: int, ports: bool) -> list[tuple[tuple[int
     return [((6, 6), True), ((17, 17), True), ((0, 5), False), ((7, 16), False), ((18, 255), False)]
 
 
-@lru_cache(maxsize=65536)
-def _span(prefix: str) -> tuple[int, int]:
-    network = ip_network(prefix)
+def _span(network: Network) -> tuple[int, int]:
     return int(network.network_address), int(network.broadcast_address)
 
 
-def _text(interval: tuple[int, int], field: int, version: int) -> str:
+_V4_TEXTS: dict[tuple[int, int], str] = {}  # address intervals as text (elements repeat the same few)
+_V6_TEXTS: dict[tuple[int, int], str] = {}
+
+
+def _address(interval: tuple[int, int], texts: dict[tuple[int, int], str]) -> str:
+    text = texts.get(interval)
+    if text is None:
+        if len(texts) > 65536:
+            texts.clear()
+        low, high = interval
+        name = _v4 if texts is _V4_TEXTS else _v6
+        text = texts[interval] = name(low) if low == high else f"{name(low)}-{name(high)}"
+    return text
+
+
+def _interval(interval: tuple[int, int]) -> str:
     low, high = interval
-    if field < 2:  # addresses
-        text = _v4 if version == 4 else _v6
-        return text(low) if low == high else f"{text(low)}-{text(high)}"
     return str(low) if low == high else f"{low}-{high}"
 
 
@@ -185,18 +223,18 @@ def _v6(value: int) -> str:
     return str(IPv6Address(value))
 
 
-def rule_lines(rule: Mapping[str, Any]) -> list[str]:
+def rule_lines(rule: Rule) -> list[str]:
     """One compiled rule as nft rules: one per address family it can match, and for protocol `*` with
     ports a TCP/UDP rule with the ports plus a rule for every other protocol without them."""
-    verdict = "return" if rule["access"] == "Allow" else "drop"
-    comment = f'comment "{rule["name"][:100]}"'
-    protocol = rule["protocol"]
+    verdict = "return" if rule.access == "Allow" else "drop"
+    comment = f'comment "{rule.name[:100]}"'
+    protocol = rule.protocol
     ports = _ports(rule)
     out = []
     for family, any_net in (("ip", "0.0.0.0/0"), ("ip6", "::/0")):
         version = 4 if family == "ip" else 6
-        sources = [p for p in rule["sourcePrefixes"] if (":" in p) == (version == 6)]
-        destinations = [p for p in rule["destinationPrefixes"] if (":" in p) == (version == 6)]
+        sources = [str(p) for p in rule.source_prefixes if p.version == version]
+        destinations = [str(p) for p in rule.destination_prefixes if p.version == version]
         if not sources or not destinations:
             continue
         addresses = " ".join(
@@ -218,13 +256,13 @@ def rule_lines(rule: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _ports(rule: Mapping[str, Any]) -> str:
-    if rule["protocol"] not in ("Tcp", "Udp", "*"):
+def _ports(rule: Rule) -> str:
+    if rule.protocol not in ("Tcp", "Udp", "*"):
         return ""
     parts = []
-    for side, key in (("sport", "sourcePorts"), ("dport", "destinationPorts")):
-        if rule[key] != ALL_PORTS:
-            parts.append(f"th {side} {_set([f'{lo}-{hi}' if lo != hi else str(lo) for lo, hi in rule[key]])}")
+    for side, ranges in (("sport", rule.source_ports), ("dport", rule.destination_ports)):
+        if ranges != ALL_PORTS:
+            parts.append(f"th {side} {_set([f'{lo}-{hi}' if lo != hi else str(lo) for lo, hi in ranges])}")
     return " ".join(parts)
 
 

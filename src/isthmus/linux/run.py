@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from isthmus.linux import libnft
+
 NETNS_DIR = "/run/netns"
 
 
@@ -70,6 +72,7 @@ def add_netns(name: str) -> None:
 
 
 def delete_netns(name: str) -> None:
+    libnft.close(f"{NETNS_DIR}/{name}")  # its open nft context would keep the namespace alive
     run(["ip", "netns", "delete", name], check=False)
 
 

@@ -100,7 +100,7 @@ class VirtualNetwork(Envelope):
 
 
 class NetworkSecurityGroupProperties(ReadOnly):
-    securityRules: list[dict[str, Any]] = Field(default_factory=list)  # checked by compile.nsg
+    securityRules: list[dict[str, Any]] = Field(default_factory=list)  # checked by api.arm.security_rules
     defaultSecurityRules: list[dict[str, Any]] | None = None
     flushConnection: bool | None = None
     subnets: list[SubResource] | None = None
@@ -112,7 +112,7 @@ class NetworkSecurityGroup(Envelope):
 
 
 class SecurityRule(ChildEnvelope):
-    properties: dict[str, Any] = Field(default_factory=dict)  # checked by compile.nsg
+    properties: dict[str, Any] = Field(default_factory=dict)  # checked by api.arm.security_rules
 
 
 # --- public IP addresses ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
 from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter
 from pydantic.alias_generators import to_camel
 
-from isthmus.compile.security_rules import NsgProgram
+from isthmus.model.nsg import NsgProgram
 
 Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network

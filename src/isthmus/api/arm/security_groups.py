@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from isthmus.api.arm.kind import SUCCEEDED, Child, Kind, Prepared, child_id, guid, in_use
+from isthmus.api.arm.security_rules import validate_security_rules
 from isthmus.api.errors import bad_request
-from isthmus.compile.security_rules import default_security_rules, normalize_security_rule, validate_security_rules
 from isthmus.model import arm
 from isthmus.model.ids import ResourceId
+from isthmus.model.security_rules import default_security_rules, normalize_security_rule
 from isthmus.store.repo import Doc, Tx
 
 RULE_TYPE = "Microsoft.Network/networkSecurityGroups/securityRules"
