@@ -467,6 +467,7 @@ def main() -> None:
         figures: dict[str, Any] = {"vnets": vnets, "public_ips": pips, "nics": nics, "clients": CLIENTS}
         if marker.exists():
             figures["seed_s"] = float(marker.read_text())
+            upgrade(make_engine(db))  # a store kept from an earlier schema
         else:
             for stale in workdir.glob("bench.db*"):
                 stale.unlink()

@@ -1,9 +1,10 @@
-"""The MUX side at scale: a real MUX agent (its reconciler, gobgpd, FRR bfdd, kernel routes) carrying
-100,000 VIPs, peering with a real FRR ToR, in namespaces made here (needs root).
+"""The MUX side at scale: a real MUX agent (its reconciler, its BGP speaker, FRR bfdd, kernel routes)
+carrying 100,000 VIPs, peering with a real FRR ToR, in namespaces made here (needs root).
 
-Measured per public IP change: the answer of the agent protocol in hand (bytes) → decoded, applied to
-the document held, reconciled → routes in the kernel and paths handed to gobgpd. As a baseline in the
-same run: the same change arriving as the whole document (what every change cost before deltas).
+Measured per public IP change: the answer of the agent protocol in hand (bytes) → decoded, applied to the
+document held, reconciled → routes in the kernel and handed to the speaker (the agent's default, BIRD, or
+--speaker). As a baseline in the same run: the same change arriving as the whole document (what every
+change cost before deltas).
 
 Used by bench/bgp.py (`measure`); runs alone too: `bench/mux_side.py [--quick]` prints a table and one
 JSON object as its last line.
@@ -27,6 +28,7 @@ from isthmus.lab.topology import MUX_ASN, TOR_ASN
 from isthmus.lab.tor import TOR_ZEBRA, run_dir, tor_bgpd
 from isthmus.linux.frr import start_frr
 from isthmus.linux.run import NETNS_DIR, add_netns, delete_netns, ip_batch, netns_pids
+from isthmus.linux.speaker import DEFAULT_SPEAKER, SPEAKERS
 from isthmus.model.documents import (
     Address,
     BgpIdentity,
@@ -47,11 +49,11 @@ def vip(index: int) -> IPv4Address:
     return IPv4Address(int(IPv4Address("198.18.16.0")) + index)
 
 
-def worker(count: int, trials: int) -> dict[str, float]:
+def worker(count: int, trials: int, speaker: str) -> dict[str, float]:
     """Inside the MUX namespace: the agent's reconciler takes the whole table, then one change at a time."""
     from isthmus.agents.mux import MuxReconciler
 
-    reconciler = MuxReconciler("mux-bench", run_dir(f"mux-bench-{os.getpid()}"))
+    reconciler = MuxReconciler("mux-bench", run_dir(f"mux-bench-{os.getpid()}"), speaker)
     hop = ip_address(BACKEND)
     bgp = BgpIdentity(MUX_ASN, IPv4Address(MUX_ADDRESS), (BgpPeer(ip_address(TOR_ADDRESS), TOR_ASN),))
     vips: dict[Address, Vip] = {vip(i): Vip(hop, f"pip{i}") for i in range(count)}
@@ -105,7 +107,7 @@ def worker(count: int, trials: int) -> dict[str, float]:
     return figures
 
 
-def measure(count: int, trials: int) -> dict[str, float]:
+def measure(count: int, trials: int, speaker: str = DEFAULT_SPEAKER) -> dict[str, float]:
     """A ToR and a MUX namespace, the worker run inside the MUX's; everything removed afterwards."""
     tag = f"ms{os.getpid() % 10000}"
     tor, mux = f"{tag}-tor", f"{tag}-mux"
@@ -125,7 +127,7 @@ def measure(count: int, trials: int) -> dict[str, float]:
         ip_batch(mux, [f"addr add {MUX_ADDRESS}/24 dev eth0", "link set eth0 up"])
         start_frr(tor, frr_dir, {"zebra": TOR_ZEBRA, "bgpd": tor_bgpd(TOR_ADDRESS, [MUX_ADDRESS], bfd=False)})
         command = ["nsenter", f"--net={NETNS_DIR}/{mux}", sys.executable, __file__, "--worker",
-                   "--count", str(count), "--trials", str(trials)]  # fmt: skip
+                   "--count", str(count), "--trials", str(trials), "--speaker", speaker]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the MUX-side worker failed: {done.stderr[-2000:]}")
@@ -147,13 +149,14 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--speaker", choices=SPEAKERS, default=DEFAULT_SPEAKER)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.count, args.trials)))
+        print(json.dumps(worker(args.count, args.trials, args.speaker)))
         return
     count, trials = (10_000, 20) if args.quick else (args.count, args.trials)
-    figures = measure(count, trials)
-    print(f"\nMUX side with {count} VIPs (real agent reconciler, gobgpd, FRR ToR)")
+    figures = measure(count, trials, args.speaker)
+    print(f"\nMUX side with {count} VIPs (real agent reconciler, {args.speaker}, FRR ToR)")
     print(f"  one change as a delta → kernel + gobgpd: p50 {figures['mux_side_100k_ms_p50']} ms, "
           f"p99 {figures['mux_side_100k_ms_p99']} ms   (target p50 ≤ 10 ms)")  # fmt: skip
     print(f"  the same as a whole document (before deltas): p50 {figures['mux_side_whole_document_ms_p50']} ms "
