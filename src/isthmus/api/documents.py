@@ -11,6 +11,7 @@ kept (and smaller than the document), otherwise with the whole document.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -72,7 +73,10 @@ class DocumentCache:
         documents of the nodes the change may reach are compared and, where they differ, renewed."""
         with reading(self.engine) as conn:
             if self._compiler is None:
-                self._compiler = Compiler(load_snapshot(conn), self.settings)
+                snapshot = load_snapshot(conn)
+                gc.freeze()  # the snapshot lives on: no collection needs to walk its objects again
+                self._compiler = Compiler(snapshot, self.settings)
+                gc.freeze()
                 return self._compiler
             snapshot, changed = refresh(conn, self._compiler.snapshot)
         if snapshot is not self._compiler.snapshot:

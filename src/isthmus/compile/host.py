@@ -181,6 +181,7 @@ def _vnet(snapshot: Snapshot, vnet: str) -> VirtualNetwork | None:
     )
 
 
+@lru_cache(maxsize=65536)
 def gateway_address(prefix: Network) -> Address:
     """The subnet's default gateway: its first host address (Azure's x.x.x.1)."""
     return prefix.network_address + 1 if prefix.num_addresses > 2 else prefix.network_address

@@ -62,15 +62,13 @@ class Kind:
     def present(self, tx: Tx, doc: Doc, pending: Callable[[str, int], bool] | None = None) -> dict[str, Any]:
         """`render`, with the provisioningState the nodes' reports give it: Failed while a node reports it
         cannot apply the resource, Updating while a live node that realises it has not applied it yet."""
-        body = self.render(tx, doc)
-        state = SUCCEEDED
-        if tx.failure_of(doc.key) is not None:
-            state = "Failed"
-        elif pending is not None and pending(doc.key, doc.revision):
-            state = "Updating"
-        if state != body["properties"].get("provisioningState"):
-            body = {**body, "properties": {**body["properties"], "provisioningState": state}}
-        return body
+        return with_state(self.render(tx, doc), doc, tx.failure_of(doc.key) is not None, pending)
+
+    def present_written(self, tx: Tx, doc: Doc, pending: Callable[[str, int], bool]) -> Callable[[], dict[str, Any]]:
+        """`present` for a document this write transaction stored: rendered now, its provisioningState taken
+        once the write has committed (which nodes must apply it is a question about the new state)."""
+        body, failed = self.render(tx, doc), tx.failure_of(doc.key) is not None
+        return lambda: with_state(body, doc, failed, pending)
 
     def check_delete(self, tx: Tx, doc: Doc) -> None:
         """Raise if something still uses this resource."""
@@ -83,6 +81,20 @@ class Kind:
             if child.collection.lower() == collection.lower():
                 return child
         return None
+
+
+def with_state(
+    body: dict[str, Any], doc: Doc, failed: bool, pending: Callable[[str, int], bool] | None
+) -> dict[str, Any]:
+    """The rendered `body` with its provisioningState."""
+    state = SUCCEEDED
+    if failed:
+        state = "Failed"
+    elif pending is not None and pending(doc.key, doc.revision):
+        state = "Updating"
+    if state != body["properties"].get("provisioningState"):
+        body = {**body, "properties": {**body["properties"], "provisioningState": state}}
+    return body
 
 
 # --- helpers the kinds share ------------------------------------------------------------------------

@@ -84,8 +84,8 @@ def add_kind_routes(kind: Kind) -> None:
                 if_match=if_match,
                 if_none_match=if_none_match,
             )
-        with read(st) as tx:  # after the commit: which nodes must apply it is a question about the new state
-            rendered = kind.present(tx, written.doc, st.progress.pending)
+            present = kind.present_written(tx, written.doc, st.progress.pending)
+        rendered = present()
         return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(rendered))
 
     async def get_resource(
@@ -111,8 +111,8 @@ def add_kind_routes(kind: Kind) -> None:
     ) -> JSONResponse:
         with write(st) as tx:
             doc = service.update_tags(tx, kind, rid_of(subscriptionId, resourceGroupName, name), body.tags)
-        with read(st) as tx:
-            return JSONResponse(kind.present(tx, doc, st.progress.pending))
+            present = kind.present_written(tx, doc, st.progress.pending)
+        return JSONResponse(present())
 
     async def delete_resource(
         request: Request,
@@ -203,9 +203,9 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         rid = rid_of(subscriptionId, resourceGroupName, name, childName)
         with write(st) as tx:
             written = service.put_child(tx, kind, rid, collection, childName, body)
-        with read(st) as tx:
-            parent = kind.present(tx, written.doc, st.progress.pending)
-            rendered = service.find_rendered_child(parent, collection, childName)
+            present = kind.present_written(tx, written.doc, st.progress.pending)
+        parent = present()
+        rendered = service.find_rendered_child(parent, collection, childName)
         return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(parent))
 
     async def get_child(
