@@ -427,7 +427,7 @@ def measure_wakeups(db: str, workdir: Path, pips: int, nics: int) -> dict[str, A
 
         nsg = f"{group}/providers/Microsoft.Network/networkSecurityGroups/bench-nsg"
         write("PUT", nsg, {"location": "local", "properties": {"securityRules": []}})
-        pip = f"{group}/providers/Microsoft.Network/publicIPAddresses/bench-late"
+        pip = f"{group}/providers/Microsoft.Network/publicIPAddresses/bench-{nic_doc['name']}"  # one per NIC
         write("PUT", pip, {"location": "local", "properties": {"publicIPAllocationMethod": "Static"}})
         config = nic_doc["properties"]["ipConfigurations"][0]
         subnet = {"id": config["properties"]["subnet"]["id"]}

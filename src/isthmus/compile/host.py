@@ -165,16 +165,13 @@ def _vnet(snapshot: Snapshot, vnet: str) -> VirtualNetwork | None:
     subnets = []
     for subnet in doc["properties"]["subnets"]:
         props = subnet["properties"]
-        prefixes = tuple(network(p) for p in props.get("addressPrefixes") or [props["addressPrefix"]])
+        prefixes, gateways = _subnet_prefixes(tuple(props.get("addressPrefixes") or [props["addressPrefix"]]))
         nsg = props.get("networkSecurityGroup", {}).get("id")
-        subnets.append(
-            Subnet(subnet["id"], subnet["name"], prefixes, tuple(gateway_address(p) for p in prefixes),
-                   nsg.lower() if nsg else None)
-        )  # fmt: skip
+        subnets.append(Subnet(subnet["id"], subnet["name"], prefixes, gateways, nsg.lower() if nsg else None))
     return VirtualNetwork(
         id=doc["id"],
         vni=snapshot.vnis[vnet],
-        address_space=tuple(network(p) for p in doc["properties"]["addressSpace"]["addressPrefixes"]),
+        address_space=_subnet_prefixes(tuple(doc["properties"]["addressSpace"]["addressPrefixes"]))[0],
         subnets=tuple(subnets),
         router_mac=None,
         remotes=(),
@@ -182,6 +179,12 @@ def _vnet(snapshot: Snapshot, vnet: str) -> VirtualNetwork | None:
 
 
 @lru_cache(maxsize=65536)
+def _subnet_prefixes(texts: tuple[str, ...]) -> tuple[tuple[Network, ...], tuple[Address, ...]]:
+    """Prefixes and their gateway addresses (the same few recur across thousands of VNets)."""
+    prefixes = tuple(network(text) for text in texts)
+    return prefixes, tuple(gateway_address(p) for p in prefixes)
+
+
 def gateway_address(prefix: Network) -> Address:
     """The subnet's default gateway: its first host address (Azure's x.x.x.1)."""
     return prefix.network_address + 1 if prefix.num_addresses > 2 else prefix.network_address

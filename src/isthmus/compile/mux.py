@@ -26,21 +26,23 @@ class VipTable:
     user_of: dict[str, str] = field(default_factory=dict)  # public IP key -> NIC or gateway key
     changed: set[Address] = field(default_factory=set)  # VIPs refreshed since the caller last cleared it
 
-    def refresh(self, snapshot: Snapshot, placement: Placement, pips: Iterable[str]) -> None:
-        """Recompute the VIPs of `pips`. Copy-on-write: documents already handed out keep their table."""
+    def refresh(self, snapshot: Snapshot, placement: Placement, pips: Iterable[str], *, track: bool = True) -> None:
+        """Recompute the VIPs of `pips` (with `track`, noting them in `changed`). Copy-on-write: documents
+        already handed out keep their table."""
         self.vips = dict(self.vips)
+        changed = self.changed if track else set()
         on_node = {p.virtual_network_gateway.lower(): p.node for p in placement.placed}
         for pip in pips:
             old = self.address_of.pop(pip, None)
             if old is not None:
                 self.vips.pop(old, None)
-                self.changed.add(old)
+                changed.add(old)
             vip = snapshot.public_ips.get(pip)
             if vip is None:
                 continue
             self.address_of[pip] = vip
             self.vips[vip] = Vip(_next_hop(snapshot, on_node, self.user_of.get(pip)), pip)
-            self.changed.add(vip)
+            changed.add(vip)
 
     def rebind(self, old: Snapshot, new: Snapshot, users: Iterable[str]) -> set[str]:
         """Follow changed NICs/gateways to the public IPs they use; returns the public IPs touched."""
@@ -75,8 +77,7 @@ def vip_table(snapshot: Snapshot, placement: Placement) -> VipTable:
     table = VipTable()
     table.rebind(EMPTY, snapshot, [key for type_ in USERS for key in snapshot.keys_of(type_)])
     table.user_of.update({key: key for key in snapshot.keys_of(HOSTS)})  # hosts own their outbound address
-    table.refresh(snapshot, placement, snapshot.public_ips)
-    table.changed.clear()
+    table.refresh(snapshot, placement, snapshot.public_ips, track=False)
     return table
 
 
