@@ -29,17 +29,8 @@ from isthmus.lab.tor import TOR_ZEBRA, run_dir, tor_bgpd
 from isthmus.linux.frr import start_frr
 from isthmus.linux.run import NETNS_DIR, add_netns, delete_netns, ip_batch, netns_pids
 from isthmus.linux.speaker import DEFAULT_SPEAKER, SPEAKERS
-from isthmus.model.documents import (
-    Address,
-    BgpIdentity,
-    BgpPeer,
-    MuxDelta,
-    MuxDocument,
-    Vip,
-    decode_document,
-    encode,
-    receive,
-)
+from isthmus.model.addresses import Address
+from isthmus.model.documents import BgpIdentity, BgpPeer, MuxDelta, MuxDocument, Vip, decode_document, encode, receive
 
 TOR_ADDRESS, MUX_ADDRESS, BACKEND = "198.18.0.1", "198.18.0.11", "198.18.0.101"
 

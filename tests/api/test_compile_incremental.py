@@ -174,6 +174,21 @@ def operations(rng: random.Random) -> list[tuple[str, str, Any]]:
     return ops
 
 
+def perform(c: Controller, method: str, path: str, body: Any) -> None:
+    """One of `operations`: an API call, or binding a NIC to a host (BIND/UNBIND)."""
+    if method == "BIND":
+        response = c.admin(
+            "PUT",
+            f"/portBindings/{path}",
+            {"properties": {"networkInterface": net("networkInterfaces", path), "host": body}},
+        )
+    elif method == "UNBIND":
+        response = c.admin("DELETE", f"/portBindings/{path}")
+    else:
+        response = c.call(method, path, body)
+    assert response.status_code < 300, (method, path, response.text)
+
+
 def test_incremental_equals_full(seeded: Controller) -> None:
     declare_fabric(seeded)
     for node, role, address in (
@@ -186,17 +201,7 @@ def test_incremental_equals_full(seeded: Controller) -> None:
     with reading(seeded.engine) as conn:
         compiler = Compiler(load_snapshot(conn))
     for method, path, body in operations(random.Random(7)):
-        if method == "BIND":
-            response = seeded.admin(
-                "PUT",
-                f"/portBindings/{path}",
-                {"properties": {"networkInterface": net("networkInterfaces", path), "host": body}},
-            )
-        elif method == "UNBIND":
-            response = seeded.admin("DELETE", f"/portBindings/{path}")
-        else:
-            response = seeded.call(method, path, body)
-        assert response.status_code < 300, (method, path, response.text)
+        perform(seeded, method, path, body)
         with reading(seeded.engine) as conn:
             snapshot, changed = refresh(conn, compiler.snapshot)
         compiler.advance(snapshot, changed)
@@ -218,17 +223,7 @@ def test_agents_following_deltas_hold_what_a_full_compile_gives(seeded: Controll
     revisions = dict.fromkeys(nodes, 0)
     deltas_seen = 0
     for method, path, body in operations(random.Random(7)):
-        if method == "BIND":
-            response = seeded.admin(
-                "PUT",
-                f"/portBindings/{path}",
-                {"properties": {"networkInterface": net("networkInterfaces", path), "host": body}},
-            )
-        elif method == "UNBIND":
-            response = seeded.admin("DELETE", f"/portBindings/{path}")
-        else:
-            response = seeded.call(method, path, body)
-        assert response.status_code < 300, (method, path, response.text)
+        perform(seeded, method, path, body)
         expected = full(seeded)
         for node in nodes:
             answer = seeded.client.get(

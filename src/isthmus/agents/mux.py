@@ -22,7 +22,8 @@ from isthmus.linux.run import ip_json, sysctl
 from isthmus.linux.speaker import DEFAULT_SPEAKER, Peer
 from isthmus.linux.speakers import mux_speaker
 from isthmus.linux.supervisor import Daemon, Supervisor
-from isthmus.model.documents import Address, Delta, MuxDelta, MuxDocument, Network, Vip
+from isthmus.model.addresses import Address, Network
+from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Vip
 
 log = logging.getLogger("isthmus.agent.mux")
 

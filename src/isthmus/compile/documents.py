@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from isthmus.compile import host, mux, placement
 from isthmus.compile.gateway import gateway_document
-from isthmus.model.documents import Address, Document, OtherDocument
+from isthmus.model.addresses import Address
+from isthmus.model.documents import Document, OtherDocument
 from isthmus.model.snapshot import (
     CONNECTION,
     GATEWAYS,

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from ipaddress import ip_interface
 from typing import Any
 
-from isthmus.compile.host import address, network
+from isthmus.compile.host import address
 from isthmus.compile.placement import Placement
+from isthmus.model.addresses import parse_network
 from isthmus.model.documents import (
     BgpSettings,
     Compartment,
@@ -99,7 +100,7 @@ def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ..
                 connection_type=cp.get("connectionType", ""),
                 remote_address=address(remote) if remote else None,
                 remote_prefixes=tuple(
-                    network(p) for p in lp.get("localNetworkAddressSpace", {}).get("addressPrefixes", [])
+                    parse_network(p) for p in lp.get("localNetworkAddressSpace", {}).get("addressPrefixes", [])
                 ),
                 remote_bgp=_bgp(lp.get("bgpSettings")),
                 shared_key=cp.get("sharedKey"),

@@ -10,26 +10,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from ipaddress import ip_network
 
 from isthmus.compile.security_rules import compile_nsg
+from isthmus.model.addresses import Address, Network, parse_address, parse_network
 from isthmus.model.documents import (
-    Address,
     HostDocument,
     IpConfiguration,
-    Network,
     NetworkInterface,
     RemoteHost,
     SecurityProgram,
     Subnet,
     VirtualNetwork,
-    parse_address,
 )
 from isthmus.model.nsg import NsgContext, NsgProgram
 from isthmus.model.snapshot import NIC, FabricSettings, Snapshot, vnet_key_of
 
 address = lru_cache(maxsize=65536)(parse_address)  # host addresses and private IPs recur across documents
-network = lru_cache(maxsize=65536)(ip_network)
 
 
 @dataclass
@@ -181,7 +177,7 @@ def _vnet(snapshot: Snapshot, vnet: str) -> VirtualNetwork | None:
 @lru_cache(maxsize=65536)
 def _subnet_prefixes(texts: tuple[str, ...]) -> tuple[tuple[Network, ...], tuple[Address, ...]]:
     """Prefixes and their gateway addresses (the same few recur across thousands of VNets)."""
-    prefixes = tuple(network(text) for text in texts)
+    prefixes = tuple(parse_network(text) for text in texts)
     return prefixes, tuple(gateway_address(p) for p in prefixes)
 
 
@@ -230,6 +226,6 @@ def _nsg(snapshot: Snapshot, key: str, vnet: str, settings: FabricSettings) -> N
         return NsgProgram((), ())
     vnet_doc = snapshot.get(vnet) or {}
     space = tuple(
-        ip_network(p) for p in vnet_doc.get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
+        parse_network(p) for p in vnet_doc.get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
     )
     return compile_nsg(doc["properties"]["securityRules"], NsgContext(space, settings.azure_load_balancer))

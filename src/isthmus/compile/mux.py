@@ -13,7 +13,8 @@ from ipaddress import IPv4Address
 
 from isthmus.compile.host import address
 from isthmus.compile.placement import Placement
-from isthmus.model.documents import Address, BgpIdentity, BgpPeer, MuxDocument, Vip
+from isthmus.model.addresses import Address
+from isthmus.model.documents import BgpIdentity, BgpPeer, MuxDocument, Vip
 from isthmus.model.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs

@@ -13,7 +13,8 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collapse_addresses, ip_network
 from typing import Any
 
-from isthmus.model.nsg import ALL_PORTS, Network, NsgContext, NsgProgram, PortRange, Rule, parse_network
+from isthmus.model.addresses import Network, parse_network
+from isthmus.model.nsg import ALL_PORTS, NsgContext, NsgProgram, PortRange, Rule
 from isthmus.model.security_rules import ACCESS, DEFAULT_RULES, DIRECTIONS, PORTED, PROTOCOLS, TAGS, port_interval
 
 Address = IPv4Address | IPv6Address

@@ -28,7 +28,8 @@ from functools import lru_cache
 from ipaddress import IPv6Address
 
 from isthmus.linux.boxes import disjoint, forget_slices
-from isthmus.model.nsg import ALL_PORTS, Network, NsgProgram, Rule
+from isthmus.model.addresses import Network
+from isthmus.model.nsg import ALL_PORTS, NsgProgram, Rule
 
 PROTOCOLS = {"Tcp": "tcp", "Udp": "udp", "Icmp": "@icmp_any", "Esp": "esp", "Ah": "ah"}
 # Named once per table: an anonymous set per rule would be one more kernel object per rule (twice the load time).

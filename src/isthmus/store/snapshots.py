@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from isthmus.model.documents import parse_address
+from isthmus.model.addresses import parse_address
 from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys
 from isthmus.store import placements
 from isthmus.store import tables as t
