@@ -109,6 +109,7 @@ class Agent:
             self._poll(stop)
         finally:
             stop.set()
+            self._reported.set()  # wakes the heartbeat thread, which then sees `stop`
             heart.join(timeout=self.heartbeat + 5)
             self.client.close()
 
