@@ -111,26 +111,23 @@ class DocumentCache:
             held = self._nodes[node] = NodeDocument(compiler.document(node, role))
         return held
 
-    def node_revision(self, node: str, role: str) -> tuple[int, int]:
-        """(the store revision the cache is at, the revision of `node`'s document: the store revision at
-        which that document last changed)."""
+    def poll(self, node: str, role: str, after: int, *, deltas: bool) -> tuple[int, int, Answer | None]:
+        """(the store revision the cache is at, `node`'s document revision — the store revision at which
+        that document last changed — and, if that is past `after`, the answer: the document, or with
+        `deltas` the deltas from `after` when they are all kept and smaller than the document)."""
         with self._lock:
             held = self._held(node, role)
             assert self._compiler is not None
-            return self._compiler.snapshot.revision, held.revision
-
-    def answer(self, node: str, role: str, after: int, *, deltas: bool) -> Answer:
-        """`node`'s document, or (with `deltas`) the deltas from revision `after` when they are all kept
-        and smaller than the document."""
-        with self._lock:
-            held = self._held(node, role)
-            if deltas and 0 < after < held.revision:
+            seen = self._compiler.snapshot.revision
+            if held.revision <= after:
+                return seen, held.revision, None
+            if deltas and after > 0:
                 bases = [delta.base for delta, _body in held.deltas]
                 if after in bases:  # the deltas are contiguous: each starts where the one before ended
                     chain = tuple(body for _delta, body in list(held.deltas)[bases.index(after) :])
                     if held.encoded is None or sum(map(len, chain)) < len(held.encoded):
-                        return Answer(held.revision, deltas=chain)
-            return Answer(held.revision, document=held.body())
+                        return seen, held.revision, Answer(held.revision, deltas=chain)
+            return seen, held.revision, Answer(held.revision, document=held.body())
 
     def document(self, node: str, role: str | None = None) -> Document:
         """`node`'s document at the store's current revision (compiled now, not the one the node holds)."""

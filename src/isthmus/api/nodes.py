@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import functools
 import time
 from typing import Any, Literal
 
@@ -82,9 +83,10 @@ async def desired(
     role = await run_in_threadpool(_role, st, node)
     deadline = time.monotonic() + timeout
     while True:
-        seen, revision = await run_in_threadpool(st.documents.node_revision, node, role)
-        if revision > after:
-            answer = await run_in_threadpool(st.documents.answer, node, role, after, deltas=deltas)
+        seen, revision, answer = await run_in_threadpool(
+            functools.partial(st.documents.poll, node, role, after, deltas=deltas)
+        )
+        if answer is not None:
             return Response(_body(answer, deltas), media_type="application/json",
                             headers={REVISION_HEADER: str(answer.revision)})  # fmt: skip
         left = deadline - time.monotonic()
