@@ -95,7 +95,7 @@ class Agent:
         self.outcome = Outcome()
         self.passes = 0
         self.fenced = False
-        self.registered = False
+        self.registered = False  # the heartbeat reports only once the node is registered
         self.waiting = False  # in a long-poll: nothing half-done if the process ends now
         self.last_report = time.monotonic()
         self._last_full = 0.0
@@ -116,14 +116,13 @@ class Agent:
     # --- the poll thread ----------------------------------------------------------------------------
 
     def _poll(self, stop: threading.Event) -> None:
-        registered = False
         dirty = False  # a document not yet applied (a failed pass is retried after the backoff)
         failures = 0
         while not stop.is_set():
             try:
-                if not registered:
+                if not self.registered:
                     self.client.register(self.address)
-                    registered = self.registered = True
+                    self.registered = True
                 held = self.document
                 until_full = self.resync - (time.monotonic() - self._last_full)
                 wait = max(0.0, min(self.long_poll, until_full)) if held is not None and not dirty else 0
@@ -147,7 +146,8 @@ class Agent:
                 failures = 0
             except httpx.HTTPError as error:
                 log.warning("controller: %s", error)
-                registered = registered and not isinstance(error, httpx.HTTPStatusError)
+                if isinstance(error, httpx.HTTPStatusError):  # e.g. the controller lost the node: register again
+                    self.registered = False
                 failures += 1
                 stop.wait(backoff(failures))
             except Exception:

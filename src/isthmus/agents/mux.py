@@ -18,7 +18,7 @@ from typing import Any
 from isthmus.agents.loop import Outcome
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, frr_daemon
 from isthmus.linux.routes import Route, ensure_routes
-from isthmus.linux.run import ip_json, sysctl
+from isthmus.linux.run import LinuxError, ip_json, sysctl
 from isthmus.linux.speaker import DEFAULT_SPEAKER, Peer
 from isthmus.linux.speakers import mux_speaker
 from isthmus.linux.supervisor import Daemon, Supervisor
@@ -87,26 +87,31 @@ class MuxReconciler:
         routes = self.routes
         if not full and deltas and routes is not None:
             touched = {p for d in deltas if isinstance(d, MuxDelta) for p in (*d.set_vips, *d.removed_vips)}
-        if touched is None or routes is None:
-            wanted = {p: r for p, r in ((p, self._route(p, v)) for p, v in doc.vips.items()) if r is not None}
-            changes = ensure_routes(None, wanted.values(), None if full or routes is None else set(routes.values()))
-            routes = self.routes = wanted
-            self.networks = {address: self._network(address) for address in doc.vips}
-            self.announcing = set(self.networks.values())
-        else:
-            before = {routes[p] for p in touched if p in routes}
-            after = {}
-            changed = {self._network(p) for p in touched}
-            for prefix in touched:
-                routes.pop(prefix, None)
-                route = self._route(prefix, doc.vips.get(prefix))
-                if route is not None:
-                    after[prefix] = routes[prefix] = route
-                if prefix in doc.vips:
-                    self.announcing.add(self._network(prefix))
-                else:
-                    self.announcing.discard(self.networks.pop(prefix, ip_network(prefix)))
-            changes = ensure_routes(None, after.values(), before)
+        try:
+            if touched is None or routes is None:
+                wanted = {p: r for p, r in ((p, self._route(p, v)) for p, v in doc.vips.items()) if r is not None}
+                known = None if full or routes is None else set(routes.values())
+                changes = ensure_routes(None, wanted.values(), known)
+                routes = self.routes = wanted
+                self.networks = {address: self._network(address) for address in doc.vips}
+                self.announcing = set(self.networks.values())
+            else:
+                before = {routes[p] for p in touched if p in routes}
+                after = {}
+                changed = {self._network(p) for p in touched}
+                for prefix in touched:
+                    routes.pop(prefix, None)
+                    route = self._route(prefix, doc.vips.get(prefix))
+                    if route is not None:
+                        after[prefix] = routes[prefix] = route
+                    if prefix in doc.vips:
+                        self.announcing.add(self.networks[prefix])
+                    else:
+                        self.announcing.discard(self.networks.pop(prefix))
+                changes = ensure_routes(None, after.values(), before)
+        except LinuxError:
+            self.routes = None  # what the kernel holds is unknown now: the next pass reads it
+            raise
         fresh = self.gobgpd.ensure(probe=full)
         bgp = doc.bgp
         added = withdrawn = 0
