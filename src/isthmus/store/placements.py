@@ -6,7 +6,8 @@ each change takes the transaction's revision like any write, so agents see it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
@@ -56,38 +57,37 @@ def save(
 ) -> None:
     """Write the difference between the stored (`old`) and planned (`new`) assignment and gateway states."""
     tx.revision  # noqa: B018  # deletes too take a revision: that is how snapshots see them
+
+    def assigned(a: Assigned) -> dict[str, Any]:
+        return {"gateway": a.gateway, "pool": a.pool, "node": a.node, "kbps": a.kbps, "reason": a.reason,
+                "moved_from": a.moved_from}  # fmt: skip
+
+    def state(s: GatewayState) -> dict[str, Any]:
+        return {"role": s.role, "liveness": s.liveness, "available": s.available}
+
+    _write_difference(tx, t.placements.c.virtual_network_gateway, old, new, assigned)
+    _write_difference(tx, t.gateway_states.c.gateway, old_states, new_states, state)
+
+
+V = TypeVar("V")
+
+
+def _write_difference(
+    tx: Tx, key: Any, old: Mapping[str, V], new: Mapping[str, V], columns: Callable[[V], dict[str, Any]]
+) -> None:
+    """Rows of `key`'s table from `old` to `new`: deleted, updated or inserted, each at this revision."""
+    table = key.table
     gone = sorted(set(old) - set(new))
     if gone:
-        tx.conn.execute(delete(t.placements).where(t.placements.c.virtual_network_gateway.in_(gone)))
-    for key in sorted(new):
-        if old.get(key) == new[key]:
+        tx.conn.execute(delete(table).where(key.in_(gone)))
+    for name in sorted(new):
+        if old.get(name) == new[name]:
             continue
-        a = new[key]
-        values = {
-            "gateway": a.gateway,
-            "pool": a.pool,
-            "node": a.node,
-            "kbps": a.kbps,
-            "reason": a.reason,
-            "moved_from": a.moved_from,
-            "revision": tx.revision,
-        }
-        if key in old:
-            tx.conn.execute(update(t.placements).where(t.placements.c.virtual_network_gateway == key).values(values))
+        values = {**columns(new[name]), "revision": tx.revision}
+        if name in old:
+            tx.conn.execute(update(table).where(key == name).values(values))
         else:
-            tx.conn.execute(insert(t.placements).values(virtual_network_gateway=key, **values))
-    gone = sorted(set(old_states) - set(new_states))
-    if gone:
-        tx.conn.execute(delete(t.gateway_states).where(t.gateway_states.c.gateway.in_(gone)))
-    for name in sorted(new_states):
-        if old_states.get(name) == new_states[name]:
-            continue
-        state = new_states[name]
-        values = {"role": state.role, "liveness": state.liveness, "available": state.available, "revision": tx.revision}
-        if name in old_states:
-            tx.conn.execute(update(t.gateway_states).where(t.gateway_states.c.gateway == name).values(values))
-        else:
-            tx.conn.execute(insert(t.gateway_states).values(gateway=name, **values))
+            tx.conn.execute(insert(table).values({key.name: name, **values}))
 
 
 def set_liveness(tx: Tx, gateway: str, liveness: str) -> None:
