@@ -109,6 +109,20 @@ def seeded(controller: Controller) -> Controller:
     return controller
 
 
+def gateway_body(vnet: str, public_ip: str, sku: str = "Standard") -> dict[str, Any]:
+    """A route-based VPN gateway on `vnet`'s GatewaySubnet with the public IP `public_ip` (both ids)."""
+    config = {"subnet": {"id": vnet + "/subnets/GatewaySubnet"}, "publicIPAddress": {"id": public_ip}}
+    return {
+        "location": "local",
+        "properties": {
+            "gatewayType": "Vpn",
+            "vpnType": "RouteBased",
+            "sku": {"name": sku},
+            "ipConfigurations": [{"name": "c", "properties": config}],
+        },
+    }
+
+
 def vnet_body(*prefixes: str, subnets: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "location": "local",

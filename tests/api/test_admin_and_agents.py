@@ -8,7 +8,7 @@ from typing import Any
 
 from isthmus.api.nodes import REVISION_HEADER as REVISION
 from isthmus.store import tokens
-from tests.conftest import Controller, net, vnet_body
+from tests.conftest import Controller, gateway_body, net, vnet_body
 
 
 def declare_fabric(c: Controller) -> None:
@@ -91,23 +91,7 @@ def tenant_world(c: Controller, bind: bool = True) -> None:
         (
             "PUT",
             net("virtualNetworkGateways", "gw"),
-            {
-                "location": "local",
-                "properties": {
-                    "gatewayType": "Vpn",
-                    "vpnType": "RouteBased",
-                    "sku": {"name": "Standard"},
-                    "ipConfigurations": [
-                        {
-                            "name": "c",
-                            "properties": {
-                                "subnet": {"id": vnet + "/subnets/GatewaySubnet"},
-                                "publicIPAddress": {"id": net("publicIPAddresses", "gw")},
-                            },
-                        }
-                    ],
-                },
-            },
+            gateway_body(vnet, net("publicIPAddresses", "gw")),
         ),
         (
             "PUT",

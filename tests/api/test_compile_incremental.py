@@ -11,7 +11,7 @@ from isthmus.model.documents import Document, receive
 from isthmus.store.db import reading
 from isthmus.store.snapshots import load_snapshot, refresh
 from tests.api.test_admin_and_agents import declare_fabric, register
-from tests.conftest import Controller, net, vnet_body
+from tests.conftest import Controller, gateway_body, net, vnet_body
 
 
 def full(c: Controller) -> dict[str, Any]:
@@ -78,23 +78,7 @@ def operations(rng: random.Random) -> list[tuple[str, str, Any]]:
         (
             "PUT",
             net("virtualNetworkGateways", "gw"),
-            {
-                "location": "local",
-                "properties": {
-                    "gatewayType": "Vpn",
-                    "vpnType": "RouteBased",
-                    "sku": {"name": "Standard"},
-                    "ipConfigurations": [
-                        {
-                            "name": "c",
-                            "properties": {
-                                "subnet": {"id": net("virtualNetworks", "v0") + "/subnets/GatewaySubnet"},
-                                "publicIPAddress": {"id": net("publicIPAddresses", "gwip")},
-                            },
-                        }
-                    ],
-                },
-            },
+            gateway_body(net("virtualNetworks", "v0"), net("publicIPAddresses", "gwip")),
         )
     )
     for i in rng.sample(range(8), 4):  # detach, re-tag, delete

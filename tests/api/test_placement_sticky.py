@@ -19,7 +19,7 @@ from isthmus.store.db import reading, writing
 from isthmus.store.repo import Tx
 from isthmus.store.snapshots import load_snapshot, refresh
 from tests.api.test_admin_and_agents import declare_fabric, register
-from tests.conftest import SUB_A, SUB_B, Controller, net, vnet_body
+from tests.conftest import SUB_A, SUB_B, Controller, gateway_body, net, vnet_body
 
 
 def tenant_gateway(c: Controller, sub: str, token: str, octet: int) -> str:
@@ -32,21 +32,7 @@ def tenant_gateway(c: Controller, sub: str, token: str, octet: int) -> str:
     vnet = net("virtualNetworks", "v", sub)
     put("virtualNetworks", "v", vnet_body(f"100.64.{octet}.0/24", subnets={"GatewaySubnet": f"100.64.{octet}.0/27"}))
     put("publicIPAddresses", "gwip", {"location": "local"})
-    gateway = {
-        "gatewayType": "Vpn",
-        "vpnType": "RouteBased",
-        "sku": {"name": "Standard"},
-        "ipConfigurations": [
-            {
-                "name": "c",
-                "properties": {
-                    "subnet": {"id": vnet + "/subnets/GatewaySubnet"},
-                    "publicIPAddress": {"id": net("publicIPAddresses", "gwip", sub)},
-                },
-            }
-        ],
-    }
-    put("virtualNetworkGateways", "gw", {"location": "local", "properties": gateway})
+    put("virtualNetworkGateways", "gw", gateway_body(vnet, net("publicIPAddresses", "gwip", sub)))
     site = {
         "gatewayIpAddress": f"198.51.100.{octet}",
         "localNetworkAddressSpace": {"addressPrefixes": ["192.0.2.0/24"]},
