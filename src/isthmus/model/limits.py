@@ -1,0 +1,30 @@
+"""The limits the controller enforces, in one place: Azure's published networking limits where Azure has
+them, and isthmus's own where it does not (each says which).
+
+Azure's figures are those of "Networking limits - Azure Resource Manager" (per VNet, per NSG, per rule).
+"""
+
+from __future__ import annotations
+
+# --- Azure's published limits -----------------------------------------------------------------------
+SUBNETS_PER_VNET = 3_000
+DNS_SERVERS_PER_VNET = 20
+RULES_PER_NSG = 1_000
+# "IP addresses and ranges specified for source or destination in a security group", counted separately
+# for sources and destinations over all of one NSG's rules.
+PREFIXES_PER_NSG_SIDE = 4_000
+TAGS_PER_RESOURCE = 50
+TAG_NAME_LENGTH = 512
+TAG_VALUE_LENGTH = 256
+# Azure Resource Manager refuses request bodies over 4 MB.
+REQUEST_BODY_BYTES = 4 * 1024 * 1024
+
+# --- isthmus's own (Azure publishes no figure) -------------------------------------------------------
+ADDRESS_PREFIXES_PER_VNET = 500
+ADDRESS_PREFIXES_PER_SUBNET = 32
+PORT_RANGES_PER_RULE = 400
+REQUEST_HEAD_BYTES = 32 * 1024  # request line and headers together
+REQUEST_URL_BYTES = 8 * 1024
+REQUEST_HEAD_SECONDS = 5.0  # from a connection (or its previous response) to the end of the headers
+REQUEST_BODY_SECONDS = 30.0  # from the end of the headers to the end of the body
+TLS_HANDSHAKE_SECONDS = 5.0
