@@ -70,6 +70,8 @@ def test_bad_questions_are_400_and_other_tenants_nics_do_not_exist(seeded: Contr
     for extra, target in (
         ({"protocol": "GRE"}, "protocol"),
         ({"localPort": "70000"}, "localPort"),
+        ({"localPort": "٨٠"}, "localPort"),  # Arabic-Indic digits: not a port, though `int()` reads them
+        ({"remotePort": "\uff18\uff10"}, "remotePort"),
         ({"remoteIPAddress": "not-an-ip"}, "remoteIPAddress"),
         ({"localIPAddress": "100.64.1.99"}, "localIPAddress"),
         ({"targetResourceId": f"{rg()}/providers/Microsoft.Network/virtualNetworks/vnet1"}, "targetResourceId"),

@@ -17,7 +17,7 @@ ACCESS = {a.lower(): a for a in ("Allow", "Deny")}
 DIRECTIONS = {d.lower(): d for d in ("Inbound", "Outbound")}
 TAGS = {t.lower(): t for t in ("VirtualNetwork", "Internet", "AzureLoadBalancer")}
 PORTED = ("Tcp", "Udp")
-_PORT_RANGE = re.compile(r"\d{1,5}(-\d{1,5})?")
+_PORT_RANGE = re.compile(r"[0-9]{1,5}(-[0-9]{1,5})?")  # ASCII digits only: `\d` takes any script's
 
 DEFAULT_RULES: tuple[tuple[str, str, str, str, str, int, str], ...] = (
     # name, description, source, destination, access, priority, direction

@@ -60,7 +60,7 @@ async def verify_ip_flow(
     ports = []
     for field in ("localPort", "remotePort"):
         text = getattr(body, field)
-        if not text.isdigit() or int(text) > 65535:
+        if not (text.isascii() and text.isdigit()) or int(text) > 65535:
             raise bad_request("InvalidRequestFormat", f"{field} is one port, 0-65535.", field)
         ports.append(int(text))
     addresses = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -110,6 +110,12 @@ def guid(existing: Doc | None) -> str:
 
 def child_id(rid: ResourceId, collection: str, name: str) -> str:
     return str(rid.child(collection, name))
+
+
+def at_most(items: Sized, limit: int, code: str, what: str, target: str) -> None:
+    """Refuse a list longer than the limit Azure (or isthmus, see model/limits.py) sets for it."""
+    if len(items) > limit:
+        raise bad_request(code, f"At most {limit} {what} are allowed; the request has {len(items)}.", target)
 
 
 def unique_names(items: list[Any], target: str) -> None:

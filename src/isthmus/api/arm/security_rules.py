@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any
 
+from isthmus.model import limits
 from isthmus.model.ids import RESOURCE_NAME
 from isthmus.model.security_rules import ACCESS, DIRECTIONS, PROTOCOLS, TAGS, port_interval
 
@@ -39,12 +40,29 @@ class _Invalid(Exception):
 
 def validate_security_rules(rules: Sequence[Any], target: str) -> RuleError | None:
     """The first problem in the rules of one NSG, or None. `target` is the JSON path of the list."""
+    if len(rules) > limits.RULES_PER_NSG:
+        return RuleError(
+            "SecurityRulesPerNetworkSecurityGroupLimitReached",
+            f"At most {limits.RULES_PER_NSG} security rules are allowed in a network security group; "
+            f"the request has {len(rules)}.",
+            target,
+        )
     seen_names: dict[str, int] = {}
     seen_priorities: dict[tuple[str, int], str] = {}
+    prefixes = {"source": 0, "destination": 0}
     for index, rule in enumerate(rules):
         where = f"{target}[{index}]"
         try:
             name, props = _check_rule(rule)
+            for side in prefixes:
+                prefixes[side] += _prefix_count(props, side)
+                if prefixes[side] > limits.PREFIXES_PER_NSG_SIDE:
+                    raise _Invalid(
+                        "SecurityRuleAddressPrefixesLimitReached",
+                        f"At most {limits.PREFIXES_PER_NSG_SIDE} {side} addresses and ranges are allowed over the "
+                        "security rules of a network security group.",
+                        f"properties.{side}AddressPrefixes",
+                    )
         except _Invalid as invalid:
             code, message, field = invalid.error
             return RuleError(code, message, f"{where}.{field}" if field else where)
@@ -125,8 +143,19 @@ def _one_or_many(props: Mapping[str, Any], single: str, plural: str) -> tuple[st
     return single, [one]
 
 
+def _prefix_count(props: Mapping[str, Any], side: str) -> int:
+    many = props.get(f"{side}AddressPrefixes")
+    return len(many) if many else 1
+
+
 def _ports(props: Mapping[str, Any], side: str) -> None:
     field, values = _one_or_many(props, f"{side}PortRange", f"{side}PortRanges")
+    if len(values) > limits.PORT_RANGES_PER_RULE:
+        raise _Invalid(
+            "SecurityRulePortRangesLimitReached",
+            f"At most {limits.PORT_RANGES_PER_RULE} port ranges are allowed in {field} of a security rule.",
+            f"properties.{field}",
+        )
     for index, value in enumerate(values):
         if port_interval(value) is None:
             where = f"properties.{field}" + (f"[{index}]" if field.endswith("s") else "")
@@ -141,6 +170,13 @@ def _ports(props: Mapping[str, Any], side: str) -> None:
 def _addresses(props: Mapping[str, Any], side: str) -> None:
     field, values = _one_or_many(props, f"{side}AddressPrefix", f"{side}AddressPrefixes")
     plural = field.endswith("es")
+    if len(values) > limits.PREFIXES_PER_NSG_SIDE:  # before parsing any of them
+        raise _Invalid(
+            "SecurityRuleAddressPrefixesLimitReached",
+            f"At most {limits.PREFIXES_PER_NSG_SIDE} {side} addresses and ranges are allowed over the security "
+            "rules of a network security group.",
+            f"properties.{field}",
+        )
     for index, value in enumerate(values):
         if not plural and isinstance(value, str) and (value == "*" or value.lower() in TAGS):
             continue

@@ -5,11 +5,12 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import Any
 
-from isthmus.api.arm.addressing import Network, cidr, first_overlap
-from isthmus.api.arm.kind import SUCCEEDED, Child, Kind, Prepared, child_id, guid, resolve, unique_names
+from isthmus.api.arm.addressing import Network, cidr
+from isthmus.api.arm.kind import SUCCEEDED, Child, Kind, Prepared, at_most, child_id, guid, resolve, unique_names
 from isthmus.api.errors import bad_request
-from isthmus.model import arm
+from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
+from isthmus.model.prefixes import Holders, first_overlap, reserved_range_in
 from isthmus.store.repo import Doc, Tx
 
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
@@ -36,12 +37,29 @@ class VirtualNetworks(Kind):
                 "Virtual network peering is not supported.",
                 "properties.virtualNetworkPeerings",
             )
+        at_most(
+            props.subnets,
+            limits.SUBNETS_PER_VNET,
+            "SubnetsPerVirtualNetworkLimitReached",
+            "subnets in a virtual network",
+            "properties.subnets",
+        )
+        if props.dhcpOptions is not None:
+            at_most(
+                props.dhcpOptions.dnsServers,
+                limits.DNS_SERVERS_PER_VNET,
+                "DnsServersPerVirtualNetworkLimitReached",
+                "DNS servers of a virtual network",
+                "properties.dhcpOptions.dnsServers",
+            )
         unique_names(props.subnets, "properties.subnets")
         refs: dict[str, str] = {}
         subnets = []
-        placed: list[tuple[Network, str]] = []
+        placed: list[tuple[Network, str, str]] = []  # (prefix, subnet name, its JSON path)
+        holders = Holders(space)
         for index, subnet in enumerate(props.subnets):
-            subnets.append(self._subnet(tx, rid, space, subnet, index, refs, placed))
+            subnets.append(self._subnet(tx, rid, holders, subnet, index, refs, placed))
+        self._check_subnets_apart(placed)
         self._check_in_use(tx, rid, existing, subnets)
         tx.vni(rid.key)
         properties: dict[str, Any] = {
@@ -64,7 +82,23 @@ class VirtualNetworks(Kind):
         texts = props.addressSpace.addressPrefixes if props.addressSpace else []
         if not texts:
             raise bad_request("InvalidAddressSpace", "A virtual network needs at least one address prefix.", target)
+        at_most(
+            texts,
+            limits.ADDRESS_PREFIXES_PER_VNET,
+            "AddressPrefixesPerVirtualNetworkLimitReached",
+            "address prefixes in a virtual network",
+            target,
+        )
         space = [cidr(text, f"{target}[{i}]") for i, text in enumerate(texts)]
+        for index, prefix in enumerate(space):
+            reserved = reserved_range_in(prefix)
+            if reserved is not None:
+                raise bad_request(
+                    "VnetAddressSpaceInReservedRange",
+                    f"Address prefix {prefix} overlaps {reserved}, a range the platform reserves "
+                    "(multicast, broadcast, loopback, link-local or the platform's own addresses).",
+                    f"{target}[{index}]",
+                )
         overlap = first_overlap(space)
         if overlap:
             i, j = overlap
@@ -79,11 +113,11 @@ class VirtualNetworks(Kind):
     def _subnet(
         tx: Tx,
         rid: ResourceId,
-        space: list[Network],
+        space: Holders,
         subnet: arm.Subnet,
         index: int,
         refs: dict[str, str],
-        placed: list[tuple[Network, str]],
+        placed: list[tuple[Network, str, str]],
     ) -> dict[str, Any]:
         target = f"properties.subnets[{index}]"
         sp = subnet.properties
@@ -101,10 +135,17 @@ class VirtualNetworks(Kind):
                 f"{target}.properties.addressPrefix",
             )
         field = "addressPrefixes" if sp.addressPrefixes else "addressPrefix"
+        at_most(
+            texts,
+            limits.ADDRESS_PREFIXES_PER_SUBNET,
+            "AddressPrefixesPerSubnetLimitReached",
+            "address prefixes of a subnet",
+            f"{target}.properties.{field}",
+        )
         for j, text in enumerate(texts):
             ptarget = f"{target}.properties.{field}" + (f"[{j}]" if sp.addressPrefixes else "")
             prefix = cidr(text, ptarget)
-            if not any(prefix.version == s.version and prefix.subnet_of(s) for s in space):  # type: ignore[arg-type]
+            if space.holder(prefix) is None:
                 raise bad_request(
                     "NetcfgSubnetRangeOutsideVnet",
                     f"Subnet '{subnet.name}' is not valid because its IP address range is outside the IP address "
@@ -117,15 +158,7 @@ class VirtualNetworks(Kind):
                     f"Subnet prefix {prefix} is smaller than the smallest supported (/{SMALLEST_IPV4_SUBNET}).",
                     ptarget,
                 )
-            for other, other_name in placed:
-                if other.version == prefix.version and other.overlaps(prefix):
-                    raise bad_request(
-                        "NetcfgSubnetRangesOverlap",
-                        f"Subnet '{subnet.name}' is not valid because its IP address range overlaps with that of "
-                        f"subnet '{other_name}' in the same virtual network.",
-                        ptarget,
-                    )
-            placed.append((prefix, subnet.name or ""))
+            placed.append((prefix, subnet.name or "", ptarget))
         for name in ("routeTable", "natGateway"):
             if getattr(sp, name) is not None:
                 raise bad_request(
@@ -151,14 +184,28 @@ class VirtualNetworks(Kind):
         }
 
     @staticmethod
+    def _check_subnets_apart(placed: list[tuple[Network, str, str]]) -> None:
+        overlap = first_overlap([prefix for prefix, _name, _target in placed])
+        if overlap is None:
+            return
+        (_p, earlier, _t), (_q, later, target) = placed[overlap[0]], placed[overlap[1]]
+        raise bad_request(
+            "NetcfgSubnetRangesOverlap",
+            f"Subnet '{later}' is not valid because its IP address range overlaps with that of "
+            f"subnet '{earlier}' in the same virtual network.",
+            target,
+        )
+
+    @staticmethod
     def _check_in_use(tx: Tx, rid: ResourceId, existing: Doc | None, subnets: list[dict[str, Any]]) -> None:
         """A subnet with NICs (or gateways) on it can be neither removed nor resized away from them."""
         if existing is None:
             return
         new = {s["name"].lower(): s for s in subnets}
+        users_of = subnet_users(tx, existing.key)
         for old in existing.body["properties"].get("subnets", []):
             sid = old["id"].lower()
-            users = [src for src, _p, _t in tx.referrers(sid, below=False) if src != rid.key]
+            users = [src for src, _p in users_of.get(sid, []) if src != rid.key]
             if not users:
                 continue
             if old["name"].lower() not in new:
@@ -180,9 +227,10 @@ class VirtualNetworks(Kind):
         body = dict(doc.body)
         props = dict(body["properties"])
         subnets = []
+        users_of = subnet_users(tx, doc.key)
         for subnet in props.get("subnets", []):
-            users = tx.referrers(subnet["id"].lower(), below=False)
-            configs = sorted({target_path_id(src, path) for src, path, _t in users if "ipConfigurations" in path})
+            users = users_of.get(subnet["id"].lower(), [])
+            configs = sorted({target_path_id(src, path) for src, path in users if "ipConfigurations" in path})
             sprops = dict(subnet["properties"])
             if configs:
                 sprops["ipConfigurations"] = [{"id": c} for c in configs]
@@ -201,6 +249,15 @@ class VirtualNetworks(Kind):
 
     def after_delete(self, tx: Tx, doc: Doc) -> None:
         tx.release_vni(doc.key)
+
+
+def subnet_users(tx: Tx, vnet_key: str) -> dict[str, list[tuple[str, str]]]:
+    """subnet key -> (source, path) of every reference to it: one query for all of a VNet's subnets."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    for source, path, target in tx.referrers(vnet_key, below=True):
+        if target != vnet_key:
+            users.setdefault(target, []).append((source, path))
+    return users
 
 
 def _contains(prefix: Network, text: str) -> bool:
