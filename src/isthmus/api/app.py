@@ -83,6 +83,7 @@ def create_app(engine: Engine, *, page_size: int = 100, settings: FabricSettings
         state.notifier.revision = state.revision()
         replan_logged(state, "start-up")  # a store from before sticky placement gets its assignment stored
         yield
+        state.writer.shutdown(wait=True)
 
     app = FastAPI(
         title="isthmus",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -16,6 +19,8 @@ from isthmus.store import tokens
 from isthmus.store.db import current_revision, reading
 from isthmus.store.repo import nodes_seen_since
 from isthmus.store.tokens import Principal
+
+T = TypeVar("T")
 
 TOKEN_CACHE_SECONDS = 5.0  # how long a revoked token may still work here
 
@@ -66,6 +71,13 @@ class State:
     def __post_init__(self) -> None:
         self.documents = DocumentCache(self.engine, self.settings)
         self.progress = Progress(self.engine, self.documents)
+        # Writes run here, off the event loop: one thread, as the store admits one writer at a time anyway
+        # (a pool of writers only convoyed on the GIL), so a large write never stalls /healthz, reads,
+        # heartbeats or long-polls.
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="isthmus-writer")
+
+    async def in_writer(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.writer, work)
 
     def principal(self, secret: str) -> Principal | None:
         cached = self._tokens.get(secret)

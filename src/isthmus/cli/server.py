@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from ipaddress import ip_network
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import uvicorn
 
 from isthmus import pki
 from isthmus.api.app import create_app
+from isthmus.api.arm.service import normal_location
 from isthmus.linux.sockets import listen_here, listen_in_netns
 from isthmus.model.snapshot import FabricSettings
 from isthmus.store import tokens
 from isthmus.store.db import make_engine, upgrade
 
 DEFAULT_DB = "sqlite:///var/isthmus.db"
+LOCATION_NAME = re.compile(r"[a-z0-9-]{1,64}")
 PROBE_SOURCES = tuple(str(network) for network in FabricSettings().azure_load_balancer)
 
 token_app = typer.Typer(help="Bearer tokens for tenants, operators and nodes.", no_args_is_help=True)
@@ -42,10 +45,16 @@ def controller(
         list(PROBE_SOURCES),
         help="Where the platform's health probes come from: the NSG service tag AzureLoadBalancer (repeat).",
     ),
+    location: list[str] = typer.Option(
+        list(FabricSettings.locations), help="A location name tenants may create resources in (repeat)."
+    ),
 ) -> None:
     """Run the controller: tenant API, operator API and agent protocol."""
+    locations = tuple(normal_location(name) for name in location)
+    if not locations or not all(LOCATION_NAME.fullmatch(name) for name in locations):
+        raise typer.BadParameter("location names are letters, digits and '-', 1 to 64", param_hint="--location")
     try:
-        settings = FabricSettings(tuple(ip_network(p) for p in azure_load_balancer))
+        settings = FabricSettings(tuple(ip_network(p) for p in azure_load_balancer), locations)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--azure-load-balancer") from None
     _sqlite_dir(db)

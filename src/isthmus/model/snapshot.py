@@ -38,6 +38,8 @@ class FabricSettings:
 
     # Where the platform's health probes come from: the NSG service tag AzureLoadBalancer. The lab's value.
     azure_load_balancer: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("198.18.255.254/32"),)
+    # The location names resources may be created in, normalised as ARM does ("West US" -> "westus").
+    locations: tuple[str, ...] = ("local",)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from isthmus.api.admin.objects import KINDS, SCOPE, AdminKind, key
 from isthmus.api.deps import operator, read, state, write
 from isthmus.api.errors import not_found
+from isthmus.api.preconditions import Preconditions, preconditions
 from isthmus.api.state import LIVE_SECONDS, State
 from isthmus.compile import placement
 from isthmus.model.admin import NAME_PATTERN
@@ -29,6 +30,43 @@ def render(doc: Doc) -> dict[str, Any]:
     return doc.body
 
 
+def _put(kind: AdminKind, name: str, body: Any, conditions: Preconditions, st: State) -> JSONResponse:
+    props = body.properties
+    with write(st) as tx:
+        existing = tx.get(key(kind.collection, name))
+        conditions.check(existing.etag if existing is not None else None)
+        refs = kind.check(tx, name, props)
+        derived = kind.derive(tx, name)
+        stored_name = existing.name if existing else name
+        etag = new_etag()
+        object_id = f"/admin/{kind.collection}/{stored_name}"
+        document = {
+            "id": object_id,
+            "name": stored_name,
+            "type": kind.type,
+            "etag": etag,
+            "tags": body.tags or {},
+            "properties": {
+                **props.model_dump(exclude_none=True, exclude=READ_ONLY),
+                **derived,
+                "provisioningState": "Succeeded",
+            },
+        }
+        doc = tx.put(
+            key(kind.collection, name),
+            scope=SCOPE,
+            resource_group=None,
+            type=kind.type,
+            name=stored_name,
+            body=document,
+            etag=etag,
+            refs=refs,
+        )
+        verb = "updated" if existing else "created"
+        tx.event(SCOPE, f"{kind.collection}.{verb}", object_id, f"{kind.collection} {stored_name} {verb}")
+    return JSONResponse(render(doc), status_code=200 if existing else 201)
+
+
 def add_routes(kind: AdminKind) -> None:
     model = kind.model
     item = f"/{kind.collection}/{{name}}"
@@ -36,42 +74,11 @@ def add_routes(kind: AdminKind) -> None:
     async def put_object(
         name: str = Path(pattern=NAME_PATTERN),
         body: model = Body(),  # type: ignore[valid-type]
+        conditions: Preconditions = Depends(preconditions),
         _who: Principal = Depends(operator),
         st: State = Depends(state),
     ) -> JSONResponse:
-        props = body.properties  # type: ignore[attr-defined]
-        with write(st) as tx:
-            refs = kind.check(tx, name, props)
-            derived = kind.derive(tx, name)
-            existing = tx.get(key(kind.collection, name))
-            stored_name = existing.name if existing else name
-            etag = new_etag()
-            object_id = f"/admin/{kind.collection}/{stored_name}"
-            document = {
-                "id": object_id,
-                "name": stored_name,
-                "type": kind.type,
-                "etag": etag,
-                "tags": body.tags or {},  # type: ignore[attr-defined]
-                "properties": {
-                    **props.model_dump(exclude_none=True, exclude=READ_ONLY),
-                    **derived,
-                    "provisioningState": "Succeeded",
-                },
-            }
-            doc = tx.put(
-                key(kind.collection, name),
-                scope=SCOPE,
-                resource_group=None,
-                type=kind.type,
-                name=stored_name,
-                body=document,
-                etag=etag,
-                refs=refs,
-            )
-            verb = "updated" if existing else "created"
-            tx.event(SCOPE, f"{kind.collection}.{verb}", object_id, f"{kind.collection} {stored_name} {verb}")
-        return JSONResponse(render(doc), status_code=200 if existing else 201)
+        return await st.in_writer(lambda: _put(kind, name, body, conditions, st))
 
     async def get_object(name: str, _who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
         with read(st) as tx:
@@ -80,15 +87,24 @@ def add_routes(kind: AdminKind) -> None:
             raise not_found("ResourceNotFound", f"{kind.collection} '{name}' was not found.")
         return JSONResponse(render(doc))
 
-    async def delete_object(name: str, _who: Principal = Depends(operator), st: State = Depends(state)) -> Response:
-        with write(st) as tx:
-            doc = tx.get(key(kind.collection, name))
-            if doc is None:
-                return Response(status_code=204)
-            kind.check_delete(tx, doc)
-            tx.delete(doc)
-            tx.event(SCOPE, f"{kind.collection}.deleted", doc.body["id"], f"{kind.collection} {doc.name} deleted")
-        return Response(status_code=200)
+    async def delete_object(
+        name: str,
+        conditions: Preconditions = Depends(preconditions),
+        _who: Principal = Depends(operator),
+        st: State = Depends(state),
+    ) -> Response:
+        def work() -> Response:
+            with write(st) as tx:
+                doc = tx.get(key(kind.collection, name))
+                conditions.check(doc.etag if doc is not None else None)
+                if doc is None:
+                    return Response(status_code=204)
+                kind.check_delete(tx, doc)
+                tx.delete(doc)
+                tx.event(SCOPE, f"{kind.collection}.deleted", doc.body["id"], f"{kind.collection} {doc.name} deleted")
+            return Response(status_code=200)
+
+        return await st.in_writer(work)
 
     async def list_objects(_who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
         with read(st) as tx:

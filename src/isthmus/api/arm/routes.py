@@ -5,8 +5,9 @@ Routes are generated per resource type so the OpenAPI document carries each type
 """
 
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from isthmus.api.arm import resource_groups, service
@@ -14,6 +15,7 @@ from isthmus.api.arm.kind import Kind
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.deps import network_api_version, read, resources_api_version, state, tenant, write
 from isthmus.api.errors import bad_request, not_found
+from isthmus.api.preconditions import Preconditions, preconditions
 from isthmus.api.state import State
 from isthmus.model import arm
 from isthmus.model.ids import GROUP_NAME, ResourceId
@@ -40,13 +42,16 @@ def skiptoken(request: Request) -> str | None:
 
 
 def async_headers(request: Request, tx: Tx, subscription: str, location: str, resource: str) -> dict[str, str]:
-    """Azure-AsyncOperation and Location of a completed operation, for clients that poll."""
+    """Azure-AsyncOperation and Location of a completed operation, for clients that poll. Built from what
+    the controller made (the checked subscription id, the stored location, a fresh operation id, the checked
+    api-version), each quoted, so no text a client chose can bend the URL or the header."""
     op_id = tx.operation(subscription.lower(), resource)
-    base = f"{str(request.base_url).rstrip('/')}/subscriptions/{subscription}/providers/Microsoft.Network"
-    version = request.query_params.get("api-version", "")
+    sub, where = quote(subscription.lower(), safe=""), quote(location, safe="")
+    base = f"{str(request.base_url).rstrip('/')}/subscriptions/{sub}/providers/Microsoft.Network/locations/{where}"
+    version = quote(request.query_params.get("api-version", ""), safe="")
     return {
-        "Azure-AsyncOperation": f"{base}/locations/{location}/operations/{op_id}?api-version={version}",
-        "Location": f"{base}/locations/{location}/operationResults/{op_id}?api-version={version}",
+        "Azure-AsyncOperation": f"{base}/operations/{op_id}?api-version={version}",
+        "Location": f"{base}/operationResults/{op_id}?api-version={version}",
         "Retry-After": "0",
     }
 
@@ -69,24 +74,20 @@ def add_kind_routes(kind: Kind) -> None:
         resourceGroupName: str,
         name: str,
         body: model = Body(),  # type: ignore[valid-type]
-        if_match: str | None = Header(default=None),
-        if_none_match: str | None = Header(default=None),
+        conditions: Preconditions = Depends(preconditions),
         _v: str = Depends(network_api_version),
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> JSONResponse:
-        with write(st) as tx:
-            written = service.put(
-                tx,
-                kind,
-                rid_of(subscriptionId, resourceGroupName, name),
-                body,
-                if_match=if_match,
-                if_none_match=if_none_match,
-            )
-            present = kind.present_written(tx, written.doc, st.progress.pending)
-        rendered = present()
-        return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(rendered))
+        def work() -> JSONResponse:
+            with write(st) as tx:
+                rid = rid_of(subscriptionId, resourceGroupName, name)
+                written = service.put(tx, kind, rid, body, conditions, st.settings.locations)
+                present = kind.present_written(tx, written.doc, st.progress.pending)
+            rendered = present()
+            return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(rendered))
+
+        return await st.in_writer(work)
 
     async def get_resource(
         subscriptionId: str,
@@ -105,31 +106,42 @@ def add_kind_routes(kind: Kind) -> None:
         resourceGroupName: str,
         name: str,
         body: arm.TagsObject = Body(),
+        conditions: Preconditions = Depends(preconditions),
         _v: str = Depends(network_api_version),
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> JSONResponse:
-        with write(st) as tx:
-            doc = service.update_tags(tx, kind, rid_of(subscriptionId, resourceGroupName, name), body.tags)
-            present = kind.present_written(tx, doc, st.progress.pending)
-        return JSONResponse(present())
+        def work() -> JSONResponse:
+            with write(st) as tx:
+                doc = service.update_tags(
+                    tx, kind, rid_of(subscriptionId, resourceGroupName, name), body.tags, conditions
+                )
+                present = kind.present_written(tx, doc, st.progress.pending)
+            return JSONResponse(present())
+
+        return await st.in_writer(work)
 
     async def delete_resource(
         request: Request,
         subscriptionId: str,
         resourceGroupName: str,
         name: str,
+        conditions: Preconditions = Depends(preconditions),
         _v: str = Depends(network_api_version),
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> Response:
         rid = rid_of(subscriptionId, resourceGroupName, name)
-        with write(st) as tx:
-            existing = tx.get(rid.key)
-            if not service.delete(tx, kind, rid) or existing is None:
-                return Response(status_code=204)
-            headers = async_headers(request, tx, subscriptionId, existing.body["location"], existing.body["id"])
-        return Response(status_code=202, headers=headers)
+
+        def work() -> Response:
+            with write(st) as tx:
+                existing = tx.get(rid.key)
+                if not service.delete(tx, kind, rid, conditions) or existing is None:
+                    return Response(status_code=204)
+                headers = async_headers(request, tx, subscriptionId, existing.body["location"], existing.key)
+            return Response(status_code=202, headers=headers)
+
+        return await st.in_writer(work)
 
     async def list_in_group(
         request: Request,
@@ -196,17 +208,22 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         name: str,
         childName: str,
         body: model = Body(),
+        conditions: Preconditions = Depends(preconditions),
         _v: str = Depends(network_api_version),
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> JSONResponse:
         rid = rid_of(subscriptionId, resourceGroupName, name, childName)
-        with write(st) as tx:
-            written = service.put_child(tx, kind, rid, collection, childName, body)
-            present = kind.present_written(tx, written.doc, st.progress.pending)
-        parent = present()
-        rendered = service.find_rendered_child(parent, collection, childName)
-        return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(parent))
+
+        def work() -> JSONResponse:
+            with write(st) as tx:
+                written = service.put_child(tx, kind, rid, collection, childName, body, conditions)
+                present = kind.present_written(tx, written.doc, st.progress.pending)
+            parent = present()
+            rendered = service.find_rendered_child(parent, collection, childName)
+            return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(parent))
+
+        return await st.in_writer(work)
 
     async def get_child(
         subscriptionId: str,
@@ -230,17 +247,22 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         resourceGroupName: str,
         name: str,
         childName: str,
+        conditions: Preconditions = Depends(preconditions),
         _v: str = Depends(network_api_version),
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> Response:
         rid = rid_of(subscriptionId, resourceGroupName, name, childName)
-        with write(st) as tx:
-            if not service.delete_child(tx, kind, rid, collection, childName):
-                return Response(status_code=204)
-            parent = service.get(tx, kind, rid.parent)
-            headers = async_headers(request, tx, subscriptionId, parent.body["location"], str(rid))
-        return Response(status_code=202, headers=headers)
+
+        def work() -> Response:
+            with write(st) as tx:
+                if not service.delete_child(tx, kind, rid, collection, childName, conditions):
+                    return Response(status_code=204)
+                parent = service.get(tx, kind, rid.parent)
+                headers = async_headers(request, tx, subscriptionId, parent.body["location"], rid.key)
+            return Response(status_code=202, headers=headers)
+
+        return await st.in_writer(work)
 
     async def list_children(
         subscriptionId: str,
@@ -281,6 +303,7 @@ async def put_group(
     subscriptionId: str,
     resourceGroupName: str,
     body: arm.ResourceGroup = Body(),
+    conditions: Preconditions = Depends(preconditions),
     _v: str = Depends(resources_api_version),
     _who: Principal = Depends(tenant),
     st: State = Depends(state),
@@ -294,23 +317,39 @@ async def put_group(
             "not ending in '.'.",
             "name",
         )
+    location = service.check_location(
+        body.location,
+        st.settings.locations,
+        "The provided location '{}' is not available for resource groups.",
+        "LocationNotAvailableForResourceGroup",
+    )
     key = resource_groups.key(subscriptionId, resourceGroupName)
-    with write(st) as tx:
-        existing = tx.get(key)
-        name = existing.name if existing else resourceGroupName
-        location = existing.body["location"] if existing else body.location.replace(" ", "").lower()
-        doc = resource_groups.body(subscriptionId, name, location, body.tags)
-        etag = new_etag()
-        tx.put(
-            key,
-            scope=subscriptionId.lower(),
-            resource_group=resourceGroupName.lower(),
-            type=resource_groups.TYPE,
-            name=name,
-            body=doc,
-            etag=etag,
-        )
-    return JSONResponse(doc, status_code=200 if existing else 201)
+
+    def work() -> JSONResponse:
+        with write(st) as tx:
+            existing = tx.get(key)
+            conditions.check(existing.etag if existing is not None else None)
+            if existing is not None and existing.body["location"] != location:
+                raise bad_request(
+                    "InvalidResourceGroupLocation",
+                    f"Invalid resource group location '{location}'. The resource group '{existing.name}' already "
+                    f"exists in location '{existing.body['location']}'.",
+                    "location",
+                )
+            name = existing.name if existing else resourceGroupName
+            doc = resource_groups.body(subscriptionId, name, location, body.tags)
+            tx.put(
+                key,
+                scope=subscriptionId.lower(),
+                resource_group=resourceGroupName.lower(),
+                type=resource_groups.TYPE,
+                name=name,
+                body=doc,
+                etag=new_etag(),
+            )
+        return JSONResponse(doc, status_code=200 if existing else 201)
+
+    return await st.in_writer(work)
 
 
 @router.get(GROUP, tags=["resourceGroups"])
@@ -330,18 +369,21 @@ async def delete_group(
     request: Request,
     subscriptionId: str,
     resourceGroupName: str,
+    conditions: Preconditions = Depends(preconditions),
     _v: str = Depends(resources_api_version),
     _who: Principal = Depends(tenant),
     st: State = Depends(state),
 ) -> Response:
-    with write(st) as tx:
-        if not service.delete_group(tx, subscriptionId, resourceGroupName):
-            return Response(status_code=204)
-        op_id = tx.operation(subscriptionId.lower(), resourceGroupName)
-    location = (
-        f"{str(request.base_url).rstrip('/')}{SUB.format(subscriptionId=subscriptionId)}/operationresults/{op_id}"
-    )
-    return Response(status_code=202, headers={"Location": location, "Retry-After": "0"})
+    def work() -> Response:
+        with write(st) as tx:
+            if not service.delete_group(tx, subscriptionId, resourceGroupName, conditions):
+                return Response(status_code=204)
+            op_id = tx.operation(subscriptionId.lower(), resource_groups.key(subscriptionId, resourceGroupName))
+        sub = quote(subscriptionId.lower(), safe="")
+        location = f"{str(request.base_url).rstrip('/')}/subscriptions/{sub}/operationresults/{op_id}"
+        return Response(status_code=202, headers={"Location": location, "Retry-After": "0"})
+
+    return await st.in_writer(work)
 
 
 @router.get(SUB + "/operationresults/{operationId}", tags=["resourceGroups"], include_in_schema=False)

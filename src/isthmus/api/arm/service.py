@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,9 @@ from isthmus.api.arm import resource_groups
 from isthmus.api.arm.kind import Kind
 from isthmus.api.arm.kinds import BY_TYPE, DELETE_ORDER
 from isthmus.api.errors import ArmError, bad_request, json_path, not_found
+from isthmus.api.preconditions import ALWAYS, Preconditions
 from isthmus.model.ids import RESOURCE_NAME, ResourceId
+from isthmus.model.snapshot import FabricSettings
 from isthmus.store.repo import Doc, Tx, new_etag
 
 
@@ -32,13 +35,21 @@ def check_name(name: str, target: str) -> None:
         )
 
 
-def check_preconditions(existing: Doc | None, if_match: str | None, if_none_match: str | None) -> None:
-    if if_match is not None and if_match != "*" and (existing is None or existing.etag != if_match):
-        raise ArmError(412, "PreconditionFailed", "The If-Match etag does not match the resource's etag.")
-    if if_match == "*" and existing is None:
-        raise ArmError(412, "PreconditionFailed", "If-Match '*' but the resource does not exist.")
-    if if_none_match == "*" and existing is not None:
-        raise ArmError(412, "PreconditionFailed", "If-None-Match '*' but the resource exists.")
+def normal_location(text: str) -> str:
+    return text.replace(" ", "").lower()
+
+
+def check_location(text: str, locations: Collection[str], message: str, code: str) -> str:
+    """The location normalised, if it is one the operator configured; else Azure's error naming them."""
+    location = normal_location(text)
+    if location not in locations:
+        shown = text if text.isprintable() and len(text) <= 90 else repr(text[:90])
+        raise bad_request(
+            code,
+            message.format(shown) + f" List of available regions is '{','.join(locations)}'.",
+            "location",
+        )
+    return location
 
 
 def put(
@@ -46,17 +57,23 @@ def put(
     kind: Kind,
     rid: ResourceId,
     request: Any,
-    *,
-    if_match: str | None = None,
-    if_none_match: str | None = None,
+    conditions: Preconditions = ALWAYS,
+    locations: Collection[str] = FabricSettings.locations,
 ) -> Written:
     check_name(rid.name, "name")
     resource_groups.require(tx, rid.subscription, rid.resource_group)
     existing = tx.get(rid.key)
-    check_preconditions(existing, if_match, if_none_match)
+    conditions.check(existing.etag if existing is not None else None)
+    if request.location and existing is None:  # an existing resource keeps the location it was created in
+        check_location(
+            request.location,
+            locations,
+            f"The provided location '{{}}' is not available for resource type '{kind.type}'.",
+            "LocationNotAvailableForResourceType",
+        )
     if existing is not None:  # ARM keeps the casing of the first create
         rid = ResourceId(rid.subscription, existing.body["id"].split("/")[4], rid.collection, existing.name)
-    location = (request.location or "").replace(" ", "").lower()
+    location = normal_location(request.location or "")
     if not location:
         if existing is None:
             raise bad_request("LocationRequired", "The location property is required for this definition.", "location")
@@ -105,9 +122,10 @@ def get(tx: Tx, kind: Kind, rid: ResourceId) -> Doc:
     return doc
 
 
-def delete(tx: Tx, kind: Kind, rid: ResourceId) -> bool:
+def delete(tx: Tx, kind: Kind, rid: ResourceId, conditions: Preconditions = ALWAYS) -> bool:
     """False if there was nothing to delete (ARM answers 204)."""
     doc = tx.get(rid.key)
+    conditions.check(doc.etag if doc is not None and doc.type == kind.type else None)
     if doc is None:
         return False
     kind.check_delete(tx, doc)
@@ -117,8 +135,11 @@ def delete(tx: Tx, kind: Kind, rid: ResourceId) -> bool:
     return True
 
 
-def update_tags(tx: Tx, kind: Kind, rid: ResourceId, tags: dict[str, str] | None) -> Doc:
+def update_tags(
+    tx: Tx, kind: Kind, rid: ResourceId, tags: dict[str, str] | None, conditions: Preconditions = ALWAYS
+) -> Doc:
     doc = get(tx, kind, rid)
+    conditions.check(doc.etag)
     etag = new_etag()
     body = {**doc.body, "tags": tags or {}, "etag": etag}
     updated = tx.put(
@@ -141,8 +162,17 @@ def render(tx: Tx, kind: Kind, doc: Doc) -> dict[str, Any]:
 # --- child resources (subnets, securityRules): written through their parent ------------------------
 
 
-def put_child(tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str, child: BaseModel) -> Written:
-    """Create or replace one child inside its parent, then re-run the parent's checks on the whole."""
+def put_child(
+    tx: Tx,
+    kind: Kind,
+    rid: ResourceId,
+    collection: str,
+    name: str,
+    child: BaseModel,
+    conditions: Preconditions = ALWAYS,
+) -> Written:
+    """Create or replace one child inside its parent, then re-run the parent's checks on the whole. A child
+    carries its parent's etag, so conditions compare with that (the child must exist for If-Match)."""
     spec = kind.child(collection)
     if spec is None or spec.read_only:
         raise ArmError(405, "MethodNotAllowed", f"{collection} cannot be written.")
@@ -158,6 +188,7 @@ def put_child(tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str, c
             new_item["name"] = item["name"]
             items[index] = new_item
             replaced = True
+    conditions.check(parent.etag if replaced else None)
     if not replaced:
         items.append(new_item)
     props[spec.collection] = items
@@ -166,16 +197,19 @@ def put_child(tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str, c
     return Written(written.doc, not replaced)
 
 
-def delete_child(tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str) -> bool:
+def delete_child(
+    tx: Tx, kind: Kind, rid: ResourceId, collection: str, name: str, conditions: Preconditions = ALWAYS
+) -> bool:
     spec = kind.child(collection)
     if spec is None or spec.read_only:
         raise ArmError(405, "MethodNotAllowed", f"{collection} cannot be deleted.")
     parent = tx.get(rid.parent.key)
+    items = parent.body["properties"].get(spec.collection, []) if parent is not None else []
+    kept = [item for item in items if item["name"].lower() != name.lower()]
+    conditions.check(parent.etag if parent is not None and len(kept) < len(items) else None)
     if parent is None:
         return False
     props = dict(parent.body["properties"])
-    items = props.get(spec.collection, [])
-    kept = [item for item in items if item["name"].lower() != name.lower()]
     if len(kept) == len(items):
         return False
     props[spec.collection] = kept
@@ -205,8 +239,9 @@ def find_rendered_child(rendered: dict[str, Any], collection: str, name: str) ->
 # --- resource groups ------------------------------------------------------------------------------
 
 
-def delete_group(tx: Tx, subscription: str, name: str) -> bool:
+def delete_group(tx: Tx, subscription: str, name: str, conditions: Preconditions = ALWAYS) -> bool:
     group = tx.get(resource_groups.key(subscription, name))
+    conditions.check(group.etag if group is not None else None)
     if group is None:
         return False
     docs = [d for d in tx.in_group(subscription.lower(), name.lower()) if d.type != resource_groups.TYPE]
