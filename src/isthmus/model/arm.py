@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-# Azure's limits: at most 50 tags, names up to 512 characters, values up to 256.
+from isthmus.model import limits
+
 Tags = Annotated[
     dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=512)],
-        Annotated[str, StringConstraints(max_length=256)],
+        Annotated[str, StringConstraints(min_length=1, max_length=limits.TAG_NAME_LENGTH)],
+        Annotated[str, StringConstraints(max_length=limits.TAG_VALUE_LENGTH)],
     ],
-    Field(max_length=50),
+    Field(max_length=limits.TAGS_PER_RESOURCE),
 ]
 
 
@@ -164,12 +165,14 @@ class NetworkInterfaceIPConfiguration(ChildEnvelope):
 
 
 class NetworkInterfaceDnsSettings(Arm):
-    dnsServers: list[str] = Field(default_factory=list)
+    dnsServers: list[str] = Field(default_factory=list, max_length=limits.DNS_SERVERS_PER_VNET)
     internalDnsNameLabel: str | None = None
 
 
 class NetworkInterfaceProperties(ReadOnly):
-    ipConfigurations: list[NetworkInterfaceIPConfiguration] = Field(default_factory=list)
+    ipConfigurations: list[NetworkInterfaceIPConfiguration] = Field(
+        default_factory=list, max_length=limits.IP_CONFIGURATIONS_PER_NIC
+    )
     networkSecurityGroup: SubResource | None = None
     dnsSettings: NetworkInterfaceDnsSettings | None = None
     enableIPForwarding: bool | None = None

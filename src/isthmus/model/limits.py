@@ -9,6 +9,7 @@ from __future__ import annotations
 # --- Azure's published limits -----------------------------------------------------------------------
 SUBNETS_PER_VNET = 3_000
 DNS_SERVERS_PER_VNET = 20
+IP_CONFIGURATIONS_PER_NIC = 256  # "Private IP addresses per network interface"
 RULES_PER_NSG = 1_000
 # "IP addresses and ranges specified for source or destination in a security group", counted separately
 # for sources and destinations over all of one NSG's rules.

@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from isthmus.api.arm.addressing import PUBLIC, allocate_public, first_overlap, pool_networks
+from isthmus.api.arm.addressing import PUBLIC, allocate_public, pool_networks
 from isthmus.api.errors import bad_request, conflict
 from isthmus.model import admin, ids
+from isthmus.model.prefixes import first_overlap, overlap_between
 from isthmus.store.repo import Doc, Tx
 
 SCOPE = "admin"
@@ -120,18 +121,20 @@ def _check_pool(tx: Tx, name: str, props: admin.PublicIpPoolProperties) -> None:
             "Two prefixes of the pool overlap.",
             f"properties.addressPrefixes[{overlap[1]}]",
         )
-    for other in tx.list_docs(SCOPE, type_of("publicIpPools")):
-        if other.name.lower() == name.lower():
-            continue
-        for index, prefix in enumerate(mine):
-            for text in other.body["properties"]["addressPrefixes"]:
-                theirs = ip_network(text)
-                if theirs.version == prefix.version and theirs.overlaps(prefix):
-                    raise conflict(
-                        "PublicIpPoolsOverlap",
-                        f"{prefix} overlaps pool {other.name} ({theirs}).",
-                        f"properties.addressPrefixes[{index}]",
-                    )
+    theirs = [
+        (other.name, ip_network(text))
+        for other in tx.list_docs(SCOPE, type_of("publicIpPools"))
+        if other.name.lower() != name.lower()
+        for text in other.body["properties"]["addressPrefixes"]
+    ]
+    across = overlap_between(mine, [network for _pool, network in theirs])
+    if across is not None:
+        pool, network = theirs[across[1]]
+        raise conflict(
+            "PublicIpPoolsOverlap",
+            f"{mine[across[0]]} overlaps pool {pool} ({network}).",
+            f"properties.addressPrefixes[{across[0]}]",
+        )
     for address in tx.pool_addresses(name, PUBLIC):
         if not any(ip_address(address) in prefix for prefix in mine):
             raise conflict(

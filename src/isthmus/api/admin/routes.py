@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from isthmus.api.admin.objects import KINDS, SCOPE, AdminKind, key
@@ -123,9 +124,13 @@ for _kind in KINDS.values():
 @router.get("/placement")
 async def get_placement(_who: Principal = Depends(operator), st: State = Depends(state)) -> JSONResponse:
     """Which gateway carries each virtual network gateway, and why anything is left unplaced."""
-    with read(st) as tx:
-        snapshot = load_snapshot(tx.conn)
-    return JSONResponse(placement.place(snapshot).as_json())
+
+    def work() -> JSONResponse:  # a whole snapshot and a placement: not on the event loop
+        with read(st) as tx:
+            snapshot = load_snapshot(tx.conn)
+        return JSONResponse(placement.place(snapshot).as_json())
+
+    return await run_in_threadpool(work)
 
 
 @router.get("/events")

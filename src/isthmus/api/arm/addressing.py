@@ -42,15 +42,6 @@ def address(text: Any, target: str, code: str = "InvalidIPAddress") -> Address:
         raise bad_request(code, f"'{text}' is not a valid IP address.", target) from None
 
 
-def first_overlap(networks: list[Network]) -> tuple[int, int] | None:
-    """Indexes (i, j), i < j, of the first two overlapping prefixes."""
-    for j, later in enumerate(networks):
-        for i in range(j):
-            if networks[i].version == later.version and networks[i].overlaps(later):
-                return i, j
-    return None
-
-
 def reserved_in_subnet(subnet: Network) -> set[str]:
     """Azure reserves the network address, the next three, and (IPv4) the broadcast address."""
     base = int(subnet.network_address)

@@ -10,6 +10,7 @@ from ipaddress import ip_address
 from typing import Literal
 
 from fastapi import APIRouter, Body, Depends
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,26 +79,32 @@ async def verify_ip_flow(
         raise bad_request("InvalidResourceReference", f"{field} must be a networkInterfaces id.", field)
     if nic_id.subscription.lower() != subscriptionId.lower():
         raise missing  # another subscription's resources do not exist for this caller
-    with read(st) as tx:
-        nic = tx.get(nic_id.key)
-        if nic is None:
-            raise missing
-        configs = nic.body["properties"]["ipConfigurations"]
-        if str(addresses[0]) not in {c["properties"].get("privateIPAddress") for c in configs}:
-            raise bad_request("InvalidRequestFormat", "localIPAddress is not an address of the NIC.", "localIPAddress")
-        vnet = tx.get(vnet_key_of(configs[0]["properties"]["subnet"]["id"]))
-        vnet_body = vnet.body if vnet else None
-        nsgs = {}
-        for nsg_id in nsgs_of(nic.body, vnet_body):
-            if nsg_id:
-                doc = tx.get(nsg_id.lower())
-                if doc is not None:
-                    nsgs[nsg_id.lower()] = doc.body
-    local, remote = (addresses[0], ports[0]), (addresses[1], ports[1])
-    source, destination = (remote, local) if body.direction == "Inbound" else (local, remote)
-    flow = Flow(body.direction, protocol, source[0], source[1], destination[0], destination[1])
-    verdict = verify_nic_flow(nic.body, vnet_body, nsgs, flow, st.settings)
-    result = {"access": verdict.access, "ruleName": verdict.rule_name}
-    if verdict.nsg:
-        result["networkSecurityGroup"] = verdict.nsg
-    return JSONResponse(result)
+
+    def work() -> JSONResponse:  # compiles NSGs: not on the event loop
+        with read(st) as tx:
+            nic = tx.get(nic_id.key)
+            if nic is None:
+                raise missing
+            configs = nic.body["properties"]["ipConfigurations"]
+            if str(addresses[0]) not in {c["properties"].get("privateIPAddress") for c in configs}:
+                raise bad_request(
+                    "InvalidRequestFormat", "localIPAddress is not an address of the NIC.", "localIPAddress"
+                )
+            vnet = tx.get(vnet_key_of(configs[0]["properties"]["subnet"]["id"]))
+            vnet_body = vnet.body if vnet else None
+            nsgs = {}
+            for nsg_id in nsgs_of(nic.body, vnet_body):
+                if nsg_id:
+                    doc = tx.get(nsg_id.lower())
+                    if doc is not None:
+                        nsgs[nsg_id.lower()] = doc.body
+        local, remote = (addresses[0], ports[0]), (addresses[1], ports[1])
+        source, destination = (remote, local) if body.direction == "Inbound" else (local, remote)
+        flow = Flow(body.direction, protocol, source[0], source[1], destination[0], destination[1])
+        verdict = verify_nic_flow(nic.body, vnet_body, nsgs, flow, st.settings)
+        result = {"access": verdict.access, "ruleName": verdict.rule_name}
+        if verdict.nsg:
+            result["networkSecurityGroup"] = verdict.nsg
+        return JSONResponse(result)
+
+    return await run_in_threadpool(work)

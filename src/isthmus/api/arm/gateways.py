@@ -7,11 +7,11 @@ from typing import Any
 
 from isthmus.api.arm import public_ip_addresses
 from isthmus.api.arm.addressing import address, allocate_private, cidr
-from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, child_id, find_child, guid, in_use, resolve
+from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, at_most, child_id, find_child, guid, in_use, resolve
 from isthmus.api.arm.virtual_networks import subnet_prefixes
 from isthmus.api.errors import bad_request
 from isthmus.compile.placement import SKU_MBPS
-from isthmus.model import arm
+from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
 from isthmus.model.snapshot import public_ip_keys
 from isthmus.store.repo import Doc, Tx
@@ -160,6 +160,13 @@ class LocalNetworkGateways(Kind):
         gateway = address(props.gatewayIpAddress, "properties.gatewayIpAddress", "InvalidGatewayIpAddress")
         target = "properties.localNetworkAddressSpace.addressPrefixes"
         texts = props.localNetworkAddressSpace.addressPrefixes if props.localNetworkAddressSpace else []
+        at_most(
+            texts,
+            limits.ADDRESS_PREFIXES_PER_VNET,
+            "AddressPrefixesPerLocalNetworkGatewayLimitReached",
+            "address prefixes of a local network gateway",
+            target,
+        )
         prefixes = [str(cidr(text, f"{target}[{i}]")) for i, text in enumerate(texts)]
         properties: dict[str, Any] = {
             "gatewayIpAddress": str(gateway),

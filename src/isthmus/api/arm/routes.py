@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from isthmus.api.arm import resource_groups, service
@@ -151,16 +152,14 @@ def add_kind_routes(kind: Kind) -> None:
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> JSONResponse:
-        with read(st) as tx:
-            resource_groups.require(tx, subscriptionId, resourceGroupName)
-            docs = tx.list_docs(
-                subscriptionId.lower(),
-                kind.type,
-                resourceGroupName.lower(),
-                skiptoken(request),
-                st.page_size + 1,
-            )
-            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
+        def work() -> JSONResponse:
+            with read(st) as tx:
+                resource_groups.require(tx, subscriptionId, resourceGroupName)
+                group = resourceGroupName.lower()
+                docs = tx.list_docs(subscriptionId.lower(), kind.type, group, skiptoken(request), st.page_size + 1)
+                return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
+
+        return await run_in_threadpool(work)
 
     async def list_in_subscription(
         request: Request,
@@ -169,9 +168,12 @@ def add_kind_routes(kind: Kind) -> None:
         _who: Principal = Depends(tenant),
         st: State = Depends(state),
     ) -> JSONResponse:
-        with read(st) as tx:
-            docs = tx.list_docs(subscriptionId.lower(), kind.type, None, skiptoken(request), st.page_size + 1)
-            return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
+        def work() -> JSONResponse:
+            with read(st) as tx:
+                docs = tx.list_docs(subscriptionId.lower(), kind.type, None, skiptoken(request), st.page_size + 1)
+                return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
+
+        return await run_in_threadpool(work)
 
     router.add_api_route(item, put_resource, methods=["PUT"], tags=list(tag), name=f"{kind.collection}_CreateOrUpdate")
     router.add_api_route(item, get_resource, methods=["GET"], tags=list(tag), name=f"{kind.collection}_Get")
