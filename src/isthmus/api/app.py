@@ -1,9 +1,10 @@
-"""The controller's HTTP application: tenant ARM API, operator API, agent protocol.
+"""The controller's HTTP application: tenant ARM API, operator API and agent protocol.
 
-Handlers are `async def` and run their (short) store transactions on the event loop itself. The
-store admits one writer at a time anyway; a thread pool in front of it only added a hop and let
-requests convoy on the GIL (measured: p99 of GET 45 → 33 ms, PUT 122 → 86 ms at 16 clients, see
-bench/api.py). The long-poll waits without blocking, and compiles in a worker thread.
+What runs where: short reads (one resource, a token, /healthz) run on the event loop itself; writes run
+in the one writer thread (`State.in_writer`; the store admits one writer at a time anyway, and a pool of
+writers only convoyed on the GIL); lists, placement and IP flow verify run in worker threads. So no
+request's CPU work stalls the others (measured in bench/api.py: /healthz while the largest VNet Azure
+allows is PUT again and again). The long-poll waits without blocking, and compiles in a worker thread.
 """
 
 from __future__ import annotations
