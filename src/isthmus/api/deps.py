@@ -71,13 +71,21 @@ async def principal(request: Request, st: State = Depends(state)) -> Principal:
 
 
 async def tenant(subscriptionId: str, who: Principal = Depends(principal)) -> Principal:
-    """A tenant reaches only its own subscription; any other is reported as not existing."""
+    """A tenant reaches only its own subscription; any other is reported as not existing. Operator and node
+    tokens are refused outright (an operator token reaches subscriptions only if created for that)."""
     if not SUBSCRIPTION_ID.match(subscriptionId):
         raise bad_request("InvalidSubscriptionId", f"The provided subscription identifier '{subscriptionId}' is "
                           "malformed or invalid.")  # fmt: skip
-    if not who.may_use_subscription(subscriptionId):
+    if who.may_use_subscription(subscriptionId):
+        return who
+    if who.kind == "subscription":
         raise not_found("SubscriptionNotFound", f"The subscription '{subscriptionId}' could not be found.")
-    return who
+    raise ArmError(
+        403,
+        "AuthorizationFailed",
+        f"A {who.kind} token may not use tenant subscriptions: use the subscription's own token, or an operator "
+        "token created with --all-subscriptions.",
+    )
 
 
 async def operator(who: Principal = Depends(principal)) -> Principal:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 import uvicorn
+from rich.console import Console
+from rich.table import Table
 
 from isthmus import pki
 from isthmus.api.app import create_app
@@ -84,7 +86,10 @@ def controller(
 @token_app.command("create")
 def token_create(
     subscription: str | None = typer.Option(None, help="A tenant token for this subscription id."),
-    operator: bool = typer.Option(False, "--operator", help="An operator token."),
+    operator: bool = typer.Option(False, "--operator", help="An operator token (/admin only)."),
+    all_subscriptions: bool = typer.Option(
+        False, "--all-subscriptions", help="With --operator: the token also reads and writes every subscription."
+    ),
     node: str | None = typer.Option(None, help="A token for this agent node."),
     db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
 ) -> None:
@@ -100,14 +105,29 @@ def token_create(
     ]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --subscription, --operator, --node")
+    if all_subscriptions and not operator:
+        raise typer.BadParameter("--all-subscriptions goes with --operator")
     _sqlite_dir(db)
     engine = make_engine(db)
     upgrade(engine)
     kind, subject = chosen[0]
     try:
-        print(tokens.create(engine, kind, subject))
+        print(tokens.create(engine, kind, subject, tokens.ALL_SUBSCRIPTIONS if all_subscriptions else None))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+@token_app.command("list")
+def token_list(db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB")) -> None:
+    """Every token: id, kind, subject, scope, when created and revoked (never the secret)."""
+    engine = make_engine(db)
+    upgrade(engine)
+    table = Table(title="tokens")
+    for header in ("id", "kind", "subject", "scope", "created", "revoked"):
+        table.add_column(header)
+    for row in tokens.listing(engine):
+        table.add_row(*(row[k] or "-" for k in ("id", "kind", "subject", "scope", "created", "revoked")))
+    Console().print(table)
 
 
 @token_app.command("revoke")
@@ -116,8 +136,10 @@ def token_revoke(
     db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
 ) -> None:
     """Revoke a token (controllers stop accepting it within 5 s)."""
-    if not tokens.revoke(make_engine(db), token_id):
-        raise typer.BadParameter(f"no token with id {token_id}")
+    engine = make_engine(db)
+    upgrade(engine)
+    if not tokens.revoke(engine, token_id):
+        raise typer.BadParameter(f"no token with id {token_id} that is not revoked already")
     print(f"revoked {token_id}")
 
 
