@@ -118,7 +118,7 @@ def write(st: State) -> Iterator[Tx]:
     """A write transaction; agents long-polling are woken once it has committed. A write that can move
     placement (VNet gateways, connections, gateways, pools, gateway states) is followed by planning."""
     with writing(st.engine) as conn:
-        tx = Tx(conn)
+        tx = Tx(conn, st.keyring)
         yield tx
     if tx.changed:
         st.notifier.notify(tx.revision)
@@ -129,4 +129,4 @@ def write(st: State) -> Iterator[Tx]:
 @contextmanager
 def read(st: State) -> Iterator[Tx]:
     with reading(st.engine) as conn:
-        yield Tx(conn)
+        yield Tx(conn, st.keyring)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Engine
 
 from isthmus.compile.documents import Compiler
+from isthmus.compile.gateway import Unseal
 from isthmus.model.documents import (
     Delta,
     Document,
@@ -70,9 +71,10 @@ class Answer:
 
 
 class DocumentCache:
-    def __init__(self, engine: Engine, settings: FabricSettings | None = None) -> None:
+    def __init__(self, engine: Engine, settings: FabricSettings | None = None, unseal: Unseal | None = None) -> None:
         self.engine = engine
         self.settings = settings or FabricSettings()
+        self.unseal = unseal
         self._lock = threading.Lock()
         self._compiler: Compiler | None = None
         self._nodes: dict[str, NodeDocument] = {}
@@ -85,7 +87,7 @@ class DocumentCache:
             if self._compiler is None:
                 snapshot = load_snapshot(conn)
                 gc.freeze()  # the snapshot lives on: no collection needs to walk its objects again
-                self._compiler = Compiler(snapshot, self.settings)
+                self._compiler = Compiler(snapshot, self.settings, self.unseal)
                 gc.freeze()
                 return self._compiler
             snapshot, changed = refresh(conn, self._compiler.snapshot)
