@@ -74,12 +74,16 @@ async def set_shared_key(
         and body.id.lower() != ResourceId(subscriptionId, resourceGroupName, "connections", name).key
     ):
         raise bad_request("InvalidRequestFormat", "id is not this connection's.", "id")
-    with write(st) as tx:
-        doc = _connection(tx, subscriptionId, resourceGroupName, name)
-        etag = new_etag()
-        stored: dict[str, Any] = {**doc.body, "etag": etag}
-        stored["properties"] = {**doc.body["properties"], SEALED: tx.seal(body.value, doc.key)}
-        tx.put(doc.key, scope=doc.scope, resource_group=doc.resource_group, type=doc.type, name=doc.name,
-               body=stored, etag=etag)  # fmt: skip
-        tx.event(doc.scope, "connections.sharedKeySet", doc.body["id"], f"shared key of connection {doc.name} set")
-    return JSONResponse({"value": body.value}, headers=NO_STORE)
+
+    def work() -> JSONResponse:
+        with write(st) as tx:
+            doc = _connection(tx, subscriptionId, resourceGroupName, name)
+            etag = new_etag()
+            stored: dict[str, Any] = {**doc.body, "etag": etag}
+            stored["properties"] = {**doc.body["properties"], SEALED: tx.seal(body.value, doc.key)}
+            tx.put(doc.key, scope=doc.scope, resource_group=doc.resource_group, type=doc.type, name=doc.name,
+                   body=stored, etag=etag)  # fmt: skip
+            tx.event(doc.scope, "connections.sharedKeySet", doc.body["id"], f"shared key of {doc.name} set")
+        return JSONResponse({"value": body.value}, headers=NO_STORE)
+
+    return await st.in_writer(work)
