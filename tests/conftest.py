@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import settings
 from sqlalchemy import Engine, select, text
 
+from isthmus import sealing
 from isthmus.api.app import create_app
 from isthmus.store import tables, tokens
 from isthmus.store.db import make_engine, upgrade
@@ -34,6 +35,7 @@ class Controller:
     tenant_a: str
     tenant_b: str
     operator: str
+    secrets_key: Path | None = None  # the key file sealing pre-shared keys; another app on this store needs it
 
     def headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"} if token else {}
@@ -82,7 +84,9 @@ def controller(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contr
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
-    app = create_app(engine, page_size=5)
+    secrets_key = tmp_path / "pki" / sealing.KEY_FILE
+    sealing.write_key(secrets_key)
+    app = create_app(engine, page_size=5, secrets_key=secrets_key)
     with TestClient(app) as client:
         yield Controller(
             engine=engine,
@@ -90,6 +94,7 @@ def controller(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Contr
             tenant_a=tokens.create(engine, "subscription", SUB_A),
             tenant_b=tokens.create(engine, "subscription", SUB_B),
             operator=tokens.create(engine, "operator", "operator"),
+            secrets_key=secrets_key,
         )
     engine.dispose()
 

@@ -1,4 +1,5 @@
-"""A small CA and the controller's server certificate (`isthmus pki init`)."""
+"""A small CA and the controller's server certificate (`isthmus pki init`), and beside them the key that
+seals pre-shared keys at rest (isthmus.sealing)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from isthmus import sealing
+
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server.key"
+SECRETS_KEY = sealing.KEY_FILE
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1", "198.18.255.1")
 
 
@@ -45,8 +49,11 @@ def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
 
 
 def init(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, days: int = 825) -> Path:
-    """Create (or keep) a CA in `directory` and issue a server certificate for `names`. Returns the CA path."""
+    """Create (or keep) a CA and a secrets key in `directory` and issue a server certificate for `names`.
+    Returns the CA path."""
     directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / SECRETS_KEY).exists():
+        sealing.write_key(directory / SECRETS_KEY)
     now = dt.datetime.now(dt.UTC)
     ca_cert_path, ca_key_path = directory / CA_CERT, directory / CA_KEY
     if ca_cert_path.exists() and ca_key_path.exists():

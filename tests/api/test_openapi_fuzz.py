@@ -17,6 +17,7 @@ from isthmus.store.db import make_engine, upgrade
 from tests.conftest import SUB_A
 
 TOKENS: dict[str, str] = {}
+FUZZ_NODE = "fuzz-node"
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def served_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemath
     upgrade(engine)
     TOKENS["operator"] = tokens.create(engine, "operator", "operator")
     TOKENS["tenant"] = tokens.create(engine, "subscription", SUB_A)
+    TOKENS["node"] = tokens.create(engine, "node", FUZZ_NODE)
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(engine))
     engine.dispose()
 
@@ -36,7 +38,11 @@ schema = schemathesis.pytest.from_fixture("served_schema")
 @settings(max_examples=int(os.environ.get("ISTHMUS_FUZZ_EXAMPLES", "12")), deadline=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
 def test_no_server_errors(case: schemathesis.Case) -> None:
-    token = TOKENS["operator"] if case.path.startswith(("/admin", "/v1")) else TOKENS["tenant"]
+    token = TOKENS[
+        "operator" if case.path.startswith("/admin") else "node" if case.path.startswith("/v1") else "tenant"
+    ]
+    if case.path_parameters and "node" in case.path_parameters:
+        case.path_parameters["node"] = FUZZ_NODE  # a node token acts as its own node only
     if case.path_parameters and "subscriptionId" in case.path_parameters:
         case.path_parameters["subscriptionId"] = SUB_A  # reach the handlers, not just the tenant check
     if case.path.endswith("/desired") and case.query:

@@ -184,7 +184,7 @@ def test_bad_service_state_is_a_400_and_changes_nothing(seeded: Controller) -> N
 
 def test_replicas_agree_and_a_stale_plan_is_not_written(seeded: Controller) -> None:
     a, _b = world(seeded)
-    with TestClient(create_app(seeded.engine)) as other:
+    with TestClient(create_app(seeded.engine, secrets_key=seeded.secrets_key)) as other:
         replica: State = other.app.state.isthmus  # type: ignore[attr-defined]
         assert replan(replica) is None  # the same plan: nothing to write
         stale = replica.documents.snapshot()
@@ -220,7 +220,7 @@ def test_a_store_without_stored_placement_gets_it_at_start_up(seeded: Controller
     with seeded.engine.begin() as conn:  # as a store from before sticky placement (migration 0002) looks
         conn.execute(tables.placements.delete())
         conn.execute(tables.gateway_states.delete())
-    with TestClient(create_app(seeded.engine)):
+    with TestClient(create_app(seeded.engine, secrets_key=seeded.secrets_key)):
         pass
     with reading(seeded.engine) as conn:
         stored, roles = placements.load(conn)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from isthmus.store import tokens
+from isthmus.store.db import make_engine
 from tests.e2e.conftest import SUB_A, Live
 
 
@@ -65,7 +67,8 @@ def test_read_commands(live: Live) -> None:
     assert isthmus(live, live.operator, "events").returncode == 0
     latest = json.loads(isthmus(live, live.operator, "-o", "json", "events", "--limit", "1").stdout)
     assert len(latest) == 1 and latest[0]["kind"] == "virtualNetworks.created"  # the newest, not the first
-    registered = http.post("/v1/nodes/cli-host/register", headers=operator, json={"role": "host"})
+    node = {"Authorization": f"Bearer {tokens.create(make_engine(live.db), 'node', 'cli-host')}"}
+    registered = http.post("/v1/nodes/cli-host/register", headers=node, json={"role": "host"})
     assert registered.status_code == 200
     nodes = isthmus(live, live.operator, "node", "list")
     assert "cli-host" in nodes.stdout and "live" in nodes.stdout

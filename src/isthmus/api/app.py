@@ -13,6 +13,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,10 +25,13 @@ from isthmus.api.admin.routes import router as admin_router
 from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
+from isthmus.api.arm.shared_key import router as shared_key_router
 from isthmus.api.nodes import router as nodes_router
 from isthmus.api.placement import replan_logged
 from isthmus.api.state import State
 from isthmus.model.snapshot import FabricSettings
+from isthmus.sealing import Keyring
+from isthmus.store.sealed import seal_stored
 
 # ARM paths are case-insensitive in their fixed words; route matching here is not, so fold them by position
 # (names the tenant chose keep their case).
@@ -41,6 +45,7 @@ _WORDS = {
         "locations",
         "operations",
         "operationResults",
+        "sharedkey",
         *(kind.collection for kind in KINDS),
         *(child.collection for kind in KINDS for child in kind.children),
     )
@@ -71,8 +76,19 @@ class CanonicalPaths:
         await self.app(scope, receive, send)
 
 
-def create_app(engine: Engine, *, page_size: int = 100, settings: FabricSettings | None = None) -> FastAPI:
-    state = State(engine=engine, page_size=page_size, settings=settings or FabricSettings())
+def create_app(
+    engine: Engine,
+    *,
+    page_size: int = 100,
+    settings: FabricSettings | None = None,
+    secrets_key: Path | None = None,
+) -> FastAPI:
+    """The application over `engine`. `secrets_key` is the key file that seals pre-shared keys at rest
+    (isthmus.sealing; None: a key held in memory only, for tests). Clear keys a store from before sealing
+    holds are sealed here, at start-up, and a key that does not open the stored ones stops it here."""
+    keyring = Keyring.load(secrets_key) if secrets_key is not None else Keyring.ephemeral()
+    seal_stored(engine, keyring)
+    state = State(engine=engine, page_size=page_size, settings=settings or FabricSettings(), keyring=keyring)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -96,6 +112,7 @@ def create_app(engine: Engine, *, page_size: int = 100, settings: FabricSettings
     errors.install(app)
     app.include_router(arm_router)
     app.include_router(flow_verify_router)
+    app.include_router(shared_key_router)
     app.include_router(admin_router)
     app.include_router(nodes_router)
 

@@ -71,13 +71,21 @@ async def principal(request: Request, st: State = Depends(state)) -> Principal:
 
 
 async def tenant(subscriptionId: str, who: Principal = Depends(principal)) -> Principal:
-    """A tenant reaches only its own subscription; any other is reported as not existing."""
+    """A tenant reaches only its own subscription; any other is reported as not existing. Operator and node
+    tokens are refused outright (an operator token reaches subscriptions only if created for that)."""
     if not SUBSCRIPTION_ID.match(subscriptionId):
         raise bad_request("InvalidSubscriptionId", f"The provided subscription identifier '{subscriptionId}' is "
                           "malformed or invalid.")  # fmt: skip
-    if not who.may_use_subscription(subscriptionId):
+    if who.may_use_subscription(subscriptionId):
+        return who
+    if who.kind == "subscription":
         raise not_found("SubscriptionNotFound", f"The subscription '{subscriptionId}' could not be found.")
-    return who
+    raise ArmError(
+        403,
+        "AuthorizationFailed",
+        f"A {who.kind} token may not use tenant subscriptions: use the subscription's own token, or an operator "
+        "token created with --all-subscriptions.",
+    )
 
 
 async def operator(who: Principal = Depends(principal)) -> Principal:
@@ -110,7 +118,7 @@ def write(st: State) -> Iterator[Tx]:
     """A write transaction; agents long-polling are woken once it has committed. A write that can move
     placement (VNet gateways, connections, gateways, pools, gateway states) is followed by planning."""
     with writing(st.engine) as conn:
-        tx = Tx(conn)
+        tx = Tx(conn, st.keyring)
         yield tx
     if tx.changed:
         st.notifier.notify(tx.revision)
@@ -121,4 +129,4 @@ def write(st: State) -> Iterator[Tx]:
 @contextmanager
 def read(st: State) -> Iterator[Tx]:
     with reading(st.engine) as conn:
-        yield Tx(conn)
+        yield Tx(conn, st.keyring)

@@ -14,20 +14,24 @@ from __future__ import annotations
 import gc
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine
 
 from isthmus.compile.documents import Compiler
+from isthmus.compile.gateway import Unseal
 from isthmus.model.documents import (
     Delta,
     Document,
+    GatewayDocument,
     HostDocument,
     MuxDocument,
     encode,
     host_delta,
     mux_delta,
 )
+from isthmus.model.ids import normalize
 from isthmus.model.snapshot import FabricSettings, Snapshot
 from isthmus.store.db import reading
 from isthmus.store.snapshots import load_snapshot, refresh
@@ -40,10 +44,16 @@ class NodeDocument:
     document: Document
     encoded: bytes | None = None  # the document's JSON, made once when first asked for
     deltas: deque[tuple[Delta, bytes]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    named: frozenset[str] | None = None  # the store keys the document names, made once when first asked for
 
     @property
     def revision(self) -> int:
         return self.document.revision
+
+    def keys(self) -> frozenset[str]:
+        if self.named is None:
+            self.named = named_keys(self.document)
+        return self.named
 
     def body(self) -> bytes:
         if self.encoded is None:
@@ -61,12 +71,14 @@ class Answer:
 
 
 class DocumentCache:
-    def __init__(self, engine: Engine, settings: FabricSettings | None = None) -> None:
+    def __init__(self, engine: Engine, settings: FabricSettings | None = None, unseal: Unseal | None = None) -> None:
         self.engine = engine
         self.settings = settings or FabricSettings()
+        self.unseal = unseal
         self._lock = threading.Lock()
         self._compiler: Compiler | None = None
         self._nodes: dict[str, NodeDocument] = {}
+        self._reported: dict[str, frozenset[str]] = {}  # node -> its document's keys at its last report
 
     def _current(self) -> Compiler:
         """The compiler at the store's current revision, re-reading only rows changed since the last; the
@@ -75,7 +87,7 @@ class DocumentCache:
             if self._compiler is None:
                 snapshot = load_snapshot(conn)
                 gc.freeze()  # the snapshot lives on: no collection needs to walk its objects again
-                self._compiler = Compiler(snapshot, self.settings)
+                self._compiler = Compiler(snapshot, self.settings, self.unseal)
                 gc.freeze()
                 return self._compiler
             snapshot, changed = refresh(conn, self._compiler.snapshot)
@@ -93,12 +105,13 @@ class DocumentCache:
                 continue  # never asked for: compiled when it is
             if node not in compiler.roles:
                 del self._nodes[node]
+                self._reported.pop(node, None)
                 continue
             new = compiler.document(node, held.document.role)
             changed, delta = _difference(held.document, new, compiler)
             if not changed:
                 continue  # the change did not reach this node's document after all
-            held.document, held.encoded = new, None
+            held.document, held.encoded, held.named = new, None, None
             if delta is None:
                 held.deltas.clear()  # no delta describes it: whoever is behind gets the whole document
             else:
@@ -138,6 +151,22 @@ class DocumentCache:
         with self._lock:
             return self._current().carriers(key)
 
+    def foreign(self, node: str, role: str, keys: Iterable[str]) -> str | None:
+        """The first of `keys` that `node` may not report on, or None. A node speaks of what its current
+        document names, of what its document named at its last accepted report (an agent reports the
+        document it last applied, which may be one change behind), and of what it carries
+        (`carriers`: asked only for the keys the first two miss, so a forged report costs one call)."""
+        with self._lock:
+            current = self._held(node, role).keys()
+            allowed = current | self._reported.get(node, frozenset())
+            compiler = self._compiler
+            assert compiler is not None
+            for key in keys:
+                if key not in allowed and node not in compiler.carriers(key):
+                    return key
+            self._reported[node] = current
+            return None
+
     def snapshot(self) -> Snapshot:
         """The snapshot at the store's current revision (what placement plans from)."""
         with self._lock:
@@ -163,3 +192,24 @@ def _difference(old: Document, new: Document, compiler: Compiler) -> tuple[bool,
     else:
         return replace(new, revision=old.revision) != old, None
     return delta is not None, delta
+
+
+def named_keys(document: Document) -> frozenset[str]:
+    """The store keys of the resources `document` names: what its node realises and may report on."""
+    keys: set[str] = set()
+    if isinstance(document, HostDocument):
+        for vnet in document.virtual_networks:
+            keys.add(normalize(vnet.id))
+            keys.update(s.network_security_group for s in vnet.subnets if s.network_security_group)
+        for nic in document.network_interfaces:
+            keys.add(normalize(nic.id))
+            if nic.network_security_group:
+                keys.add(nic.network_security_group)
+        keys.update(program.network_security_group for program in document.network_security_groups)
+    elif isinstance(document, MuxDocument):
+        keys.update(vip.owner for vip in document.vips.values())
+    elif isinstance(document, GatewayDocument):
+        for compartment in document.compartments:
+            keys.add(normalize(compartment.virtual_network_gateway))
+            keys.update(normalize(connection.id) for connection in compartment.connections)
+    return frozenset(keys)

@@ -6,20 +6,22 @@
 import asyncio
 import functools
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from isthmus.api.deps import principal, read, state, write
 from isthmus.api.documents import Answer
-from isthmus.api.errors import ArmError, conflict, not_found
+from isthmus.api.errors import ArmError, bad_request, conflict, not_found
 from isthmus.api.state import State
+from isthmus.model import limits
 from isthmus.model.admin import NAME_PATTERN
 from isthmus.model.ids import normalize
-from isthmus.store.db import MAX_REVISION
+from isthmus.store.db import MAX_REVISION, current_revision
+from isthmus.store.repo import dumps
 from isthmus.store.tokens import Principal
 
 router = APIRouter(prefix="/v1/nodes", tags=["agents"])
@@ -38,12 +40,23 @@ class ResourceStatus(BaseModel):
     message: str = Field(default="", max_length=2000)
 
 
+ResourceKey = Annotated[str, StringConstraints(min_length=1, max_length=limits.REPORT_RESOURCE_ID_LENGTH)]
+DaemonText = Annotated[str, StringConstraints(max_length=limits.REPORT_DAEMON_TEXT_LENGTH)]
+
+
 class StatusReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
     appliedRevision: int = Field(ge=0, le=MAX_REVISION)
-    resources: dict[str, ResourceStatus] = Field(default_factory=dict)
-    daemons: dict[str, str] = Field(default_factory=dict)
+    resources: dict[ResourceKey, ResourceStatus] = Field(default_factory=dict, max_length=limits.REPORT_RESOURCES)
+    daemons: dict[DaemonText, DaemonText] = Field(default_factory=dict, max_length=limits.REPORT_DAEMONS)
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("details")
+    @classmethod
+    def _bounded(cls, details: dict[str, Any]) -> dict[str, Any]:
+        if len(dumps(details).encode()) > limits.REPORT_DETAILS_BYTES:
+            raise ValueError(f"details may take at most {limits.REPORT_DETAILS_BYTES} bytes as JSON")
+        return details
 
 
 async def node_principal(node: str = NODE, who: Principal = Depends(principal)) -> Principal:
@@ -128,15 +141,35 @@ async def status(
     st: State = Depends(state),
 ) -> JSONResponse:
     """Heartbeat and observed state. A resource the node reports Failed shows provisioningState Failed
-    until the node reports it applied; each new failure, and each recovery, is an event with the reason."""
+    until the node reports it applied.
+
+    A report speaks only of the node's own resources (see `DocumentCache.foreign`) and of a revision the
+    store has reached; otherwise it is refused whole (400), and nothing of it is recorded.
+
+    Events are coalesced per (node, resource): one `apply.failed` when a resource starts failing, one
+    `apply.recovered` when it stops; a failure whose message changes from report to report updates the
+    message shown in provisioningState but adds no event. So a resource failing for a day with a changing
+    reason (a counter, a timestamp) costs two events, not one per heartbeat, and a report's events are at most
+    two per resource the node carries."""
+    role = await run_in_threadpool(_role, st, node)
     states = {normalize(rid): (r.state, r.message) for rid, r in body.resources.items()}
+    foreign = await run_in_threadpool(st.documents.foreign, node, role, sorted(states))
+    if foreign is not None:
+        raise bad_request("ResourceNotCarriedByNode", f"Node {node} does not carry {foreign}.", "resources")
     with write(st) as tx:
+        reached = current_revision(tx.conn)
+        if body.appliedRevision > reached:
+            raise bad_request(
+                "InvalidAppliedRevision",
+                f"appliedRevision {body.appliedRevision} is past the store's revision {reached}.",
+                "appliedRevision",
+            )
         if not tx.report_status(node, body.appliedRevision, body.model_dump()):
             raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
         before = tx.failures(node)
         tx.set_resource_status(node, states)
         for key, (state_, message) in sorted(states.items()):
-            if state_ == "Failed" and before.get(key) != message:
+            if state_ == "Failed" and key not in before:
                 tx.event("admin", "apply.failed", key, f"{node} could not apply {key}: {message}")
         for key in sorted(set(before) - {k for k, (s_, _m) in states.items() if s_ == "Failed"}):
             tx.event("admin", "apply.recovered", key, f"{node} applied {key}")

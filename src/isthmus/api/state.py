@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from isthmus.api.documents import DocumentCache
 from isthmus.model.snapshot import FabricSettings
+from isthmus.sealing import Keyring
 from isthmus.store import tokens
 from isthmus.store.db import current_revision, reading
 from isthmus.store.repo import nodes_seen_since
@@ -66,10 +67,11 @@ class State:
     page_size: int = 100
     settings: FabricSettings = field(default_factory=FabricSettings)
     notifier: Notifier = field(default_factory=Notifier)
+    keyring: Keyring = field(default_factory=Keyring.ephemeral)  # seals and opens pre-shared keys
     _tokens: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.documents = DocumentCache(self.engine, self.settings)
+        self.documents = DocumentCache(self.engine, self.settings, self.keyring.open)
         self.progress = Progress(self.engine, self.documents)
         # Writes run here, off the event loop: one thread, as the store admits one writer at a time anyway
         # (a pool of writers only convoyed on the GIL), so a large write never stalls /healthz, reads,

@@ -12,7 +12,7 @@ which nodes' documents may differ.
 from __future__ import annotations
 
 from isthmus.compile import host, mux, placement
-from isthmus.compile.gateway import gateway_document
+from isthmus.compile.gateway import Unseal, gateway_document
 from isthmus.model.addresses import Address
 from isthmus.model.documents import Document, OtherDocument
 from isthmus.model.snapshot import (
@@ -48,9 +48,12 @@ def node_roles(snapshot: Snapshot) -> dict[str, str]:
 class Compiler:
     """Documents of one snapshot; shared parts (placement, host index, VIP table) computed once."""
 
-    def __init__(self, snapshot: Snapshot, settings: FabricSettings | None = None) -> None:
+    def __init__(
+        self, snapshot: Snapshot, settings: FabricSettings | None = None, unseal: Unseal | None = None
+    ) -> None:
         self.snapshot = snapshot
         self.settings = settings or FabricSettings()
+        self.unseal = unseal  # opens pre-shared keys for gateway documents (None: they carry none)
         self.placement = placement.place(snapshot)
         self.host_index = host.index(snapshot)
         self.host_memo = host.HostMemo(self.settings)
@@ -66,7 +69,7 @@ class Compiler:
         if role == "mux":
             return mux.mux_document(self.snapshot, node, self.vip_table)
         if role == "gateway":
-            return gateway_document(self.snapshot, self.placement, node)
+            return gateway_document(self.snapshot, self.placement, node, self.unseal)
         return OtherDocument(node, self.snapshot.revision, role)
 
     def all_documents(self) -> dict[str, Document]:
@@ -79,7 +82,8 @@ class Compiler:
         types = {new.types.get(k) or old.types.get(k, "") for k in changed}
         if any(t.startswith("admin/") for t in types) or new.nodes != old.nodes:
             before = set(self.roles)
-            self.__init__(new, self.settings)  # type: ignore[misc]  # operator changes are rare: start over
+            # Operator changes are rare: start over.
+            self.__init__(new, self.settings, self.unseal)  # type: ignore[misc]
             return before | set(self.roles)
         self.snapshot = new
         self.vip_table.changed.clear()

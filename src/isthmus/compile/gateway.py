@@ -2,12 +2,13 @@
 
 A compartment is one virtual network gateway: its leg in the tenant VNet (VNI, GatewaySubnet address),
 its VIP, and its connections with what the data plane needs to bring them up (including the pre-shared
-key, which only the node carrying the connection ever receives).
+key, which only the node carrying the connection ever receives: the store keeps it sealed, and it is
+opened here, by the `unseal` the controller gives, for that node's document alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import ip_interface
 from typing import Any
 
@@ -23,10 +24,16 @@ from isthmus.model.documents import (
     IpsecPolicy,
     L3ForwardingSettings,
 )
+from isthmus.model.ids import normalize
 from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
 
+Unseal = Callable[[str, str], str]  # (sealed value, the store key it belongs to) -> the secret
+SEALED_KEY = "sharedKeySealed"  # isthmus.store.sealed.SEALED (compile/ does not import the store)
 
-def gateway_document(snapshot: Snapshot, placement: Placement, node: str) -> GatewayDocument:
+
+def gateway_document(
+    snapshot: Snapshot, placement: Placement, node: str, unseal: Unseal | None = None
+) -> GatewayDocument:
     mine = next(
         (
             (doc["name"], doc["properties"]["pool"])
@@ -42,7 +49,8 @@ def gateway_document(snapshot: Snapshot, placement: Placement, node: str) -> Gat
         elif any(n == node for _g, n in pool.standbys):
             state = "standby"
     compartments = tuple(
-        _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps) for p in placement.for_node(node)
+        _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps, unseal)
+        for p in placement.for_node(node)
     )
     return GatewayDocument(
         node=node,
@@ -81,7 +89,19 @@ def _l3(settings: Mapping[str, Any] | None) -> L3ForwardingSettings | None:
     return L3ForwardingSettings(ip_interface(local) if local else None, address(hop) if hop else None)
 
 
-def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ...], kbps: int) -> Compartment:
+def _shared_key(props: Mapping[str, Any], connection_id: str, unseal: Unseal | None) -> str | None:
+    """The connection's pre-shared key in clear: opened from its sealed value (no `unseal`: none), or as a
+    snapshot built without the store (unit tests) holds it."""
+    sealed = props.get(SEALED_KEY)
+    if sealed is not None:
+        return unseal(sealed, normalize(connection_id)) if unseal is not None else None
+    clear = props.get("sharedKey")
+    return str(clear) if clear is not None else None
+
+
+def _compartment(
+    snapshot: Snapshot, gateway_id: str, connections: tuple[str, ...], kbps: int, unseal: Unseal | None
+) -> Compartment:
     doc = snapshot.get(gateway_id) or {}
     props = doc.get("properties", {})
     config = props.get("ipConfigurations", [{}])[0].get("properties", {})
@@ -103,7 +123,7 @@ def _compartment(snapshot: Snapshot, gateway_id: str, connections: tuple[str, ..
                     parse_network(p) for p in lp.get("localNetworkAddressSpace", {}).get("addressPrefixes", [])
                 ),
                 remote_bgp=_bgp(lp.get("bgpSettings")),
-                shared_key=cp.get("sharedKey"),
+                shared_key=_shared_key(cp, conn.get("id", connection_id), unseal),
                 ipsec_policies=tuple(_policy(p) for p in cp.get("ipsecPolicies") or ()),
                 dpd_timeout_seconds=cp.get("dpdTimeoutSeconds"),
                 connection_mode=cp.get("connectionMode"),

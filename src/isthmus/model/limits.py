@@ -29,3 +29,10 @@ REQUEST_URL_BYTES = 8 * 1024
 REQUEST_HEAD_SECONDS = 5.0  # from a connection (or its previous response) to the end of the headers
 REQUEST_BODY_SECONDS = 30.0  # from the end of the headers to the end of the body
 TLS_HANDSHAKE_SECONDS = 5.0
+# A node's status report (POST /v1/nodes/NODE/status): it speaks only of what the node carries, and its
+# free-form parts are bounded so /admin/nodes serves no megabytes a node chose to upload.
+REPORT_RESOURCES = 10_000  # resources named in one report (besides: each must be one the node carries)
+REPORT_RESOURCE_ID_LENGTH = 1_024
+REPORT_DAEMONS = 64
+REPORT_DAEMON_TEXT_LENGTH = 256  # a daemon's name, and its state
+REPORT_DETAILS_BYTES = 64 * 1024  # `details` as compact JSON

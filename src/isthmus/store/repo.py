@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
+from isthmus.sealing import Keyring
 from isthmus.store import tables as t
 from isthmus.store.db import bump_revision
 
@@ -101,8 +102,9 @@ def nodes_seen_since(conn: Connection, cutoff: datetime) -> dict[str, int]:
 
 
 class Tx:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, keyring: Keyring | None = None) -> None:
         self.conn = conn
+        self.keyring = keyring  # seals and opens stored secrets (isthmus.sealing); None: this Tx handles none
         self._revision: int | None = None
         self.touched: set[str] = set()  # types of what this transaction wrote (the write's caller reacts)
 
@@ -115,6 +117,17 @@ class Tx:
     @property
     def changed(self) -> bool:
         return self._revision is not None
+
+    def seal(self, clear: str, key: str) -> str:
+        """`clear`, a secret of the resource `key`, as the store keeps it."""
+        if self.keyring is None:
+            raise RuntimeError("this transaction has no keyring: it cannot store secrets")
+        return self.keyring.seal(clear, key)
+
+    def unseal(self, sealed: str, key: str) -> str:
+        if self.keyring is None:
+            raise RuntimeError("this transaction has no keyring: it cannot read secrets")
+        return self.keyring.open(sealed, key)
 
     # --- documents ---------------------------------------------------------------------------------
 

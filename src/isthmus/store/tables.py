@@ -86,6 +86,8 @@ tokens = Table(
     Column("kind", String(16), nullable=False),  # subscription | operator | node
     Column("subject", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("scope", String(32)),  # what an operator token may do beyond /admin: NULL, or "all-subscriptions"
+    Column("revoked_at", DateTime(timezone=True)),  # NULL while the token is accepted
 )
 
 nodes = Table(

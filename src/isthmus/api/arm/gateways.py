@@ -15,6 +15,7 @@ from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
 from isthmus.model.snapshot import public_ip_keys
 from isthmus.store.repo import Doc, Tx
+from isthmus.store.sealed import CLEAR, SEALED
 
 GATEWAY_SUBNET = "GatewaySubnet"
 # ASNs Azure keeps for itself.
@@ -262,7 +263,7 @@ class Connections(Kind):
                 "properties.enableBgp",
             )
         if kind == "IPsec":
-            properties.update(self._ipsec(props, existing))
+            properties.update(self._ipsec(tx, rid, props, existing))
         else:
             for name in ("sharedKey", "ipsecPolicies"):
                 if getattr(props, name):
@@ -278,14 +279,16 @@ class Connections(Kind):
         return Prepared(properties, refs)
 
     @staticmethod
-    def _ipsec(props: arm.ConnectionProperties, existing: Doc | None) -> dict[str, Any]:
+    def _ipsec(tx: Tx, rid: ResourceId, props: arm.ConnectionProperties, existing: Doc | None) -> dict[str, Any]:
         if (props.connectionProtocol or "IKEv2") != "IKEv2":
             raise bad_request(
                 "FeatureNotSupported",
                 "Only IKEv2 connections are supported.",
                 "properties.connectionProtocol",
             )
-        shared_key = props.sharedKey or (existing.body["properties"].get("sharedKey") if existing else None)
+        # The key is stored sealed (isthmus.sealing); a PUT without one keeps the sealed key it had.
+        kept = existing.body["properties"].get(SEALED) if existing else None
+        shared_key = tx.seal(props.sharedKey, rid.key) if props.sharedKey else kept
         if not shared_key:
             raise bad_request("SharedKeyRequired", "An IPsec connection needs sharedKey.", "properties.sharedKey")
         policies = []
@@ -302,7 +305,7 @@ class Connections(Kind):
             policies.append(policy.model_dump())
         return {
             "connectionProtocol": "IKEv2",
-            "sharedKey": shared_key,
+            SEALED: shared_key,
             "ipsecPolicies": policies,
             "usePolicyBasedTrafficSelectors": bool(props.usePolicyBasedTrafficSelectors),
             "dpdTimeoutSeconds": props.dpdTimeoutSeconds or 45,
@@ -350,7 +353,7 @@ class Connections(Kind):
 
     def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
         body = dict(doc.body)
-        props = {k: v for k, v in body["properties"].items() if k != "sharedKey"}  # write-only
+        props = {k: v for k, v in body["properties"].items() if k not in (CLEAR, SEALED)}  # write-only
         props.setdefault("connectionStatus", "Unknown")
         props.setdefault("ingressBytesTransferred", 0)
         props.setdefault("egressBytesTransferred", 0)
