@@ -75,9 +75,13 @@ async def register(
     declared = st.documents.roles().get(node)
     if declared is not None and declared != body.role:
         raise conflict("NodeRoleMismatch", f"Node {node} is declared as a {declared}, not a {body.role}.", "role")
-    with write(st) as tx:
-        tx.register_node(node, body.role, body.address)
-        tx.event("admin", "node.registered", node, f"{body.role} {node} registered")
+
+    def work() -> None:
+        with write(st) as tx:
+            tx.register_node(node, body.role, body.address)
+            tx.event("admin", "node.registered", node, f"{body.role} {node} registered")
+
+    await st.in_writer(work)
     return JSONResponse({"node": node, "role": body.role})
 
 
@@ -156,21 +160,25 @@ async def status(
     foreign = await run_in_threadpool(st.documents.foreign, node, role, sorted(states))
     if foreign is not None:
         raise bad_request("ResourceNotCarriedByNode", f"Node {node} does not carry {foreign}.", "resources")
-    with write(st) as tx:
-        reached = current_revision(tx.conn)
-        if body.appliedRevision > reached:
-            raise bad_request(
-                "InvalidAppliedRevision",
-                f"appliedRevision {body.appliedRevision} is past the store's revision {reached}.",
-                "appliedRevision",
-            )
-        if not tx.report_status(node, body.appliedRevision, body.model_dump()):
-            raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
-        before = tx.failures(node)
-        tx.set_resource_status(node, states)
-        for key, (state_, message) in sorted(states.items()):
-            if state_ == "Failed" and key not in before:
-                tx.event("admin", "apply.failed", key, f"{node} could not apply {key}: {message}")
-        for key in sorted(set(before) - {k for k, (s_, _m) in states.items() if s_ == "Failed"}):
-            tx.event("admin", "apply.recovered", key, f"{node} applied {key}")
+
+    def work() -> None:
+        with write(st) as tx:
+            reached = current_revision(tx.conn)
+            if body.appliedRevision > reached:
+                raise bad_request(
+                    "InvalidAppliedRevision",
+                    f"appliedRevision {body.appliedRevision} is past the store's revision {reached}.",
+                    "appliedRevision",
+                )
+            if not tx.report_status(node, body.appliedRevision, body.model_dump()):
+                raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
+            before = tx.failures(node)
+            tx.set_resource_status(node, states)
+            for key, (state_, message) in sorted(states.items()):
+                if state_ == "Failed" and key not in before:
+                    tx.event("admin", "apply.failed", key, f"{node} could not apply {key}: {message}")
+            for key in sorted(set(before) - {k for k, (s_, _m) in states.items() if s_ == "Failed"}):
+                tx.event("admin", "apply.recovered", key, f"{node} applied {key}")
+
+    await st.in_writer(work)
     return JSONResponse({"node": node, "appliedRevision": body.appliedRevision})

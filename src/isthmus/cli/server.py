@@ -90,8 +90,12 @@ def controller(
             raise typer.BadParameter(f"--listen-netns wants NETNS:ADDRESS:PORT, not {spec!r}")
         sockets.append(listen_in_netns(netns, address, int(listen_port)))
     # Long-polls and idle keep-alive connections would hold a graceful shutdown open: bound it.
+    try:
+        app = create_app(engine, settings=settings, secrets_key=key)
+    except sealing.SealError as error:
+        raise typer.BadParameter(str(error), param_hint="--secrets-key") from None
     config = uvicorn.Config(
-        create_app(engine, settings=settings, secrets_key=key),
+        app,
         log_level=log_level,
         timeout_graceful_shutdown=2,
         **ssl,  # type: ignore[arg-type]
