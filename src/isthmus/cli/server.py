@@ -7,9 +7,9 @@ from ipaddress import ip_network
 from pathlib import Path
 
 import typer
-import uvicorn
 
 from isthmus import pki
+from isthmus.api import listener
 from isthmus.api.app import create_app
 from isthmus.linux.sockets import listen_here, listen_in_netns
 from isthmus.model.snapshot import FabricSettings
@@ -52,9 +52,7 @@ def controller(
     engine = make_engine(db)
     upgrade(engine)
     logging.basicConfig(level=log_level.upper())
-    ssl: dict[str, str] = {}
-    if tls_dir is not None:
-        ssl = {"ssl_certfile": str(tls_dir / pki.SERVER_CERT), "ssl_keyfile": str(tls_dir / pki.SERVER_KEY)}
+    tls = None if tls_dir is None else (str(tls_dir / pki.SERVER_CERT), str(tls_dir / pki.SERVER_KEY))
     sockets = [listen_here(host, port)]
     for spec in listen_netns:
         netns, _, rest = spec.partition(":")
@@ -62,14 +60,7 @@ def controller(
         if not netns or not address or not listen_port.isdigit():
             raise typer.BadParameter(f"--listen-netns wants NETNS:ADDRESS:PORT, not {spec!r}")
         sockets.append(listen_in_netns(netns, address, int(listen_port)))
-    # Long-polls and idle keep-alive connections would hold a graceful shutdown open: bound it.
-    config = uvicorn.Config(
-        create_app(engine, settings=settings),
-        log_level=log_level,
-        timeout_graceful_shutdown=2,
-        **ssl,  # type: ignore[arg-type]
-    )
-    uvicorn.Server(config).run(sockets=sockets)
+    listener.serve(create_app(engine, settings=settings), sockets, log_level=log_level, tls=tls)
 
 
 @token_app.command("create")
