@@ -626,7 +626,7 @@ def measure_listener(db: str, workdir: Path, puts: int, put_seconds: float) -> d
         idle: list[float] = []  # measured alongside the memory attack: the listener's timers hold under it
         idle_thread = threading.Thread(target=lambda: idle.append(idle_connection_kept_s(url, ca)))
         idle_thread.start()
-        figures["unauth_memory_mb"] = unfinished_headers_growth_mb(url, ca, controller.pid, UNAUTH_CLIENTS, 3.0)
+        figures["unauth_memory_mb"] = unfinished_headers_growth_mb(url, ca, controller.pid, UNAUTH_CLIENTS, 2.0)
         idle_thread.join()
         figures["idle_conn_closed_s"] = idle[0]
         figures.update(max_vnet_puts(url, ca, operator, puts, put_seconds))
