@@ -645,7 +645,7 @@ def main() -> None:
     vnets, pips, nics, requests, changes = (
         (1_000, 10_000, 2_000, 800, 10) if args.quick else (10_000, 100_000, 20_000, 4_000, 30)
     )
-    max_puts, max_put_seconds = (3, 2.0) if args.quick else (30, 60.0)
+    max_puts, max_put_seconds = (3, 2.0) if args.quick else (30, 30.0)
     with tempfile.TemporaryDirectory(prefix="isthmus-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
