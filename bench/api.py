@@ -7,6 +7,10 @@ controller over HTTPS, and measures:
   - one changed resource: snapshot refresh + recompile of the affected nodes (target < 50 ms)
   - with 100 hosts and 4 MUXes long-polling: how many return for one changed NIC (target 1), for a NIC
     gaining a public IP (target 1 + MUXes), and the bytes one MUX is sent for it (target <= 4,096)
+  - the listener: how long a TLS connection that sends nothing is kept (target <= 10 s), the controller's
+    RSS growth under 50 unauthenticated connections pushing unfinished headers (target <= 20 MB)
+  - the largest VNet Azure allows (500 prefixes, 3,000 subnets) PUT again and again: its latency (target
+    p50 <= 500 ms) and GET /healthz p99 meanwhile (target <= 50 ms)
 Baseline in the same run: GET /healthz under the same load (the HTTP stack's floor).
 Prints a table, then one JSON object as the last line. `--quick` is a small run under a minute.
 """
@@ -18,12 +22,16 @@ import gc
 import http.client
 import json
 import random
+import select
+import socket
 import ssl
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Network
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,7 @@ from isthmus.api.arm import resource_groups, service
 from isthmus.api.arm.kinds import BY_COLLECTION
 from isthmus.compile.documents import Compiler
 from isthmus.lab.controller import controller_process
-from isthmus.model import arm
+from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
 from isthmus.model.snapshot import NIC, public_ip_keys
 from isthmus.store import tokens
@@ -43,6 +51,7 @@ API = {"api-version": "2026-03-01"}
 CLIENTS = 16
 HOSTS = 100
 MUXES = 4
+UNAUTH_CLIENTS = 50
 
 
 def subscription(index: int) -> str:
@@ -337,16 +346,14 @@ def measure_compile(db: str, changes: int) -> dict[str, float]:
     }
 
 
-class Node:
-    """One node's side of the agent protocol, with a keep-alive connection of its own."""
+class Client:
+    """A keep-alive HTTPS connection to the controller, bearing one token."""
 
-    def __init__(self, url: str, ca: str, name: str, role: str, token: str) -> None:
+    def __init__(self, url: str, ca: str, token: str, timeout: float = 60) -> None:
         host, port = url.removeprefix("https://").split(":")
         self.connection = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca),
-                                                      timeout=60)  # fmt: skip
-        self.name, self.role = name, role
+                                                      timeout=timeout)  # fmt: skip
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self.revision = 0
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes, dict[str, str]]:
         payload = json.dumps(body).encode() if body is not None else None
@@ -360,6 +367,15 @@ class Node:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+
+class Node(Client):
+    """One node's side of the agent protocol, with a keep-alive connection of its own."""
+
+    def __init__(self, url: str, ca: str, name: str, role: str, token: str) -> None:
+        super().__init__(url, ca, token)
+        self.name, self.role = name, role
+        self.revision = 0
 
     def desired(self, timeout: float) -> tuple[int, bytes]:
         """One long-poll from the revision held (with deltas, as agents ask); moves the revision on."""
@@ -392,7 +408,7 @@ def measure_wakeups(db: str, workdir: Path, pips: int, nics: int) -> dict[str, A
     with controller_process(db, workdir) as controller:
         url, ca = controller.url, str(controller.ca)
         nodes = [Node(url, ca, name, role, node_tokens[name]) for name, role in names]
-        admin = Node(url, ca, "operator", "operator", operator)
+        admin = Client(url, ca, operator)
         for node in nodes:
             status, body, _h = node.call("POST", f"/v1/nodes/{node.name}/register", {"role": node.role})
             assert status == 200, body
@@ -456,6 +472,173 @@ def measure_wakeups(db: str, workdir: Path, pips: int, nics: int) -> dict[str, A
     return figures
 
 
+def max_vnet() -> dict[str, Any]:
+    """The largest VNet Azure allows: ADDRESS_PREFIXES_PER_VNET /24s and SUBNETS_PER_VNET /29s in them, no NSGs."""
+    prefixes = list(islice(IPv4Network("100.64.0.0/10").subnets(new_prefix=24), limits.ADDRESS_PREFIXES_PER_VNET))
+    subnets = islice(
+        (subnet for prefix in prefixes for subnet in prefix.subnets(new_prefix=29)), limits.SUBNETS_PER_VNET
+    )
+    return {
+        "location": "local",
+        "properties": {
+            "addressSpace": {"addressPrefixes": [str(prefix) for prefix in prefixes]},
+            "subnets": [{"name": f"s{i}", "properties": {"addressPrefix": str(net)}} for i, net in enumerate(subnets)],
+        },
+    }
+
+
+def tls_socket(url: str, ca: str, timeout: float) -> ssl.SSLSocket:
+    host, port = url.removeprefix("https://").split(":")
+    raw = socket.create_connection((host, int(port)), timeout=timeout)
+    return ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname=host)
+
+
+def answered(sock: ssl.SSLSocket) -> bool:
+    """Whether the server answered or closed (TLS session tickets make a socket readable: read to know)."""
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) is not None  # a byte of answer, or b"" for a close
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def idle_connection_kept_s(url: str, ca: str, cap: float = 60.0) -> float:
+    """How long the controller keeps a TLS connection that sends nothing (`cap` if it is still open then)."""
+    sock = tls_socket(url, ca, timeout=cap)
+    started = time.monotonic()
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return cap
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    return time.monotonic() - started
+
+
+def vm_rss_mb(pid: int) -> float:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def unfinished_headers_growth_mb(url: str, ca: str, pid: int, clients: int, seconds: float) -> float:
+    """The controller's RSS growth (peak) while `clients` unauthenticated connections send header bytes as fast
+    as they are taken and never end the head, each reconnecting when cut."""
+    before = vm_rss_mb(pid)
+    stop = time.monotonic() + seconds
+    line = b"X-Pad: " + b"a" * 16 * 1024 + b"\r\n"
+
+    def push() -> None:
+        while time.monotonic() < stop:
+            try:
+                sock = tls_socket(url, ca, timeout=5)
+            except OSError:
+                continue
+            try:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+                while time.monotonic() < stop and not answered(sock):
+                    sock.sendall(line)
+            except OSError:
+                pass
+            sock.close()
+
+    threads = [threading.Thread(target=push) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    peak = before
+    while any(thread.is_alive() for thread in threads) and time.monotonic() < stop + 10:
+        peak = max(peak, vm_rss_mb(pid))
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    return peak - before
+
+
+def max_vnet_puts(url: str, ca: str, token: str, count: int, seconds: float) -> dict[str, Any]:
+    """One client PUTs the largest VNet again and again (a tag changes each time) while another samples
+    /healthz: both latencies, in ms."""
+    body = max_vnet()
+    size = len(json.dumps(body).encode())
+    assert size < limits.REQUEST_BODY_BYTES, size
+    path = f"/subscriptions/{subscription(0)}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/bench-max"
+    put_ms: list[float] = []
+    healthz_ms: list[float] = []
+    failure: list[str] = []
+    done = threading.Event()
+
+    def put() -> None:
+        client = Client(url, ca, token, timeout=120)
+        deadline = time.monotonic() + seconds
+        try:
+            for i in range(count):
+                if time.monotonic() > deadline:
+                    break
+                body["tags"] = {"n": str(i)}
+                started = time.perf_counter()
+                status, text, _h = client.call("PUT", f"{path}?api-version={API['api-version']}", body)
+                if status >= 300:
+                    failure.append(f"{status} {text[:300].decode(errors='replace')}")
+                    break
+                put_ms.append((time.perf_counter() - started) * 1000)
+        finally:
+            done.set()
+
+    def healthz() -> None:
+        client = Client(url, ca, token)
+        while not done.is_set():
+            started = time.perf_counter()
+            status, _text, _h = client.call("GET", "/healthz")
+            if status == 200:
+                healthz_ms.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=put), threading.Thread(target=healthz)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "max_vnet_body_bytes": size,
+        "max_vnet_puts": len(put_ms),
+        "max_vnet_put_error": failure[0] if failure else None,
+        "max_vnet_put_ms": statistics.median(put_ms) if put_ms else None,
+        "max_vnet_put_ms_p99": percentile(put_ms, 0.99) if put_ms else None,
+        "healthz_during_max_put_ms_p99": percentile(healthz_ms, 0.99) if healthz_ms else None,
+        "healthz_during_max_put_samples": len(healthz_ms),
+    }
+
+
+def measure_listener(db: str, workdir: Path, puts: int, put_seconds: float) -> dict[str, Any]:
+    """What unauthenticated clients can hold (a connection's time, the controller's memory), and how one very
+    large write weighs on everyone else."""
+    engine = make_engine(db)
+    operator = tokens.create(engine, "operator", "operator")
+    engine.dispose()
+    figures: dict[str, Any] = {}
+    with controller_process(db, workdir) as controller:
+        url, ca = controller.url, str(controller.ca)
+        idle: list[float] = []  # measured alongside the memory attack: the listener's timers hold under it
+        idle_thread = threading.Thread(target=lambda: idle.append(idle_connection_kept_s(url, ca)))
+        idle_thread.start()
+        figures["unauth_memory_mb"] = unfinished_headers_growth_mb(url, ca, controller.pid, UNAUTH_CLIENTS, 2.0)
+        idle_thread.join()
+        figures["idle_conn_closed_s"] = idle[0]
+        figures.update(max_vnet_puts(url, ca, operator, puts, put_seconds))
+    return figures
+
+
+def fmt(value: float | None, pattern: str = "{:.1f}") -> str:
+    return "failed" if value is None else pattern.format(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
@@ -464,6 +647,7 @@ def main() -> None:
     vnets, pips, nics, requests, changes = (
         (1_000, 10_000, 2_000, 800, 10) if args.quick else (10_000, 100_000, 20_000, 4_000, 30)
     )
+    max_puts, max_put_seconds = (3, 2.0) if args.quick else (30, 30.0)
     with tempfile.TemporaryDirectory(prefix="isthmus-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -480,6 +664,7 @@ def main() -> None:
             marker.write_text(str(figures["seed_s"]))
         figures.update(measure_compile(db, changes))
         figures.update(measure_api(db, workdir, vnets, pips, requests))
+        figures.update(measure_listener(db, workdir, max_puts, max_put_seconds))
         figures.update(measure_wakeups(db, workdir, pips, nics))  # last: it registers nodes, live for 15 s
     rows = [
         (
@@ -532,6 +717,30 @@ def main() -> None:
             (figures["one_change_bytes_to_mux"] or 10**9) <= 4096,
         ),
         ("  the whole MUX document (bytes, reference)", f"{figures['full_mux_document_bytes']}", "-", None),
+        (
+            "idle TLS connection kept (s)",
+            f"{figures['idle_conn_closed_s']:.1f}",
+            "<= 10",
+            figures["idle_conn_closed_s"] <= 10,
+        ),
+        (
+            f"RSS growth, {UNAUTH_CLIENTS} unfinished heads (MB)",
+            f"{figures['unauth_memory_mb']:.1f}",
+            "<= 20",
+            figures["unauth_memory_mb"] <= 20,
+        ),
+        (
+            "largest VNet PUT p50 / p99 (ms)",
+            f"{fmt(figures['max_vnet_put_ms'], '{:.0f}')} / {fmt(figures['max_vnet_put_ms_p99'], '{:.0f}')}",
+            "p50 <= 500",
+            (figures["max_vnet_put_ms"] or 10**9) <= 500,
+        ),
+        (
+            "  GET /healthz p99 meanwhile (ms)",
+            fmt(figures["healthz_during_max_put_ms_p99"]),
+            "<= 50",
+            (figures["healthz_during_max_put_ms_p99"] or 10**9) <= 50,
+        ),
         ("one change: snapshot refresh (ms, p50)", f"{figures['one_change_refresh_p50_ms']:.1f}", "-", None),
         ("snapshot load (s)", f"{figures['snapshot_load_s']:.2f}", "-", None),
         ("seed (s)", f"{figures['seed_s']:.1f}", "-", None),

@@ -107,6 +107,10 @@ def create_app(
         version=__version__,
         description="Tenant API (Microsoft.Network subset), operator API and agent protocol of isthmus.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a public CDN (third-party code in an admin
+        # page, and broken offline) and no installed package ships those assets: only the schema is served.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.isthmus = state
     errors.install(app)

@@ -8,12 +8,12 @@ from ipaddress import ip_network
 from pathlib import Path
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
 from isthmus import pki, sealing
+from isthmus.api import listener
 from isthmus.api.app import create_app
 from isthmus.api.arm.service import normal_location
 from isthmus.linux.sockets import listen_here, listen_in_netns
@@ -79,9 +79,7 @@ def controller(
     upgrade(engine)
     logging.basicConfig(level=log_level.upper())
     key = _secrets_key(engine, secrets_key or (tls_dir or DEFAULT_PKI) / pki.SECRETS_KEY)
-    ssl: dict[str, str] = {}
-    if tls_dir is not None:
-        ssl = {"ssl_certfile": str(tls_dir / pki.SERVER_CERT), "ssl_keyfile": str(tls_dir / pki.SERVER_KEY)}
+    tls = None if tls_dir is None else (str(tls_dir / pki.SERVER_CERT), str(tls_dir / pki.SERVER_KEY))
     sockets = [listen_here(host, port)]
     for spec in listen_netns:
         netns, _, rest = spec.partition(":")
@@ -89,18 +87,11 @@ def controller(
         if not netns or not address or not listen_port.isdigit():
             raise typer.BadParameter(f"--listen-netns wants NETNS:ADDRESS:PORT, not {spec!r}")
         sockets.append(listen_in_netns(netns, address, int(listen_port)))
-    # Long-polls and idle keep-alive connections would hold a graceful shutdown open: bound it.
     try:
         app = create_app(engine, settings=settings, secrets_key=key)
     except sealing.SealError as error:
         raise typer.BadParameter(str(error), param_hint="--secrets-key") from None
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        timeout_graceful_shutdown=2,
-        **ssl,  # type: ignore[arg-type]
-    )
-    uvicorn.Server(config).run(sockets=sockets)
+    listener.serve(app, sockets, log_level=log_level, tls=tls)
 
 
 @token_app.command("create")

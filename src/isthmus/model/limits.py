@@ -26,9 +26,11 @@ ADDRESS_PREFIXES_PER_SUBNET = 32
 PORT_RANGES_PER_RULE = 400
 REQUEST_HEAD_BYTES = 32 * 1024  # request line and headers together
 REQUEST_URL_BYTES = 8 * 1024
+REQUEST_HEADER_COUNT = 100
 REQUEST_HEAD_SECONDS = 5.0  # from a connection (or its previous response) to the end of the headers
 REQUEST_BODY_SECONDS = 30.0  # from the end of the headers to the end of the body
 TLS_HANDSHAKE_SECONDS = 5.0
+TLS_SHUTDOWN_SECONDS = 2.0  # a closing connection waits this long for the client's close_notify
 # A node's status report (POST /v1/nodes/NODE/status): it speaks only of what the node carries, and its
 # free-form parts are bounded so /admin/nodes serves no megabytes a node chose to upload.
 REPORT_RESOURCES = 10_000  # resources named in one report (besides: each must be one the node carries)
