@@ -18,7 +18,7 @@ from isthmus.lab.controller import RunningController, controller_process
 
 
 @pytest.fixture(scope="module")
-def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningController]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningController]:
     workdir = tmp_path_factory.mktemp("controller")
     with controller_process(f"sqlite:///{workdir / 'isthmus.db'}", workdir) as running:
         yield running

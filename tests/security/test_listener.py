@@ -35,26 +35,26 @@ VNET = (
 )
 
 
-def idle_tls(controller: RunningController) -> Closed:
-    conn = tls(controller)
+def idle_tls(served: RunningController) -> Closed:
+    conn = tls(served)
     return conn.until_closed(time.monotonic(), limits.REQUEST_HEAD_SECONDS + SLACK_S)
 
 
-def no_tls(controller: RunningController) -> Closed:
-    conn = tcp(controller)
+def no_tls(served: RunningController) -> Closed:
+    conn = tcp(served)
     return conn.until_closed(time.monotonic(), limits.TLS_HANDSHAKE_SECONDS + SLACK_S)
 
 
-def half_a_header(controller: RunningController) -> Closed:
-    conn = tls(controller)
+def half_a_header(served: RunningController) -> Closed:
+    conn = tls(served)
     since = time.monotonic()
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Half: abc")
     return conn.until_closed(since, limits.REQUEST_HEAD_SECONDS + SLACK_S)
 
 
-def slow_body(controller: RunningController) -> Closed:
+def slow_body(served: RunningController) -> Closed:
     """A PUT whose body comes a byte a second (it would take 1,000 s)."""
-    conn = tls(controller)
+    conn = tls(served)
     conn.sendall(f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode())
     conn.sendall(b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
     since = time.monotonic()
@@ -69,7 +69,7 @@ def slow_body(controller: RunningController) -> Closed:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def timed(controller: RunningController) -> Iterator[dict[str, Future[Closed]]]:
+def timed(served: RunningController) -> Iterator[dict[str, Future[Closed]]]:
     attacks: dict[str, Callable[[RunningController], Closed]] = {
         "idle_tls": idle_tls,
         "no_tls": no_tls,
@@ -77,15 +77,15 @@ def timed(controller: RunningController) -> Iterator[dict[str, Future[Closed]]]:
         "slow_body": slow_body,
     }
     with ThreadPoolExecutor(max_workers=len(attacks)) as pool:
-        yield {name: pool.submit(attack, controller) for name, attack in attacks.items()}
+        yield {name: pool.submit(attack, served) for name, attack in attacks.items()}
 
 
 def result(timed: dict[str, Future[Closed]], name: str) -> Closed:
     return timed[name].result(timeout=limits.REQUEST_BODY_SECONDS + 2 * SLACK_S)
 
 
-def test_a_1_mb_header_gets_an_arm_431_and_the_connection_closes(controller: RunningController) -> None:
-    conn = tls(controller)
+def test_a_1_mb_header_gets_an_arm_431_and_the_connection_closes(served: RunningController) -> None:
+    conn = tls(served)
     request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 1024 * 1024 + b"\r\n\r\n"
     since = time.monotonic()
     conn.send_until_answered(request)
@@ -94,16 +94,16 @@ def test_a_1_mb_header_gets_an_arm_431_and_the_connection_closes(controller: Run
     assert closed.error()["code"] == "RequestHeaderFieldsTooLarge"
 
 
-def test_many_header_fields_get_431(controller: RunningController) -> None:
-    conn = tls(controller)
+def test_many_header_fields_get_431(served: RunningController) -> None:
+    conn = tls(served)
     fields = b"".join(b"X-%d: a\r\n" % i for i in range(limits.REQUEST_HEADER_COUNT + 1))
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + fields + b"\r\n")
     closed = conn.until_closed(time.monotonic(), SLACK_S)
     assert (closed.status, closed.error()["code"]) == (431, "RequestHeaderFieldsTooLarge")
 
 
-def test_an_over_long_url_gets_an_arm_414(controller: RunningController) -> None:
-    conn = tls(controller)
+def test_an_over_long_url_gets_an_arm_414(served: RunningController) -> None:
+    conn = tls(served)
     path = b"/healthz?pad=" + b"a" * (limits.REQUEST_URL_BYTES + 1)
     since = time.monotonic()
     conn.send_until_answered(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -111,8 +111,8 @@ def test_an_over_long_url_gets_an_arm_414(controller: RunningController) -> None
     assert (closed.status, closed.error()["code"]) == (414, "RequestUriTooLong")
 
 
-def test_a_content_length_over_the_cap_gets_413_before_any_body(controller: RunningController) -> None:
-    conn = tls(controller)
+def test_a_content_length_over_the_cap_gets_413_before_any_body(served: RunningController) -> None:
+    conn = tls(served)
     since = time.monotonic()
     conn.sendall(f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode())
     conn.sendall(b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (limits.REQUEST_BODY_BYTES + 1))
@@ -120,8 +120,8 @@ def test_a_content_length_over_the_cap_gets_413_before_any_body(controller: Runn
     assert (closed.status, closed.error()["code"]) == (413, "RequestContentTooLarge")
 
 
-def test_a_chunked_body_over_the_cap_is_cut_with_413(controller: RunningController) -> None:
-    conn = tls(controller)
+def test_a_chunked_body_over_the_cap_is_cut_with_413(served: RunningController) -> None:
+    conn = tls(served)
     since = time.monotonic()
     conn.sendall(f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode())
     conn.sendall(b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -131,16 +131,16 @@ def test_a_chunked_body_over_the_cap_is_cut_with_413(controller: RunningControll
     assert (closed.status, closed.error()["code"]) == (413, "RequestContentTooLarge")
 
 
-def test_malformed_http_gets_an_arm_400(controller: RunningController) -> None:
-    conn = tls(controller)
+def test_malformed_http_gets_an_arm_400(served: RunningController) -> None:
+    conn = tls(served)
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost localhost\r\n\r\n")
     closed = conn.until_closed(time.monotonic(), SLACK_S)
     assert (closed.status, closed.error()["code"]) == (400, "InvalidRequestFormat")
 
 
-def test_a_keep_alive_connection_serves_a_second_request(controller: RunningController) -> None:
-    host, port = address(controller)
-    connection = http.client.HTTPSConnection(host, port, context=ssl.create_default_context(cafile=str(controller.ca)))
+def test_a_keep_alive_connection_serves_a_second_request(served: RunningController) -> None:
+    host, port = address(served)
+    connection = http.client.HTTPSConnection(host, port, context=ssl.create_default_context(cafile=str(served.ca)))
     answers = []
     for method, path in (("GET", "/healthz"), ("GET", "/healthz"), ("PUT", f"{VNET}?api-version=2026-03-01")):
         connection.request(method, path, body=b"{}" if method == "PUT" else None)
@@ -155,24 +155,24 @@ def test_a_keep_alive_connection_serves_a_second_request(controller: RunningCont
     assert answers[2][1]["error"]["code"]  # the application's own answer, ARM-shaped
 
 
-def test_docs_pages_are_gone_and_the_schema_stays(controller: RunningController) -> None:
-    with httpx.Client(base_url=controller.url, verify=str(controller.ca), timeout=10) as client:
+def test_docs_pages_are_gone_and_the_schema_stays(served: RunningController) -> None:
+    with httpx.Client(base_url=served.url, verify=str(served.ca), timeout=10) as client:
         assert client.get("/openapi.json").status_code == 200
         for page in ("/docs", "/redoc"):
             response = client.get(page)
             assert response.status_code == 404 and response.json()["error"]["code"] == "NotFound"
 
 
-def test_unfinished_headers_hold_little_memory(controller: RunningController) -> None:
+def test_unfinished_headers_hold_little_memory(served: RunningController) -> None:
     """Five clients push header bytes as fast as they are taken, reconnecting when cut, for 3 s."""
-    before = vm_rss_kb(controller.pid)
+    before = vm_rss_kb(served.pid)
     peak = [before]
     stop = time.monotonic() + 3.0
     line = b"X-Pad: " + b"a" * 16 * 1024 + b"\r\n"
 
     def push() -> None:
         while time.monotonic() < stop:
-            conn = tls(controller, timeout=5)
+            conn = tls(served, timeout=5)
             conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
             try:
                 while time.monotonic() < stop and not conn.answered():
@@ -185,7 +185,7 @@ def test_unfinished_headers_hold_little_memory(controller: RunningController) ->
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads) and time.monotonic() < stop + 10:
-        peak.append(vm_rss_kb(controller.pid))
+        peak.append(vm_rss_kb(served.pid))
         time.sleep(0.05)
     for thread in threads:
         thread.join(timeout=10)
