@@ -15,13 +15,30 @@ from typing import Any
 import pytest
 
 from isthmus.lab.controller import RunningController, controller_process
+from isthmus.store import tokens
+from isthmus.store.db import make_engine
+
+TENANT = "00000000-0000-0000-0000-00000000000a"
+
+
+@dataclass(frozen=True)
+class Served(RunningController):
+    """The controller, with a token of subscription TENANT."""
+
+    token: str = ""
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningController]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("controller")
-    with controller_process(f"sqlite:///{workdir / 'isthmus.db'}", workdir) as running:
-        yield running
+    db = f"sqlite:///{workdir / 'isthmus.db'}"
+    with controller_process(db, workdir) as running:
+        engine = make_engine(db)
+        try:
+            token = tokens.create(engine, "subscription", TENANT)
+        finally:
+            engine.dispose()
+        yield Served(**vars(running), token=token)
 
 
 @dataclass

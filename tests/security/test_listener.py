@@ -1,5 +1,6 @@
-"""The controller's listener against unauthenticated clients that hold memory or time (issue 10): each attack
-is made on a real controller over HTTPS, with raw sockets, and every wait is bounded.
+"""The controller's listener against clients that hold memory or time (issue 10): each attack is made on a
+real controller over HTTPS, with raw sockets, and every wait is bounded. A client without a valid token is
+refused before it may send a body at all, so only a tenant can send a slow one (and is cut at the limit).
 
 The four timed attacks (an idle TLS connection, TCP without TLS, half a header, a slow body) run side by side
 from the module's start, so the module takes about REQUEST_BODY_SECONDS rather than the sum of the limits.
@@ -18,10 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from isthmus.lab.controller import RunningController
 from isthmus.model import limits
 from tests.security.conftest import (
+    TENANT,
     Closed,
+    Served,
     address,
     tcp,
     tls,
@@ -29,34 +31,44 @@ from tests.security.conftest import (
 )
 
 SLACK_S = 5.0  # generous: the controller shares two cores with other tests
-VNET = (
-    "/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg/providers/Microsoft.Network"
-    "/virtualNetworks/v1"
-)
+VNET = f"/subscriptions/{TENANT}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v1"
 
 
-def idle_tls(served: RunningController) -> Closed:
+def put_head(served: Served, framing: bytes, authorization: bytes | None = None) -> bytes:
+    """The head of a PUT of VNET whose body is framed by `framing` (a Content-Length or chunked), with the
+    tenant's token unless `authorization` gives the header line (b"": none)."""
+    if authorization is None:
+        authorization = f"Authorization: Bearer {served.token}\r\n".encode()
+    return (
+        f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode()
+        + authorization
+        + b"Content-Type: application/json\r\n"
+        + framing
+        + b"\r\n\r\n"
+    )
+
+
+def idle_tls(served: Served) -> Closed:
     conn = tls(served)
     return conn.until_closed(time.monotonic(), limits.REQUEST_HEAD_SECONDS + SLACK_S)
 
 
-def no_tls(served: RunningController) -> Closed:
+def no_tls(served: Served) -> Closed:
     conn = tcp(served)
     return conn.until_closed(time.monotonic(), limits.TLS_HANDSHAKE_SECONDS + SLACK_S)
 
 
-def half_a_header(served: RunningController) -> Closed:
+def half_a_header(served: Served) -> Closed:
     conn = tls(served)
     since = time.monotonic()
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Half: abc")
     return conn.until_closed(since, limits.REQUEST_HEAD_SECONDS + SLACK_S)
 
 
-def slow_body(served: RunningController) -> Closed:
-    """A PUT whose body comes a byte a second (it would take 1,000 s)."""
+def slow_body(served: Served) -> Closed:
+    """A tenant's PUT whose body comes a byte a second (it would take 1,000 s)."""
     conn = tls(served)
-    conn.sendall(f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode())
-    conn.sendall(b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+    conn.sendall(put_head(served, b"Content-Length: 1000"))
     since = time.monotonic()
     limit = limits.REQUEST_BODY_SECONDS + SLACK_S
     while time.monotonic() < since + limit and not conn.answered():
@@ -69,8 +81,8 @@ def slow_body(served: RunningController) -> Closed:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def timed(served: RunningController) -> Iterator[dict[str, Future[Closed]]]:
-    attacks: dict[str, Callable[[RunningController], Closed]] = {
+def timed(served: Served) -> Iterator[dict[str, Future[Closed]]]:
+    attacks: dict[str, Callable[[Served], Closed]] = {
         "idle_tls": idle_tls,
         "no_tls": no_tls,
         "half_a_header": half_a_header,
@@ -84,7 +96,7 @@ def result(timed: dict[str, Future[Closed]], name: str) -> Closed:
     return timed[name].result(timeout=limits.REQUEST_BODY_SECONDS + 2 * SLACK_S)
 
 
-def test_a_1_mb_header_gets_an_arm_431_and_the_connection_closes(served: RunningController) -> None:
+def test_a_1_mb_header_gets_an_arm_431_and_the_connection_closes(served: Served) -> None:
     conn = tls(served)
     request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 1024 * 1024 + b"\r\n\r\n"
     since = time.monotonic()
@@ -94,7 +106,7 @@ def test_a_1_mb_header_gets_an_arm_431_and_the_connection_closes(served: Running
     assert closed.error()["code"] == "RequestHeaderFieldsTooLarge"
 
 
-def test_many_header_fields_get_431(served: RunningController) -> None:
+def test_many_header_fields_get_431(served: Served) -> None:
     conn = tls(served)
     fields = b"".join(b"X-%d: a\r\n" % i for i in range(limits.REQUEST_HEADER_COUNT + 1))
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + fields + b"\r\n")
@@ -102,7 +114,7 @@ def test_many_header_fields_get_431(served: RunningController) -> None:
     assert (closed.status, closed.error()["code"]) == (431, "RequestHeaderFieldsTooLarge")
 
 
-def test_an_over_long_url_gets_an_arm_414(served: RunningController) -> None:
+def test_an_over_long_url_gets_an_arm_414(served: Served) -> None:
     conn = tls(served)
     path = b"/healthz?pad=" + b"a" * (limits.REQUEST_URL_BYTES + 1)
     since = time.monotonic()
@@ -111,39 +123,53 @@ def test_an_over_long_url_gets_an_arm_414(served: RunningController) -> None:
     assert (closed.status, closed.error()["code"]) == (414, "RequestUriTooLong")
 
 
-def test_a_content_length_over_the_cap_gets_413_before_any_body(served: RunningController) -> None:
+def test_a_content_length_over_the_cap_gets_413_before_any_body(served: Served) -> None:
     conn = tls(served)
     since = time.monotonic()
-    conn.sendall(f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode())
-    conn.sendall(b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (limits.REQUEST_BODY_BYTES + 1))
+    conn.sendall(put_head(served, b"Content-Length: %d" % (limits.REQUEST_BODY_BYTES + 1), b""))
     closed = conn.until_closed(since, SLACK_S)  # no byte of the body was sent
     assert (closed.status, closed.error()["code"]) == (413, "RequestContentTooLarge")
 
 
-def test_a_chunked_body_over_the_cap_is_cut_with_413(served: RunningController) -> None:
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [(b"", "AuthenticationFailed"), (b"Authorization: Bearer ism_0_forged\r\n", "InvalidAuthenticationToken")],
+)
+def test_a_body_without_a_valid_token_is_refused_before_it_is_read(
+    served: Served, authorization: bytes, code: str
+) -> None:
     conn = tls(served)
     since = time.monotonic()
-    conn.sendall(f"PUT {VNET}?api-version=2026-03-01 HTTP/1.1\r\nHost: localhost\r\n".encode())
-    conn.sendall(b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    conn.sendall(put_head(served, b"Content-Length: 1000", authorization))
+    closed = conn.until_closed(since, SLACK_S)  # no byte of the body is ever sent
+    assert (closed.status, closed.error()["code"]) == (401, code)
+    assert closed.after_s < SLACK_S
+
+
+def test_a_chunked_body_over_the_cap_is_cut_with_413(served: Served) -> None:
+    conn = tls(served)
+    since = time.monotonic()
+    conn.sendall(put_head(served, b"Transfer-Encoding: chunked"))
     chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
     conn.send_until_answered(chunk * (2 * limits.REQUEST_BODY_BYTES // 0x10000), chunk=len(chunk))
     closed = conn.until_closed(since, 4 * SLACK_S)
     assert (closed.status, closed.error()["code"]) == (413, "RequestContentTooLarge")
 
 
-def test_malformed_http_gets_an_arm_400(served: RunningController) -> None:
+def test_malformed_http_gets_an_arm_400(served: Served) -> None:
     conn = tls(served)
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost localhost\r\n\r\n")
     closed = conn.until_closed(time.monotonic(), SLACK_S)
     assert (closed.status, closed.error()["code"]) == (400, "InvalidRequestFormat")
 
 
-def test_a_keep_alive_connection_serves_a_second_request(served: RunningController) -> None:
+def test_a_keep_alive_connection_serves_a_second_request(served: Served) -> None:
     host, port = address(served)
     connection = http.client.HTTPSConnection(host, port, context=ssl.create_default_context(cafile=str(served.ca)))
     answers = []
+    authorization = {"Authorization": f"Bearer {served.token}"}
     for method, path in (("GET", "/healthz"), ("GET", "/healthz"), ("PUT", f"{VNET}?api-version=2026-03-01")):
-        connection.request(method, path, body=b"{}" if method == "PUT" else None)
+        connection.request(method, path, body=b"{}" if method == "PUT" else None, headers=authorization)
         response = connection.getresponse()
         answers.append((response.status, json.loads(response.read())))
         if len(answers) == 1:
@@ -151,11 +177,12 @@ def test_a_keep_alive_connection_serves_a_second_request(served: RunningControll
             time.sleep(1.0)  # idle between requests, well within the limit
     assert connection.sock is sock  # the same connection all along
     connection.close()
-    assert [status for status, _body in answers] == [200, 200, 401]
+    assert [status for status, _body in answers[:2]] == [200, 200]
+    assert 400 <= answers[2][0] < 500
     assert answers[2][1]["error"]["code"]  # the application's own answer, ARM-shaped
 
 
-def test_docs_pages_are_gone_and_the_schema_stays(served: RunningController) -> None:
+def test_docs_pages_are_gone_and_the_schema_stays(served: Served) -> None:
     with httpx.Client(base_url=served.url, verify=str(served.ca), timeout=10) as client:
         assert client.get("/openapi.json").status_code == 200
         for page in ("/docs", "/redoc"):
@@ -163,7 +190,7 @@ def test_docs_pages_are_gone_and_the_schema_stays(served: RunningController) -> 
             assert response.status_code == 404 and response.json()["error"]["code"] == "NotFound"
 
 
-def test_unfinished_headers_hold_little_memory(served: RunningController) -> None:
+def test_unfinished_headers_hold_little_memory(served: Served) -> None:
     """Five clients push header bytes as fast as they are taken, reconnecting when cut, for 3 s."""
     before = vm_rss_kb(served.pid)
     peak = [before]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from isthmus import __version__
@@ -26,6 +27,8 @@ from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
 from isthmus.api.arm.shared_key import router as shared_key_router
+from isthmus.api.deps import authenticate
+from isthmus.api.errors import ArmError
 from isthmus.api.nodes import router as nodes_router
 from isthmus.api.placement import replan_logged
 from isthmus.api.state import State
@@ -73,6 +76,29 @@ class CanonicalPaths:
             scope = dict(scope)
             scope["path"] = canonical_path(scope["path"])
             scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+class AuthenticatedBodies:
+    """A request with a body is authenticated before its body is read: handlers read the body before their
+    dependencies run, so without this a caller with no token could hold a connection for the whole body
+    time limit (and the body size cap) by sending slowly. Refused with the ARM 401 and the connection
+    closed, the body unread. Every route that takes a body needs a token anyway."""
+
+    def __init__(self, app: Any, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
+                try:
+                    authenticate(self.state, headers.get(b"authorization", b"").decode("latin-1"))
+                except ArmError as refused:
+                    response = JSONResponse(refused.body(), refused.status, headers={"Connection": "close"})
+                    await response(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
@@ -124,5 +150,6 @@ def create_app(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "revision": state.revision()}
 
+    app.add_middleware(AuthenticatedBodies, state=state)
     app.add_middleware(CanonicalPaths)
     return app

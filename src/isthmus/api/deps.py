@@ -59,8 +59,8 @@ async def state(request: Request) -> State:
     return value
 
 
-async def principal(request: Request, st: State = Depends(state)) -> Principal:
-    header = request.headers.get("authorization", "")
+def authenticate(st: State, header: str) -> Principal:
+    """The caller an Authorization header names, or the ARM 401."""
     scheme, _, secret = header.partition(" ")
     if not header:
         raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
@@ -68,6 +68,10 @@ async def principal(request: Request, st: State = Depends(state)) -> Principal:
     if found is None:
         raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
     return found
+
+
+async def principal(request: Request, st: State = Depends(state)) -> Principal:
+    return authenticate(st, request.headers.get("authorization", ""))
 
 
 async def tenant(subscriptionId: str, who: Principal = Depends(principal)) -> Principal:
