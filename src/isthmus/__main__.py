@@ -1,3 +1,3 @@
-from isthmus.cli.main import app
+from isthmus.cli.main import run
 
-app(prog_name="isthmus")
+run()

@@ -73,7 +73,7 @@ def test_read_commands(live: Live) -> None:
     nodes = isthmus(live, live.operator, "node", "list")
     assert "cli-host" in nodes.stdout and "live" in nodes.stdout
     denied = isthmus(live, live.tenant_a, "pool", "list")
-    assert denied.returncode == 1 and "AuthorizationFailed" in denied.stdout
+    assert denied.returncode == 1 and denied.stderr.startswith("isthmus: error: 403 AuthorizationFailed")
 
 
 def test_token_and_pki_commands(live: Live, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ NETWORK_API_VERSIONS = frozenset(
 RESOURCES_API_VERSIONS = frozenset(
     {
         "2021-04-01",
+        "2022-12-01",
         "2022-09-01",
         "2023-07-01",
         "2024-03-01",

@@ -1,26 +1,64 @@
-"""`isthmus`: the controller, its tokens and PKI, and read commands for tenants and operators."""
+"""`isthmus`: the controller, its tokens and PKI, the lab, and commands for tenants and operators.
+
+`run` is the entry point: global options may come before or after the subcommand (`isthmus placement -o
+json`), and a failure is one line on stderr (`--debug` shows the traceback).
+"""
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 import typer
 
+from isthmus import __version__
 from isthmus.cli import agent, lab, mux, server, show
-from isthmus.cli.client import Settings
+from isthmus.cli.client import OUTPUTS, CliError, Settings
 
-app = typer.Typer(help="isthmus: tenant networks to the outside world.", no_args_is_help=True)
+app = typer.Typer(
+    help="isthmus: tenant networks to the outside world.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Global options that may also follow the subcommand: name -> takes a value.
+GLOBAL_OPTIONS = {
+    "--output": True,
+    "-o": True,
+    "--wide": False,
+    "--ids": False,
+    "--debug": False,
+    "--controller": True,
+    "--token": True,
+    "--ca": True,
+}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"isthmus {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
-    controller_url: str = typer.Option("https://127.0.0.1:8443", "--controller", envvar="ISTHMUS_CONTROLLER"),
+    controller_url: str = typer.Option(
+        "https://127.0.0.1:8443", "--controller", envvar="ISTHMUS_CONTROLLER", help="The controller's URL."
+    ),
     token: str | None = typer.Option(None, envvar="ISTHMUS_TOKEN", help="Bearer token."),
     ca: str | None = typer.Option(None, envvar="ISTHMUS_CA", help="CA certificate of the controller."),
-    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    output: str = typer.Option("table", "--output", "-o", help="table, json or yaml."),
+    wide: bool = typer.Option(False, "--wide", help="Every column of a table, however wide."),
+    full_ids: bool = typer.Option(False, "--ids", help="Full resource ids in tables, not names."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of a failure."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    if output not in ("table", "json"):
-        raise typer.BadParameter("--output is table or json")
-    ctx.obj = Settings(controller_url, token, ca, output)
+    if output not in OUTPUTS:
+        raise typer.BadParameter(f"--output is one of {', '.join(OUTPUTS)}, not {output!r}")
+    ctx.obj = Settings(controller_url, token, ca, output, wide, full_ids)
 
 
 app.command("controller")(server.controller)
@@ -38,3 +76,57 @@ app.add_typer(lab.lab_app, name="lab")
 app.add_typer(mux.mux_app, name="mux")
 app.command("placement")(show.placement)
 app.command("events")(show.events)
+
+
+def hoisted(args: list[str]) -> list[str]:
+    """`args` with the global options moved before the subcommand (up to a `--`, which ends options)."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name, eq, _value = arg.partition("=")
+        if name in GLOBAL_OPTIONS and (eq or not GLOBAL_OPTIONS[name]):
+            front.append(arg)
+        elif name in GLOBAL_OPTIONS and index + 1 < len(args):
+            front += [arg, args[index + 1]]
+            index += 1
+        elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            front.append(arg)  # -ojson
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = hoisted(list(sys.argv[1:] if argv is None else argv))
+    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    try:
+        code = app(args=args, prog_name="isthmus", standalone_mode=False)
+    except CliError as error:
+        _fail(str(error), debug)
+    except typer.Abort:
+        _fail("aborted", debug)
+    except typer.TyperException as error:  # typer's own click: usage errors and bad parameters
+        context = getattr(error, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        if not message.strip():  # a group called without a command: its help was printed
+            sys.exit(getattr(error, "exit_code", 2))
+        _fail(f"{message}{hint}", debug, code=getattr(error, "exit_code", 1))
+    except (KeyboardInterrupt, BrokenPipeError):
+        sys.exit(130)
+    except Exception as error:
+        _fail(f"{type(error).__name__}: {error} (--debug shows where)", debug)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, debug: bool, code: int = 1) -> None:
+    if debug:
+        traceback.print_exc()
+    print(f"isthmus: error: {message}", file=sys.stderr)
+    sys.exit(code)

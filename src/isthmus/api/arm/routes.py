@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from isthmus.api.arm import resource_groups, service
 from isthmus.api.arm.kind import Kind
 from isthmus.api.arm.kinds import KINDS
-from isthmus.api.deps import network_api_version, read, resources_api_version, state, tenant, write
+from isthmus.api.deps import network_api_version, principal, read, resources_api_version, state, tenant, write
 from isthmus.api.errors import bad_request, not_found
 from isthmus.api.preconditions import Preconditions, preconditions
 from isthmus.api.state import State
@@ -395,6 +395,19 @@ async def group_operation_result(
     _who: Principal = Depends(tenant),
 ) -> Response:
     return Response(status_code=200)
+
+
+@router.get("/subscriptions", tags=["subscriptions"])
+async def list_subscriptions(
+    _v: str = Depends(resources_api_version), who: Principal = Depends(principal)
+) -> JSONResponse:
+    """Azure's Subscriptions - List: the subscriptions the caller's token reaches (a tenant token: its own;
+    other tokens name none, whatever their scope)."""
+    if who.kind != "subscription":
+        return JSONResponse({"value": []})
+    sub = who.subject
+    return JSONResponse({"value": [{"id": f"/subscriptions/{sub}", "subscriptionId": sub, "displayName": sub,
+                                    "state": "Enabled"}]})  # fmt: skip
 
 
 @router.get(SUB + "/resourcegroups", tags=["resourceGroups"])
