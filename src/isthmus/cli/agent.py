@@ -6,12 +6,14 @@ import logging
 import threading
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from isthmus.agents.client import ControllerClient
-from isthmus.agents.loop import Reconciler, run
 from isthmus.linux.speaker import DEFAULT_SPEAKER
+
+if TYPE_CHECKING:
+    from isthmus.agents.loop import Reconciler
 
 
 class SpeakerKind(StrEnum):
@@ -27,6 +29,9 @@ agent_app = typer.Typer(help="Node agents: level-triggered reconcilers.", no_arg
 
 def _start(role: str, node: str, controller: str, token_file: Path, ca: str | None, address: str | None,
            reconciler: Reconciler, log_level: str) -> None:  # fmt: skip
+    from isthmus.agents.client import ControllerClient  # the agents' imports, only for the agent commands
+    from isthmus.agents.loop import run
+
     logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {role} {node} %(levelname)s %(message)s")
     client = ControllerClient(controller, token_file.read_text().strip(), ca, node, role)
     run(client, reconciler, address, threading.Event())

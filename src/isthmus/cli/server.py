@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import re
+import socket
+import sys
+from collections.abc import Callable
 from ipaddress import ip_network
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from isthmus import pki, sealing
-from isthmus.api import listener
-from isthmus.api.app import create_app
-from isthmus.api.arm.service import normal_location
+from isthmus import __version__, pki, sealing
+from isthmus.cli.client import CliError
 from isthmus.linux.sockets import listen_here, listen_in_netns
 from isthmus.model.snapshot import FabricSettings
 from isthmus.store import sealed, tokens
@@ -31,9 +35,29 @@ pki_app = typer.Typer(help="The controller's CA and server certificate.", no_arg
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 
 
-def _sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def open_store(db: str) -> Engine:
+    """The store at `db`, migrated (a SQLite file and its directory are made if absent)."""
+    if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
+        Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = make_engine(db)
+    except (ArgumentError, ValueError):
+        raise CliError(f"--db {db!r} is not a database URL: sqlite:///PATH or postgresql://…") from None
+    try:
+        upgrade(engine)
+    except OperationalError as error:
+        raise CliError(f"cannot open the store {shown_store(db)}: {error.orig}") from None
+    return engine
+
+
+def shown_store(db: str) -> str:
+    """`db` as a person should read it: a SQLite file's absolute path, a PostgreSQL URL without its password."""
+    if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
+        return f"sqlite:///{Path(db.removeprefix('sqlite:///')).absolute()}"
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        return db
 
 
 def _secrets_key(engine: Engine, path: Path) -> Path:
@@ -67,6 +91,12 @@ def controller(
     ),
 ) -> None:
     """Run the controller: tenant API, operator API and agent protocol."""
+    # Imported here: the application and its web stack take a second to import, which every other command
+    # would pay at start-up.
+    from isthmus.api import listener
+    from isthmus.api.app import create_app
+    from isthmus.api.arm.service import normal_location
+
     locations = tuple(normal_location(name) for name in location)
     if not locations or not all(LOCATION_NAME.fullmatch(name) for name in locations):
         raise typer.BadParameter("location names are letters, digits and '-', 1 to 64", param_hint="--location")
@@ -74,24 +104,52 @@ def controller(
         settings = FabricSettings(tuple(ip_network(p) for p in azure_load_balancer), locations)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--azure-load-balancer") from None
-    _sqlite_dir(db)
-    engine = make_engine(db)
-    upgrade(engine)
+    tls = None if tls_dir is None else _tls_material(tls_dir)
+    engine = open_store(db)
     logging.basicConfig(level=log_level.upper())
     key = _secrets_key(engine, secrets_key or (tls_dir or DEFAULT_PKI) / pki.SECRETS_KEY)
-    tls = None if tls_dir is None else (str(tls_dir / pki.SERVER_CERT), str(tls_dir / pki.SERVER_KEY))
-    sockets = [listen_here(host, port)]
+    scheme = "https" if tls else "http"
+    sockets = [_listening(f"{host}:{port}", functools.partial(listen_here, host, port))]
+    addresses = [f"{scheme}://{_joined(host, port)}"]
     for spec in listen_netns:
         netns, _, rest = spec.partition(":")
         address, _, listen_port = rest.rpartition(":")
         if not netns or not address or not listen_port.isdigit():
             raise typer.BadParameter(f"--listen-netns wants NETNS:ADDRESS:PORT, not {spec!r}")
-        sockets.append(listen_in_netns(netns, address, int(listen_port)))
+        sockets.append(_listening(spec, functools.partial(listen_in_netns, netns, address, int(listen_port))))
+        addresses.append(f"{scheme}://{_joined(address, int(listen_port))} in netns {netns}")
     try:
         app = create_app(engine, settings=settings, secrets_key=key)
     except sealing.SealError as error:
         raise typer.BadParameter(str(error), param_hint="--secrets-key") from None
+    say = functools.partial(print, file=sys.stderr, flush=True)
+    say(f"isthmus controller {__version__}: listening on {', '.join(addresses)}")
+    say(f"  store {shown_store(db)}")
+    say(f"  TLS certificate {tls[0]}, key {tls[1]}" if tls else "  no TLS (plain HTTP: pass --tls-dir to serve HTTPS)")
+    say(f"  secrets key {key.absolute()}; locations {', '.join(locations)}")
     listener.serve(app, sockets, log_level=log_level, tls=tls)
+
+
+def _tls_material(tls_dir: Path) -> tuple[str, str]:
+    cert, key = tls_dir / pki.SERVER_CERT, tls_dir / pki.SERVER_KEY
+    for path in (cert, key):
+        if not path.is_file():
+            raise CliError(f"--tls-dir: {path.absolute()} is missing; `isthmus pki init --dir {tls_dir}` makes it")
+    return str(cert.absolute()), str(key.absolute())
+
+
+def _listening(where: str, bind: Callable[[], socket.socket]) -> socket.socket:
+    try:
+        return bind()
+    except ValueError:
+        raise CliError(f"cannot listen on {where}: give an IP address, not a host name (--host)") from None
+    except OSError as error:
+        hint = ": another controller may hold it; pick --port" if error.errno == errno.EADDRINUSE else ""
+        raise CliError(f"cannot listen on {where} ({error.strerror or error}){hint}") from None
+
+
+def _joined(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @token_app.command("create")
@@ -118,21 +176,20 @@ def token_create(
         raise typer.BadParameter("give exactly one of --subscription, --operator, --node")
     if all_subscriptions and not operator:
         raise typer.BadParameter("--all-subscriptions goes with --operator")
-    _sqlite_dir(db)
-    engine = make_engine(db)
-    upgrade(engine)
+    engine = open_store(db)
     kind, subject = chosen[0]
     try:
         print(tokens.create(engine, kind, subject, tokens.ALL_SUBSCRIPTIONS if all_subscriptions else None))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    # The store is the controller's: a token made in another store is unknown to it.
+    print(f"a {kind} token in the store {shown_store(db)} (the controller must use that --db)", file=sys.stderr)
 
 
 @token_app.command("list")
 def token_list(db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB")) -> None:
     """Every token: id, kind, subject, scope, when created and revoked (never the secret)."""
-    engine = make_engine(db)
-    upgrade(engine)
+    engine = open_store(db)
     table = Table(title="tokens")
     for header in ("id", "kind", "subject", "scope", "created", "revoked"):
         table.add_column(header)
@@ -147,8 +204,7 @@ def token_revoke(
     db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
 ) -> None:
     """Revoke a token (controllers stop accepting it within 5 s)."""
-    engine = make_engine(db)
-    upgrade(engine)
+    engine = open_store(db)
     if not tokens.revoke(engine, token_id):
         raise typer.BadParameter(f"no token with id {token_id} that is not revoked already")
     print(f"revoked {token_id}")
@@ -175,8 +231,7 @@ def pki_rotate_secrets_key(
     path = secrets_key or directory / pki.SECRETS_KEY
     if not path.exists():
         raise typer.BadParameter(f"no secrets key at {path}")
-    engine = make_engine(db)
-    upgrade(engine)
+    engine = open_store(db)
     key_id, count = sealed.rotate(engine, path)
     print(f"secrets key {key_id} in {path}: {count} pre-shared keys re-sealed")
 
@@ -184,5 +239,4 @@ def pki_rotate_secrets_key(
 @db_app.command("upgrade")
 def db_upgrade(db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB")) -> None:
     """Apply the store's migrations."""
-    _sqlite_dir(db)
-    upgrade(make_engine(db))
+    open_store(db)

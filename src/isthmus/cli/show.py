@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from isthmus.api.state import LIVE_SECONDS
+from isthmus.cli import client
 from isthmus.cli.client import NETWORK_API, arm_list, get, post, settings, show
 from isthmus.model import ids
 
@@ -18,7 +19,9 @@ pool_app = typer.Typer(help="Gateway pools (operator).", no_args_is_help=True)
 gateway_app = typer.Typer(help="Gateway nodes (operator).", no_args_is_help=True)
 node_app = typer.Typer(help="Registered agent nodes (operator).", no_args_is_help=True)
 
-SUBSCRIPTION = typer.Option(..., "--subscription", "-s", envvar="ISTHMUS_SUBSCRIPTION", help="Subscription id.")
+SUBSCRIPTION = typer.Option(
+    None, "--subscription", "-s", envvar="ISTHMUS_SUBSCRIPTION", help="Subscription id [default: the token's own]."
+)
 
 
 def _props(key: str) -> Any:
@@ -29,12 +32,15 @@ def _group(row: dict[str, Any]) -> str:
     return str(row["id"].split("/")[4])
 
 
-def _tenant_list(ctx: typer.Context, subscription: str, collection: str) -> list[dict[str, Any]]:
-    return list(arm_list(settings(ctx), f"/subscriptions/{subscription}/providers/Microsoft.Network/{collection}"))
+def _tenant_list(ctx: typer.Context, subscription: str | None, collection: str) -> list[dict[str, Any]]:
+    s = settings(ctx)
+    return list(
+        arm_list(s, f"/subscriptions/{client.subscription(s, subscription)}/providers/Microsoft.Network/{collection}")
+    )
 
 
 @vnet_app.command("list")
-def vnet_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
+def vnet_list(ctx: typer.Context, subscription: str | None = SUBSCRIPTION) -> None:
     rows = _tenant_list(ctx, subscription, "virtualNetworks")
     show(
         settings(ctx),
@@ -58,7 +64,7 @@ def vnet_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
 
 
 @publicip_app.command("list")
-def publicip_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
+def publicip_list(ctx: typer.Context, subscription: str | None = SUBSCRIPTION) -> None:
     rows = _tenant_list(ctx, subscription, "publicIPAddresses")
     show(
         settings(ctx),
@@ -76,7 +82,7 @@ def publicip_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
 
 
 @nsg_app.command("list")
-def nsg_list(ctx: typer.Context, subscription: str = SUBSCRIPTION) -> None:
+def nsg_list(ctx: typer.Context, subscription: str | None = SUBSCRIPTION) -> None:
     rows = _tenant_list(ctx, subscription, "networkSecurityGroups")
     show(
         settings(ctx),
@@ -130,12 +136,11 @@ def nsg_show(
     ctx: typer.Context,
     name: str,
     group: str = typer.Option(..., "--group", "-g"),
-    subscription: str = SUBSCRIPTION,
+    subscription: str | None = SUBSCRIPTION,
     defaults: bool = typer.Option(False, "--defaults", help="Include the default rules."),
 ) -> None:
-    path = (
-        f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/networkSecurityGroups/{name}"
-    )
+    sub = client.subscription(settings(ctx), subscription)
+    path = f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/networkSecurityGroups/{name}"
     body = get(settings(ctx), path, {"api-version": "2026-03-01"})
     rules = list(body["properties"]["securityRules"])
     if defaults:
