@@ -176,14 +176,19 @@ def token_create(
         raise typer.BadParameter("give exactly one of --subscription, --operator, --node")
     if all_subscriptions and not operator:
         raise typer.BadParameter("--all-subscriptions goes with --operator")
+    fresh = db.startswith("sqlite:///") and not Path(db.removeprefix("sqlite:///")).exists()
     engine = open_store(db)
     kind, subject = chosen[0]
     try:
         print(tokens.create(engine, kind, subject, tokens.ALL_SUBSCRIPTIONS if all_subscriptions else None))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    # The store is the controller's: a token made in another store is unknown to it.
-    print(f"a {kind} token in the store {shown_store(db)} (the controller must use that --db)", file=sys.stderr)
+    # A token lives in one store: a controller on another --db does not know it.
+    made = "a new, empty store" if fresh else "the store"
+    article = "an" if kind[0] in "aeiou" else "a"
+    print(
+        f"{article} {kind} token in {made} {shown_store(db)}: the controller must run with that --db", file=sys.stderr
+    )
 
 
 @token_app.command("list")
