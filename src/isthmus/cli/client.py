@@ -186,7 +186,9 @@ def show(
         hidden.append(specs[victim].header)
     table = Table(title=title)
     for i in shown:
-        table.add_column(specs[i].header, min_width=min(needed[i], MAX_UNBROKEN), overflow="fold")
+        table.add_column(
+            specs[i].header, min_width=needed[i] if s.wide else min(needed[i], MAX_UNBROKEN), overflow="fold"
+        )
     for row in cells:
         table.add_row(*[row[i] for i in shown])
     out = Console(width=max(width, total())) if s.wide else console
