@@ -1,4 +1,7 @@
-"""Commands run on the controller's machine: the controller itself, tokens, PKI, the schema."""
+"""Commands run on the controller's machine: the controller itself, tokens, PKI, the schema.
+
+The store and the web stack are imported by the commands that use them: every other command would pay
+their second of import time at start-up."""
 
 from __future__ import annotations
 
@@ -11,19 +14,19 @@ import sys
 from collections.abc import Callable
 from ipaddress import ip_network
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
 
 from isthmus import __version__, pki, sealing
 from isthmus.cli.client import CliError
 from isthmus.linux.sockets import listen_here, listen_in_netns
 from isthmus.model.snapshot import FabricSettings
-from isthmus.store import sealed, tokens
-from isthmus.store.db import make_engine, upgrade
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DEFAULT_DB = "sqlite:///var/isthmus.db"
 LOCATION_NAME = re.compile(r"[a-z0-9-]{1,64}")
@@ -37,6 +40,10 @@ db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 
 def open_store(db: str) -> Engine:
     """The store at `db`, migrated (a SQLite file and its directory are made if absent)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from isthmus.store.db import make_engine, upgrade
+
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -52,6 +59,9 @@ def open_store(db: str) -> Engine:
 
 def shown_store(db: str) -> str:
     """`db` as a person should read it: a SQLite file's absolute path, a PostgreSQL URL without its password."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         return f"sqlite:///{Path(db.removeprefix('sqlite:///')).absolute()}"
     try:
@@ -62,6 +72,8 @@ def shown_store(db: str) -> str:
 
 def _secrets_key(engine: Engine, path: Path) -> Path:
     """`path`, made now if absent, unless the store holds secrets sealed under a key that must be there."""
+    from isthmus.store import sealed
+
     if not path.exists():
         if sealed.holds_sealed(engine):
             raise typer.BadParameter(f"{path} is missing and the store holds pre-shared keys sealed under it")
@@ -96,6 +108,7 @@ def controller(
     from isthmus.api import listener
     from isthmus.api.app import create_app
     from isthmus.api.arm.service import normal_location
+    from isthmus.sealing import SealError
 
     locations = tuple(normal_location(name) for name in location)
     if not locations or not all(LOCATION_NAME.fullmatch(name) for name in locations):
@@ -120,7 +133,7 @@ def controller(
         addresses.append(f"{scheme}://{_joined(address, int(listen_port))} in netns {netns}")
     try:
         app = create_app(engine, settings=settings, secrets_key=key)
-    except sealing.SealError as error:
+    except SealError as error:
         raise typer.BadParameter(str(error), param_hint="--secrets-key") from None
     say = functools.partial(print, file=sys.stderr, flush=True)
     say(f"isthmus controller {__version__}: listening on {', '.join(addresses)}")
@@ -163,6 +176,8 @@ def token_create(
     db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
 ) -> None:
     """Create a token and print its secret (shown only this once)."""
+    from isthmus.store import tokens
+
     chosen = [
         (k, v)
         for k, v in (
@@ -194,6 +209,8 @@ def token_create(
 @token_app.command("list")
 def token_list(db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB")) -> None:
     """Every token: id, kind, subject, scope, when created and revoked (never the secret)."""
+    from isthmus.store import tokens
+
     engine = open_store(db)
     table = Table(title="tokens")
     for header in ("id", "kind", "subject", "scope", "created", "revoked"):
@@ -209,6 +226,8 @@ def token_revoke(
     db: str = typer.Option(DEFAULT_DB, envvar="ISTHMUS_DB"),
 ) -> None:
     """Revoke a token (controllers stop accepting it within 5 s)."""
+    from isthmus.store import tokens
+
     engine = open_store(db)
     if not tokens.revoke(engine, token_id):
         raise typer.BadParameter(f"no token with id {token_id} that is not revoked already")
@@ -233,6 +252,8 @@ def pki_rotate_secrets_key(
 ) -> None:
     """Make a new secrets key and re-seal every stored pre-shared key under it, in one transaction; the old
     key file is replaced once that has committed. Running controllers follow (they re-read the key file)."""
+    from isthmus.store import sealed
+
     path = secrets_key or directory / pki.SECRETS_KEY
     if not path.exists():
         raise typer.BadParameter(f"no secrets key at {path}")
