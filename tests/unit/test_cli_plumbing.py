@@ -20,7 +20,7 @@ NIC = "/subscriptions/S/resourceGroups/G/providers/Microsoft.Network/networkInte
         (["vnet", "list", "--output=yaml", "--wide"], ["--output=yaml", "--wide", "vnet", "list"]),
         (["nsg", "show", "x", "-ojson", "-g", "G"], ["-ojson", "nsg", "show", "x", "-g", "G"]),
         (["lab", "vm", "exec", "vm1", "--", "ping", "-o", "x"], ["lab", "vm", "exec", "vm1", "--", "ping", "-o", "x"]),
-        (["vnet", "list", "--token", "T", "--ids"], ["--token", "T", "--ids", "vnet", "list"]),
+        (["agent", "host", "--controller", "U", "--ids"], ["--ids", "agent", "host", "--controller", "U"]),
         (["vnet", "list", "-o"], ["vnet", "list", "-o"]),  # a dangling option is left for the parser to refuse
     ],
 )

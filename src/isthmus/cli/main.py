@@ -23,17 +23,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Global options that may also follow the subcommand: name -> takes a value.
-GLOBAL_OPTIONS = {
-    "--output": True,
-    "-o": True,
-    "--wide": False,
-    "--ids": False,
-    "--debug": False,
-    "--controller": True,
-    "--token": True,
-    "--ca": True,
-}
+# Global options that may also follow the subcommand: name -> takes a value. Not --controller, --ca or
+# --token: the agent commands have options of those names.
+GLOBAL_OPTIONS = {"--output": True, "-o": True, "--wide": False, "--ids": False, "--debug": False}
 
 
 def _version(value: bool) -> None:
