@@ -336,6 +336,8 @@ def _unrecorded_controller(state: LabState) -> int | None:
     if not state.db.startswith("sqlite:////"):
         return None  # a state from before the path was absolute: it could name another lab's store
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
@@ -407,7 +409,7 @@ def status(workdir: Path) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = []
     try:
         if not state.controller:
-            raise LabError("not started: `lab up` did not finish")
+            raise LabError("not recorded: its `lab up` did not finish")
         with state.operator() as http:
             response = http.get("/admin/nodes")
             response.raise_for_status()
