@@ -31,10 +31,10 @@ def test_commands_and_down_after_a_crash(tmp_path: Path) -> None:
         up = isthmus("lab", "up", "--hosts", "1", "--gateways", "1", "--prefix", prefix, workdir=tmp_path)
         assert up.returncode == 0, up.stdout + up.stderr
         again = isthmus("lab", "up", "--prefix", prefix, workdir=tmp_path)
-        assert again.returncode == 1 and "lab down" in again.stdout  # never two labs on one prefix
+        assert again.returncode == 1 and "lab down" in again.stderr  # never two labs in one workdir
 
         status = json.loads(isthmus("lab", "status", "-o", "json", workdir=tmp_path).stdout)
-        assert {n["name"] for n in status["nodes"] if n["live"]} == {"h1", "mux1"}
+        assert {n["name"] for n in status["nodes"] if n["live"]} == {"h1", "mux1"} and status["dead"] == []
         assert all(p["running"] for p in status["processes"].values())
 
         state = fabric.load_state(tmp_path)
@@ -55,6 +55,7 @@ def test_commands_and_down_after_a_crash(tmp_path: Path) -> None:
             if fabric._ours(pid):
                 os.kill(pid, signal.SIGKILL)
         (tmp_path / fabric.STATE_FILE).unlink()
+        assert isthmus("lab", "down", workdir=tmp_path).returncode == 1  # no state, no prefix: nothing to go by
         down = isthmus("lab", "down", "--prefix", prefix, workdir=tmp_path)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [n for n in list_netns() if n.startswith(prefix)]

@@ -1,4 +1,4 @@
-"""Two MUXes: the ToR spreads every public IP over both (ECMP) and `isthmus mux routes` shows it; the speaker or
+"""Two MUXes: the ToR spreads every public IP over both (ECMP) and `isthmus lab mux-routes` shows it; the speaker or
 the MUX agent crashing never costs the ToR a route while the other MUX is healthy; when one MUX's link goes
 silent or the whole MUX dies, traffic to public IPs continues through the other."""
 
@@ -93,7 +93,7 @@ def test_ecmp_and_mux_routes(lab2: fabric.LabState, served: tuple[str, vms.Vm]) 
     assert wait_for(lambda: next_hops(lab2, vip) == BOTH, 15)
     assert wait_for(lambda: probe.tcp_echo(lab2.topology.netns("inet"), vip, 80, timeout=0.3), 15)
     env = {**os.environ, "ISTHMUS_LAB": lab2.workdir, "COLUMNS": "200"}
-    shown = subprocess.run([sys.executable, "-m", "isthmus", "mux", "routes", "-o", "json"], env=env,
+    shown = subprocess.run([sys.executable, "-m", "isthmus", "lab", "mux-routes", "-o", "json"], env=env,
                            capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     view = json.loads(shown.stdout)
     announced = view["muxes"][0]["announced"]  # the VM's public IP and h1's outbound NAT address

@@ -1,132 +1,229 @@
-"""`isthmus lab`: build, inspect and remove the namespace fabric; create VMs and run commands in them."""
+"""`isthmus lab`: build, inspect and remove the namespace fabric; create VMs and run commands in them; what the
+MUXes announce. A lab is its workdir (--workdir, ISTHMUS_LAB): the state file there names what it started."""
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from isthmus.cli.client import CliError, Column, emit, settings, show
+from isthmus.cli.show import _health
 from isthmus.lab import fabric, vms
+from isthmus.lab.mux_routes import collect
 from isthmus.lab.topology import Topology
 
-lab_app = typer.Typer(help="The whole fabric in network namespaces on this machine.", no_args_is_help=True)
-vm_app = typer.Typer(help="Lab VMs: namespaces plugged into a NIC.", no_args_is_help=True)
+lab_app = typer.Typer(
+    help="The whole fabric in network namespaces on this machine (a lab per --workdir).", no_args_is_help=True
+)
+vm_app = typer.Typer(help="Lab VMs: namespaces a host agent plugs a NIC into.", no_args_is_help=True)
 lab_app.add_typer(vm_app, name="vm")
-console = Console()
-WORKDIR = typer.Option(Path("var/lab"), "--workdir", envvar="ISTHMUS_LAB", help="Where the lab keeps its state.")
+WORKDIR = typer.Option(
+    Path("var/lab"), "--workdir", envvar="ISTHMUS_LAB", help="The lab's directory: its state file, store and logs."
+)
+
+
+@contextmanager
+def lab_errors() -> Iterator[None]:
+    """The lab's failures as one-line CLI errors."""
+    try:
+        yield
+    except fabric.LabError as error:
+        raise CliError(str(error)) from error
 
 
 def lab_state(workdir: Path) -> fabric.LabState:
     state = fabric.load_state(workdir)
     if state is None:
-        console.print(f"[red]no lab is up[/red] (no {workdir / fabric.STATE_FILE}): run `isthmus lab up`")
-        raise typer.Exit(1)
+        raise CliError(f"{fabric.NoLab(workdir)}: `isthmus lab up --workdir {workdir}` starts one")
     return state
+
+
+@contextmanager
+def operator(state: fabric.LabState) -> Iterator[None]:
+    """Lab failures, and the lab's controller not answering, as one-line CLI errors."""
+    with lab_errors():
+        try:
+            yield
+        except httpx.HTTPError as error:
+            raise CliError(
+                f"the lab's controller at {state.controller} does not answer ({error}): "
+                f"`isthmus lab status --workdir {state.workdir}`"
+            ) from error
 
 
 @lab_app.command("up")
 def up(
     workdir: Path = WORKDIR,
-    hosts: int = typer.Option(2, min=1, max=50),
-    muxes: int = typer.Option(1, min=1, max=8),
-    gateways: int = typer.Option(3, min=0, max=20),
+    hosts: int = typer.Option(2, min=1, max=50, help="Host nodes (h1..hN), each with a host agent."),
+    muxes: int = typer.Option(1, min=1, max=8, help="SLB MUX nodes, each with a MUX agent and a BGP speaker."),
+    gateways: int = typer.Option(3, min=0, max=20, help="Gateway nodes (declared; no agents yet)."),
     prefix: str = typer.Option("isl-", help="Every namespace of the lab starts with this."),
 ) -> None:
-    """Build the fabric and start the controller, the ToR, and the host and MUX agents."""
-    try:
-        state = fabric.up(workdir, Topology(prefix, hosts, muxes, gateways))
-    except fabric.LabError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
-    console.print(f"lab up: controller {state.controller} (CA {state.ca}); operator token in {workdir}/lab.json")
+    """Build the fabric and start the controller (with a fresh store), the ToR, and the host and MUX agents."""
+    topology = Topology(prefix, hosts, muxes, gateways)
+    with lab_errors():
+        fabric.check_free(workdir, topology)
+        print(f"lab up: a fresh store in {workdir / 'isthmus.db'} (any previous lab store there is replaced)")
+        state = fabric.up(workdir, topology)
+    print(f"lab up: controller {state.controller} (CA {state.ca}); operator token in {workdir / fabric.STATE_FILE}")
 
 
 @lab_app.command("down")
-def down(workdir: Path = WORKDIR, prefix: str | None = typer.Option(None, help="Default: the running lab's.")) -> None:
-    """Remove everything the lab created (also after a crash or a half-finished `up`)."""
-    if prefix is None and fabric.load_state(workdir) is None:
-        prefix = "isl-"
-    removed = fabric.down(workdir, prefix)
-    console.print(f"lab down: removed {len(removed)} namespaces and processes")
+def down(
+    workdir: Path = WORKDIR,
+    prefix: str | None = typer.Option(
+        None, help="Only without a state file (after a crash): remove the namespaces named PREFIX*."
+    ),
+) -> None:
+    """Stop what the lab in --workdir started; remove its namespaces and state (also after half an `up`)."""
+    with lab_errors():
+        try:
+            removed = fabric.down(workdir, prefix)
+        except fabric.NoLab as error:
+            raise CliError(
+                f"{error}: nothing removed (--prefix P removes namespaces named P* if its state is lost)"
+            ) from None
+    print(f"lab down: removed {len(removed)} namespaces and processes")
 
 
 @lab_app.command("status")
-def status(workdir: Path = WORKDIR, output: str = typer.Option("table", "--output", "-o")) -> None:
-    """Nodes, agents and their health."""
-    report = fabric.status(workdir)
-    if output == "json":
-        print(json.dumps(report, indent=2))
+def status(ctx: typer.Context, workdir: Path = WORKDIR) -> None:
+    """The nodes and their health, and the processes the lab started; fails naming whatever is dead."""
+    s = settings(ctx)
+    with lab_errors():
+        report = fabric.status(workdir)
+    if s.output != "table":
+        emit(s, report)
+    else:
+        title = f"lab {report['prefix']} in {workdir}: controller {report['controller']}"
+        show(s, report["nodes"], [
+            Column("node", lambda n: n["name"]),
+            Column("role", lambda n: n["role"]),
+            Column("health", _health),
+            Column("applied revision", lambda n: n["appliedRevision"], drop=2),
+            Column("last seen", lambda n: n["lastSeen"], drop=1),
+        ], title)  # fmt: skip
+        processes = [{"name": name, **p} for name, p in report["processes"].items()]
+        show(s, processes, [
+            Column("name", lambda p: p["name"]),
+            Column("kind", lambda p: p["kind"], drop=1),
+            Column("pid", lambda p: p["pid"]),
+            Column("running", lambda p: "yes" if p["running"] else "no"),
+        ], f"processes the lab started ({report['namespaces']} namespaces)")  # fmt: skip
+    if report["dead"]:
+        raise CliError(f"the lab in {workdir} is not whole: dead: {'; '.join(report['dead'])}")
+
+
+@lab_app.command("mux-routes")
+def mux_routes(
+    ctx: typer.Context,
+    workdir: Path = WORKDIR,
+    limit: int = typer.Option(50, min=0, help="Public IPs to list (the title counts every one)."),
+) -> None:
+    """What each MUX announces and what the ToR learned, side by side.
+
+    Per MUX: its session to the ToR, the desired count its agent reports, what its speaker announces.
+
+    Per public IP: the MUXes that announce it, those the ToR learned it from, the ToR's FIB next hops."""
+    s = settings(ctx)
+    state = lab_state(workdir)
+    with operator(state):
+        view = collect(state)
+    if s.output != "table":
+        emit(s, view.as_json())
         return
-    if not report["up"]:
-        console.print("no lab is up")
-        raise typer.Exit(1)
-    table = Table(
-        title=f"lab {report['prefix']} — controller {report['controller']}, {report['namespaces']} namespaces"
-    )
-    for column in ("node", "role", "live", "applied revision", "last seen"):
-        table.add_column(column)
-    for node in report["nodes"]:
-        table.add_row(node.get("name", "?"), node.get("role", "?"), str(node.get("live")),
-                      str(node.get("appliedRevision")), str(node.get("lastSeen")))  # fmt: skip
-    console.print(table)
-    processes = Table(title="processes the lab started")
-    for column in ("name", "pid", "running"):
-        processes.add_column(column)
-    for name, info in report["processes"].items():
-        processes.add_row(name, str(info["pid"]), "yes" if info["running"] else "[red]no[/red]")
-    console.print(processes)
+    muxes = [
+        {"mux": m.name, "address": m.address, "session": "Established" if m.session else "down",
+         "desired": m.desired, "speaker": m.speaker,
+         "announced": "not answering" if m.announced is None else len(m.announced),
+         "learned": sum(1 for peers in view.learned.values() if m.name in peers)}
+        for m in view.muxes
+    ]  # fmt: skip
+    show(s, muxes, [
+        Column("mux", _key("mux")),
+        Column("address", _key("address"), drop=3),
+        Column("session to ToR", _key("session")),
+        Column("desired (agent)", _key("desired"), drop=1),
+        Column("announced", _key("announced")),
+        Column("speaker", _key("speaker"), drop=2),
+        Column("ToR learned", _key("learned")),
+    ], "MUX announcements")  # fmt: skip
+    prefixes = view.prefixes()
+    rows = [
+        {"prefix": p, "by": [m.name for m in view.muxes if m.announced and p in m.announced] or ["none"],
+         "learned": view.learned.get(p), "fib": view.fib.get(p) or ["not installed"]}
+        for p in prefixes[:limit]
+    ]  # fmt: skip
+    show(s, rows, [
+        Column("public IP", _key("prefix")),
+        Column("announced by", _key("by")),
+        Column("ToR learned from", _key("learned"), drop=1),
+        Column("ToR FIB next hops", _key("fib")),
+    ], f"public IPs ({len(prefixes)}; the ToR's FIB holds {len(view.fib)})")  # fmt: skip
+    if len(prefixes) > limit:
+        print(f"… {len(prefixes) - limit} more (--limit, or -o json)")
+
+
+def _key(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row[name]
 
 
 @vm_app.command("create")
 def vm_create(
-    name: str = typer.Argument(..., help="The VM's name (also the port binding's)."),
+    name: str = typer.Argument(..., help="The VM's name (also its port binding's)."),
     nic: str = typer.Option(..., help="The networkInterfaces id to plug in."),
     host: str = typer.Option("h1", help="The host node it runs on."),
     workdir: Path = WORKDIR,
 ) -> None:
-    """Bind a NIC to a host; the host agent creates the VM's namespace and plugs the NIC."""
-    try:
-        vm = vms.create(lab_state(workdir), name, nic, host)
-    except fabric.LabError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
-    console.print(f"VM {vm.name} on {vm.host}: {', '.join(vm.addresses)} (netns {vm.netns})")
+    """Bind a NIC to a host: its host agent creates the VM's namespace and plugs the NIC in.
+
+    An existing VM is refused (delete it first) unless it has the same NIC on the same host: then nothing changes."""
+    state = lab_state(workdir)
+    with operator(state):
+        existed = vms.binding(state, name) is not None
+        vm = vms.create(state, name, nic, host)
+    already = " (it existed: unchanged)" if existed else ""
+    print(f"VM {vm.name} on {vm.host}: {', '.join(vm.addresses)} (netns {vm.netns}){already}")
 
 
 @vm_app.command("delete")
-def vm_delete(name: str, workdir: Path = WORKDIR) -> None:
-    """Unbind the VM's NIC; the host agent removes the VM."""
-    try:
-        vms.delete(lab_state(workdir), name)
-    except fabric.LabError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
+def vm_delete(name: str = typer.Argument(..., help="The VM's name."), workdir: Path = WORKDIR) -> None:
+    """Unbind the VM's NIC and wait until the host agent has removed the VM."""
+    state = lab_state(workdir)
+    with operator(state):
+        vms.delete(state, name)
+    print(f"VM {name} deleted")
 
 
 @vm_app.command("list")
-def vm_list(workdir: Path = WORKDIR, output: str = typer.Option("table", "--output", "-o")) -> None:
-    rows = vms.listing(lab_state(workdir))
-    if output == "json":
-        print(json.dumps([vm.__dict__ for vm in rows], indent=2, default=list))
-        return
-    table = Table(title="lab VMs")
-    for column in ("name", "host", "addresses", "netns", "nic"):
-        table.add_column(column)
-    for vm in rows:
-        table.add_row(vm.name, vm.host, ", ".join(vm.addresses) or "-", vm.netns or "-", vm.nic)
-    console.print(table)
+def vm_list(ctx: typer.Context, workdir: Path = WORKDIR) -> None:
+    """The lab's VMs: their host, addresses and namespace (none yet: not plugged)."""
+    state = lab_state(workdir)
+    with operator(state):
+        rows = [vm.__dict__ | {"addresses": list(vm.addresses), "netns": vm.netns or None} for vm in vms.listing(state)]
+    show(settings(ctx), rows, [
+        Column("name", _key("name")),
+        Column("host", _key("host")),
+        Column("addresses", _key("addresses")),
+        Column("netns", _key("netns"), drop=2),
+        Column("nic", _key("nic"), drop=1),
+    ], "lab VMs")  # fmt: skip
 
 
 @vm_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def vm_exec(ctx: typer.Context, name: str, workdir: Path = WORKDIR) -> None:
-    """Run a command in the VM: `isthmus lab vm exec vm1 -- ping -c1 198.51.100.10`."""
-    vm = vms.find(lab_state(workdir), name)
+def vm_exec(
+    ctx: typer.Context, name: str = typer.Argument(..., help="The VM's name."), workdir: Path = WORKDIR
+) -> None:
+    """Run a command in the VM: `isthmus lab vm exec vm1 -- ping -c1 198.51.100.10` (default: a shell)."""
+    state = lab_state(workdir)
+    vm = vms.find(state, name)
     if vm is None:
-        console.print(f"[red]no VM {name}[/red]")
-        raise typer.Exit(1)
+        raise CliError(f"no VM {name} in the lab at {workdir} (`isthmus lab vm list`)")
     command = ctx.args or ["sh"]
     os.execvp("nsenter", ["nsenter", f"--net=/run/netns/{vm.netns}", *command])

@@ -5,8 +5,10 @@
                                                                         └── h1..hN ── VNet routers ── VMs
     controller (root netns, loopback for the CLI; a socket in ctl on 198.18.255.1) ── br-mgmt ── every node
 
-Everything the lab creates is named with its prefix: `down` removes every namespace with that prefix
-(ending the processes inside them) and the processes it recorded, also after a crash or half an `up`.
+A lab is its workdir's state file (lab.json) and the prefix recorded there: every namespace it creates starts
+with the prefix. `down` stops the processes the state recorded (each checked to still be the one started) and
+removes the namespaces with that prefix, also after a crash or half an `up` (the state is saved before anything
+is built). Without a state file only an explicit prefix is cleaned, never a default one.
 """
 
 from __future__ import annotations
@@ -45,11 +47,17 @@ from isthmus.store import tokens
 from isthmus.store.db import make_engine, upgrade
 
 STATE_FILE = "lab.json"
+RUN_ROOT = tor.run_dir("lab").parent  # /run/isthmus: the daemons' run directories, and who owns each prefix
 NODE_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
 
 
 class LabError(Exception):
     pass
+
+
+class NoLab(LabError):
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(f"no lab in {workdir} (no {workdir / STATE_FILE})")
 
 
 @dataclass
@@ -64,10 +72,19 @@ class LabState:
     ca: str
     operator_token: str
     pids: dict[str, int] = field(default_factory=dict)  # what the lab started: name -> PID
+    started: dict[str, int] = field(default_factory=dict)  # name -> its start time (a PID can be reused)
 
     @property
     def topology(self) -> Topology:
         return Topology(self.prefix, self.hosts, self.muxes, self.gateways)
+
+    def record(self, name: str, pid: int) -> None:
+        self.pids[name] = pid
+        if (ticks := _start_ticks(pid)) is not None:
+            self.started[name] = ticks
+
+    def running(self, name: str) -> bool:
+        return _ours(self.pids[name], self.started.get(name))
 
     def save(self) -> None:
         path = Path(self.workdir) / STATE_FILE
@@ -90,18 +107,39 @@ def load_state(workdir: Path) -> LabState | None:
     return LabState(**json.loads(path.read_text()))
 
 
-def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabState:
-    """Build the fabric, start the controller, the ToR and the agents; return once every agent reported."""
+def check_free(workdir: Path, topology: Topology) -> None:
+    """LabError unless a lab can be built in `workdir` with `topology`'s prefix: no lab's state there, no
+    namespace with the prefix."""
+    state = load_state(workdir)
+    if state is not None:
+        alive = [name for name in state.pids if state.running(name)]
+        what = "is up" if alive else "was left (its processes are gone)"
+        raise LabError(
+            f"a lab {what} in {workdir} (prefix {state.prefix}): `isthmus lab down --workdir {workdir}` first"
+        )
     if any(name.startswith(topology.prefix) for name in list_netns()):
-        raise LabError(f"namespaces named {topology.prefix}* exist: run `isthmus lab down` first")
+        owner = _owner(topology.prefix)
+        where = f"the lab in {owner}" if owner else "no lab's state"
+        raise LabError(
+            f"namespaces named {topology.prefix}* exist ({where}): use another --prefix, or remove them with "
+            f"`isthmus lab down --workdir {owner or workdir}{'' if owner else f' --prefix {topology.prefix}'}`"
+        )
+
+
+def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabState:
+    """Build the fabric, start the controller, the ToR and the agents; return once every agent reported.
+    The lab's store in `workdir` is created afresh (any earlier one there is removed)."""
+    check_free(workdir, topology)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "logs").mkdir(exist_ok=True)
-    db = f"sqlite:///{workdir / 'isthmus.db'}"
-    if (workdir / "isthmus.db").exists():
+    db = f"sqlite:///{(workdir / 'isthmus.db').resolve()}"  # absolute: it names this lab's controller process
+    state = LabState(topology.prefix, str(workdir), topology.hosts, topology.muxes, topology.gateways, db, "", "", "")
+    state.save()  # first: `down` cleans up whatever happens from here on
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    _owner_file(topology.prefix).write_text(str(workdir.resolve()))
+    try:
         for leftover in workdir.glob("isthmus.db*"):
             leftover.unlink()
-    state = LabState(topology.prefix, str(workdir), topology.hosts, topology.muxes, topology.gateways, db, "", "", "")
-    try:
         _build_network(topology)
         engine = make_engine(db)
         upgrade(engine)
@@ -112,17 +150,17 @@ def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabStat
         names = ("localhost", "127.0.0.1", CONTROLLER)
         controller = start_controller(db, workdir, names=names, extra=extra)
         state.controller, state.ca = controller.url, str(controller.ca)
-        state.pids["controller"] = controller.pid
+        state.record("controller", controller.pid)
         state.save()
         muxes = [n.underlay for n in topology.nodes() if n.role == "mux"]
         for i, pid in enumerate(tor.start_tor(topology.netns("tor"), tor.run_dir(topology.netns("tor")), muxes)):
-            state.pids[f"tor-{i}"] = pid
+            state.record(f"tor-{i}", pid)
         state.save()
         _declare(state, topology)
         for node in topology.nodes():
             if node.role in ("host", "mux"):
-                state.pids[node.name] = _start_agent(state, node, node_tokens[node.name], log_level)
-        state.save()
+                state.record(node.name, _start_agent(state, node, node_tokens[node.name], log_level))
+                state.save()
         _wait_registered(state, [n.name for n in topology.nodes() if n.role in ("host", "mux")])
         _wait_bgp(topology)
     except BaseException:
@@ -181,7 +219,16 @@ def _declare(state: LabState, topology: Topology) -> None:
         for path, properties in objects:
             response = http.put(f"/admin/{path}", json={"properties": properties})
             if response.status_code >= 300:
-                raise LabError(f"PUT /admin/{path}: {response.status_code} {response.text}")
+                raise LabError(f"PUT /admin/{path}: {arm_error(response)}")
+
+
+def arm_error(response: httpx.Response) -> str:
+    """An ARM error answer as `CODE: message`; anything else as its status and (the start of) its text."""
+    try:
+        error = response.json()["error"]
+        return f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code} {response.text.strip()[:300]}"
 
 
 def _start_agent(state: LabState, node: Node, token: str, log_level: str) -> int:
@@ -192,22 +239,24 @@ def _start_agent(state: LabState, node: Node, token: str, log_level: str) -> int
     command = [
         "nsenter", f"--net=/run/netns/{state.topology.netns(node.name)}",
         sys.executable, "-m", "isthmus", "agent", node.role, "--node", node.name,
-        "--controller", state.topology.controller_url, "--ca", state.ca, "--token-file", str(token_file),
-        "--address", node.underlay, "--log-level", log_level,
+        "--token-file", str(token_file), "--address", node.underlay, "--log-level", log_level,
     ]  # fmt: skip
+    # The controller and CA by environment: on the command line the CLI reads --controller and --ca as its
+    # global options (for the controller's loopback URL, not the management address agents reach).
+    env = {**os.environ, "ISTHMUS_CONTROLLER": state.topology.controller_url, "ISTHMUS_CA": state.ca}
     if node.role == "host":
         command += ["--netns-prefix", state.prefix]
     else:
         command += ["--run-dir", str(tor.run_dir(state.topology.netns(node.name)))]
     with open(workdir / "logs" / f"{node.name}.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
     return process.pid
 
 
 def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
     node = next(n for n in state.topology.nodes() if n.name == name)
     token = (Path(state.workdir) / f"{name}.token").read_text()
-    state.pids[name] = _start_agent(state, node, token, log_level)
+    state.record(name, _start_agent(state, node, token, log_level))
     state.save()
     return state.pids[name]
 
@@ -237,44 +286,99 @@ def _wait_bgp(topology: Topology, timeout: float = 30.0) -> None:
 
 
 def down(workdir: Path, prefix: str | None = None) -> list[str]:
-    """Remove everything the lab made: its recorded processes, and every namespace named with its prefix
-    with the processes inside. Safe to run twice, after a crash, or after a half-finished `up`."""
+    """Remove the lab in `workdir`: stop the processes its state recorded (agents, ToR daemons, the controller)
+    and remove every namespace with its prefix (ending the processes inside), then its state file. Safe to
+    run twice, after a crash, or after a half-finished `up`. Without a state file only namespaces named
+    `prefix`* are removed, and only when `prefix` is given and no other lab's state claims it; with neither,
+    NoLab."""
     state = load_state(workdir)
-    prefix = prefix or (state.prefix if state else None)
+    if state is None and prefix is None:
+        raise NoLab(workdir)
+    if state is not None and prefix not in (None, state.prefix):
+        raise LabError(f"the lab in {workdir} has the prefix {state.prefix}, not {prefix}")
+    if state is None:
+        assert prefix is not None
+        owner = _owner(prefix)
+        if owner is not None and owner != workdir.resolve():
+            raise LabError(f"namespaces named {prefix}* belong to the lab in {owner}: `isthmus lab down --workdir "
+                           f"{owner}` removes it")  # fmt: skip
+    else:
+        prefix = state.prefix
     removed = []
     if state is not None:
-        for name, pid in state.pids.items():
-            if _ours(pid):
-                if name == "controller" or name in _agent_names(state):
+        if "controller" not in state.pids and (pid := _unrecorded_controller(state)) is not None:
+            state.record("controller", pid)
+        agents = {n.name for n in state.topology.nodes()}
+        order = sorted(state.pids, key=lambda name: (name == "controller", name not in agents))  # controller last
+        for name in order:
+            pid = state.pids[name]
+            if state.running(name):
+                if name == "controller" or name in agents:
                     stop(pid)  # graceful first: they were started in their own sessions
                 else:
                     _kill(pid)
                 removed.append(f"process {name} ({pid})")
-    if prefix:
-        for netns in sorted(n for n in list_netns() if n.startswith(prefix)):
-            for pid in netns_pids(netns):
-                _kill(pid)
-            delete_netns(netns)
-            removed.append(f"netns {netns}")
-    if state is not None:
-        (workdir / STATE_FILE).unlink(missing_ok=True)
-    if prefix:
-        for run_dir in tor.run_dir(prefix).parent.glob(f"{prefix}*"):
-            shutil.rmtree(run_dir, ignore_errors=True)
+    for netns in sorted(n for n in list_netns() if n.startswith(prefix)):
+        for pid in netns_pids(netns):
+            _kill(pid)
+        delete_netns(netns)
+        removed.append(f"netns {netns}")
+    for run_dir in RUN_ROOT.glob(f"{prefix}*"):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    _owner_file(prefix).unlink(missing_ok=True)
+    (workdir / STATE_FILE).unlink(missing_ok=True)
     return removed
 
 
-def _agent_names(state: LabState) -> set[str]:
-    return {n.name for n in state.topology.nodes()}
+def _unrecorded_controller(state: LabState) -> int | None:
+    """The controller an interrupted `up` started before it could record its PID: the process serving this
+    lab's store (`controller --db DB`, DB the absolute path in the state)."""
+    if not state.db.startswith("sqlite:////"):
+        return None  # a state from before the path was absolute: it could name another lab's store
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "controller" in args and "--db" in args and args[args.index("--db") + 1 :][:1] == [state.db]:
+            return int(entry.name)
+    return None
 
 
-def _ours(pid: int) -> bool:
-    """Still the process the lab started (a PID can be reused): an isthmus or FRR command line."""
+def _owner_file(prefix: str) -> Path:
+    return RUN_ROOT / f"{prefix}lab"  # not a directory: the run-directory sweep in `down` leaves it to unlink
+
+
+def _owner(prefix: str) -> Path | None:
+    """The workdir of the lab whose state (still there) claims `prefix`, if any."""
+    try:
+        workdir = Path(_owner_file(prefix).read_text())
+    except OSError:
+        return None
+    state = load_state(workdir)
+    return workdir if state is not None and state.prefix == prefix else None
+
+
+def _ours(pid: int, started: int | None = None) -> bool:
+    """Still the process the lab started: an isthmus or FRR command line, started when it was (if known)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
+    if started is not None and _start_ticks(pid) != started:
+        return False
     return "isthmus" in cmdline or "/usr/lib/frr/" in cmdline
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks after boot (/proc/PID/stat field 22); None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])
 
 
 def _kill(pid: int) -> None:
@@ -282,17 +386,43 @@ def _kill(pid: int) -> None:
         os.kill(pid, 9)
 
 
+def kind(name: str) -> str:
+    """What a process the lab recorded is: the controller, a ToR daemon, or an agent."""
+    return "controller" if name == "controller" else "ToR daemon" if name.startswith("tor-") else "agent"
+
+
 def status(workdir: Path) -> dict[str, Any]:
+    """What the lab in `workdir` started and whether it still runs; `dead` names everything that does not
+    (a process gone, a namespace missing, the controller not answering, an agent not reporting). NoLab if
+    there is none."""
     state = load_state(workdir)
     if state is None:
-        return {"up": False}
-    processes = {name: {"pid": pid, "running": _ours(pid)} for name, pid in state.pids.items()}
-    namespaces = sorted(n for n in list_netns() if n.startswith(state.prefix))
+        raise NoLab(workdir)
+    processes = {name: {"kind": kind(name), "pid": pid, "running": state.running(name)}
+                 for name, pid in state.pids.items()}  # fmt: skip
+    dead = [f"{p['kind']} {name} (pid {p['pid']})" for name, p in processes.items() if not p["running"]]
+    topology = state.topology
+    expected = [topology.netns(n) for n in ("fabric", "tor", "inet", "ctl")]
+    expected += [topology.netns(n.name) for n in topology.nodes()]
+    present = set(list_netns())
+    dead += [f"netns {netns}" for netns in expected if netns not in present]
     nodes: list[dict[str, Any]] = []
     try:
+        if not state.controller:
+            raise LabError("not recorded: its `lab up` did not finish")
         with state.operator() as http:
-            nodes = http.get("/admin/nodes").json()["value"]
-    except httpx.HTTPError as error:
-        nodes = [{"error": str(error)}]
-    return {"up": True, "prefix": state.prefix, "controller": state.controller, "processes": processes,
-            "namespaces": len(namespaces), "nodes": nodes}  # fmt: skip
+            response = http.get("/admin/nodes")
+            response.raise_for_status()
+            nodes = response.json()["value"]
+    except LabError as error:
+        dead.append(f"controller {error}")
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        dead.append(f"controller at {state.controller} not answering ({error})")
+    else:
+        reported = {node["name"]: node for node in nodes}
+        for node in topology.nodes():
+            if node.role in ("host", "mux") and not reported.get(node.name, {}).get("live"):
+                dead.append(f"agent {node.name} not reporting to the controller")
+    return {"workdir": str(workdir), "prefix": state.prefix, "controller": state.controller,
+            "processes": processes, "namespaces": len(expected) - sum(n not in present for n in expected),
+            "nodes": nodes, "dead": dead}  # fmt: skip

@@ -1,4 +1,4 @@
-"""What each MUX of the lab announces and what the ToR learned from it: the view behind `isthmus mux routes`.
+"""What each MUX of the lab announces and what the ToR learned from it: the view behind `isthmus lab mux-routes`.
 
 Each source is asked directly: the MUX's speaker (BIRD over its control socket, or gobgpd over its gRPC socket:
 what it originates), the ToR's bgpd

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from isthmus.lab.fabric import LabError, LabState
+from isthmus.lab.fabric import LabError, LabState, arm_error
 from isthmus.linux.run import LinuxError, ip_json, list_netns
 
 
@@ -20,11 +20,23 @@ class Vm:
 
 
 def create(state: LabState, name: str, nic: str, host: str, timeout: float = 30.0) -> Vm:
-    """Bind `nic` to `host` as VM `name` and wait until the host agent has plugged it (eth0 has an address)."""
-    with state.operator() as http:
-        response = http.put(f"/admin/portBindings/{name}", json={"properties": {"networkInterface": nic, "host": host}})
-        if response.status_code >= 300:
-            raise LabError(f"binding {name}: {response.status_code} {response.text}")
+    """Bind `nic` to `host` as VM `name` and wait until the host agent has plugged it (eth0 has an address).
+    A VM of that name with the same NIC on the same host is returned as it is; any other is refused (moving
+    it would leave its processes behind in the old namespace)."""
+    existing = binding(state, name)
+    if existing is not None:
+        bound = existing["properties"]
+        if bound["networkInterface"].lower() != nic.lower() or bound["host"] != host:
+            raise LabError(
+                f"VM {name} exists on {bound['host']} (NIC {bound['networkInterface']}): delete it first "
+                f"(`isthmus lab vm delete {name}`)"
+            )
+    else:
+        with state.operator() as http:
+            body = {"properties": {"networkInterface": nic, "host": host}}
+            response = http.put(f"/admin/portBindings/{name}", json=body)
+            if response.status_code >= 300:
+                raise LabError(f"binding VM {name} to {host}: {arm_error(response)}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         vm = find(state, name)
@@ -34,11 +46,26 @@ def create(state: LabState, name: str, nic: str, host: str, timeout: float = 30.
     raise LabError(f"VM {name} was not plugged within {timeout:.0f} s (see the host agent's log)")
 
 
+def binding(state: LabState, name: str) -> dict[str, Any] | None:
+    """The port binding behind VM `name`, None if there is none."""
+    with state.operator() as http:
+        response = http.get(f"/admin/portBindings/{name}")
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 300:
+        raise LabError(f"reading VM {name}: {arm_error(response)}")
+    found: dict[str, Any] = response.json()
+    return found
+
+
 def delete(state: LabState, name: str, timeout: float = 30.0) -> None:
+    """Unbind VM `name`'s NIC and wait until the host agent has removed the VM; LabError if there is none."""
+    if binding(state, name) is None:
+        raise LabError(f"no VM {name} in the lab at {state.workdir}")
     with state.operator() as http:
         response = http.delete(f"/admin/portBindings/{name}")
-        if response.status_code >= 300:
-            raise LabError(f"unbinding {name}: {response.status_code} {response.text}")
+    if response.status_code >= 300:
+        raise LabError(f"unbinding VM {name}: {arm_error(response)}")
     deadline = time.monotonic() + timeout
     while find(state, name) is not None:
         if time.monotonic() > deadline:
@@ -47,13 +74,16 @@ def delete(state: LabState, name: str, timeout: float = 30.0) -> None:
 
 
 def listing(state: LabState) -> list[Vm]:
+    """Every VM the operator bound, as its host agent has made it so far (no netns yet: not plugged)."""
     with state.operator() as http:
-        bindings = http.get("/admin/portBindings").json()["value"]
+        response = http.get("/admin/portBindings")
+    if response.status_code >= 300:
+        raise LabError(f"listing the lab's VMs: {arm_error(response)}")
     out = []
-    for binding in bindings:
-        vm = find(state, binding["name"], binding)
-        props = binding["properties"]
-        out.append(vm or Vm(binding["name"], props["host"], props["networkInterface"], "", ()))
+    for bound in response.json()["value"]:
+        vm = find(state, bound["name"], bound)
+        props = bound["properties"]
+        out.append(vm or Vm(bound["name"], props["host"], props["networkInterface"], "", ()))
     return out
 
 
