@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from isthmus.cli import crud
-from isthmus.cli.client import NETWORK_API, CliError, Column, Settings, arm_list, get, settings, show, subscription
+from isthmus.cli.client import NETWORK_API, CliError, Column, Settings, arm_list, get, settings, subscription
 from isthmus.cli.crud import Opt, plural
 from isthmus.model import ids
 
@@ -195,7 +195,7 @@ def add_commands(app: typer.Typer, noun: Noun) -> None:
         else:
             path = f"/subscriptions/{sub}/providers/Microsoft.Network/{noun.collection}"
             title = f"{plural(noun.what)}"
-        show(s, list(arm_list(s, path)), noun.columns, title)
+        crud.table(s, list(arm_list(s, path)), noun.columns, title)
 
     def delete(ctx: typer.Context, name: str, **values: Any) -> None:
         s = settings(ctx)

@@ -13,8 +13,22 @@ from typing import Any
 
 import httpx
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from isthmus.cli.client import CliError, Column, Settings, _connect_failure, _error_text, client, show
+from isthmus.cli.client import (
+    MAX_UNBROKEN,
+    CliError,
+    Column,
+    Settings,
+    _cell,
+    _connect_failure,
+    _error_text,
+    _unbroken,
+    client,
+    console,
+    emit,
+)
 
 WAIT_SECONDS = 120.0  # how long a command waits for a long-running operation by default
 BUSY_STATES = {"updating", "creating", "deleting", "provisioning", "inprogress", "accepted"}
@@ -194,10 +208,54 @@ def wait_for_operation(s: Settings, what: str, response: httpx.Response, timeout
 def show_one(s: Settings, body: dict[str, Any], columns: Sequence[Column], title: str) -> None:
     """One resource as a field/value table followed by its full id (to copy), or as JSON/YAML."""
     rows = [{"field": c.header, "value": c.get(body)} for c in columns]
-    show(s, rows, [Column("field", lambda r: r["field"]), Column("value", lambda r: r["value"])], title, raw=body)
+    table(s, rows, [Column("field", lambda r: r["field"]), Column("value", lambda r: r["value"])], title, raw=body)
     if s.output == "table" and body.get("id"):
         print(f"id: {body['id']}")
 
 
 def plural(what: str) -> str:
     return what + ("es" if what.endswith(("s", "x", "X")) else "s")
+
+
+def table(s: Settings, rows: Sequence[dict[str, Any]], columns: Sequence[Column], title: str, raw: Any = None) -> None:
+    """client.show with the widths chosen here: rich, given only minimum widths, shrinks the widest column
+    below its minimum and then crops the table (a short cell with a space, "silent 38 s", never wraps). Each
+    shown column gets its longest word, then what is left goes to the columns in their order of importance.
+    (client.show could take this over.)"""
+    if s.output != "table":
+        emit(s, raw if raw is not None else list(rows))
+        return
+    cells = [[_cell(c.get(row), s.ids) for c in columns] for row in rows]
+    words = [
+        min(max([len(c.header), *(_unbroken(row[i]) for row in cells)]), MAX_UNBROKEN) for i, c in enumerate(columns)
+    ]
+    full = [
+        max([len(c.header), *(len(line) for row in cells for line in row[i].splitlines())])
+        for i, c in enumerate(columns)
+    ]
+    shown = list(range(len(columns)))
+    room = console.width
+
+    def overhead() -> int:
+        return 3 * len(shown) + 1
+
+    hidden: list[str] = []
+    while not s.wide and sum(words[i] for i in shown) + overhead() > room and any(columns[i].drop for i in shown):
+        victim = max((i for i in shown if columns[i].drop), key=lambda i: columns[i].drop)
+        shown.remove(victim)
+        hidden.append(columns[victim].header)
+    widths = {i: full[i] if s.wide else words[i] for i in shown}
+    spare = room - overhead() - sum(widths.values())
+    for i in sorted(shown, key=lambda i: (columns[i].drop, i)):
+        extra = max(0, min(full[i] - widths[i], spare))
+        widths[i] += extra
+        spare -= extra
+    rich = Table(title=title)
+    for i in shown:
+        rich.add_column(columns[i].header, width=widths[i], overflow="fold")
+    for row in cells:
+        rich.add_row(*[row[i] for i in shown])
+    out = Console(width=max(room, sum(widths.values()) + overhead())) if s.wide else console
+    out.print(rich)
+    if hidden:
+        out.print(f"[dim]not shown for the terminal's width: {', '.join(reversed(hidden))} (--wide shows all)[/dim]")

@@ -8,7 +8,7 @@ import typer
 
 from isthmus.cli import crud
 from isthmus.cli.arm_nouns import DEFAULT_LOCATION, SUBSCRIPTION_HELP
-from isthmus.cli.client import RESOURCES_API, CliError, Column, arm_list, get, settings, show, subscription
+from isthmus.cli.client import RESOURCES_API, CliError, Column, arm_list, get, settings, subscription
 
 group_app = typer.Typer(help="Resource groups: every tenant resource lives in one.", no_args_is_help=True)
 API = {"api-version": RESOURCES_API}
@@ -53,7 +53,7 @@ def group_list(ctx: typer.Context, subscription_id: str | None = SUB) -> None:
     """List the subscription's resource groups."""
     s = settings(ctx)
     rows = list(arm_list(s, f"/subscriptions/{subscription(s, subscription_id)}/resourcegroups", RESOURCES_API))
-    show(s, rows, COLUMNS, "resource groups")
+    crud.table(s, rows, COLUMNS, "resource groups")
 
 
 @group_app.command("delete")

@@ -15,7 +15,7 @@ import typer
 
 from isthmus.api.state import LIVE_SECONDS
 from isthmus.cli import crud
-from isthmus.cli.client import CliError, Column, Settings, emit, get, settings, show
+from isthmus.cli.client import CliError, Column, Settings, emit, get, settings
 from isthmus.cli.crud import Opt, plural
 from isthmus.model import ids
 
@@ -244,7 +244,7 @@ def add_commands(app: typer.Typer, noun: AdminNoun) -> None:
 
     def list_(ctx: typer.Context) -> None:
         s = settings(ctx)
-        show(s, get(s, f"/admin/{noun.collection}")["value"], noun.columns, f"{plural(noun.what)}")
+        crud.table(s, get(s, f"/admin/{noun.collection}")["value"], noun.columns, f"{plural(noun.what)}")
 
     def delete(ctx: typer.Context, name: str) -> None:
         s = settings(ctx)
@@ -303,10 +303,10 @@ def add_mux_commands(app: typer.Typer) -> None:
 
 
 def when(text: str | None) -> str:
-    """An ISO time as 'YYYY-MM-DD HH:MM:SS' UTC (tables have no room for microseconds and offsets)."""
+    """An ISO time as YYYY-MM-DDTHH:MM:SSZ (tables have no room for microseconds; one word, so never folded)."""
     if not text:
         return "-"
-    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _health(row: dict[str, Any]) -> str:
@@ -323,10 +323,10 @@ def node_list(ctx: typer.Context) -> None:
         Column("role", lambda r: r["role"]),
         Column("address", lambda r: r["address"], drop=2),
         Column("applied rev", lambda r: r["appliedRevision"], drop=1),
-        Column("last seen (UTC)", lambda r: when(r["lastSeen"])),
+        Column("last seen", lambda r: when(r["lastSeen"])),
         Column("health", _health),
     )
-    show(s, get(s, "/admin/nodes")["value"], columns, "nodes")
+    crud.table(s, get(s, "/admin/nodes")["value"], columns, "nodes")
 
 
 def placement(ctx: typer.Context) -> None:
@@ -344,13 +344,13 @@ def placement(ctx: typer.Context) -> None:
         Column("connections", lambda r: len(r["connections"]), drop=1),
         Column("kbps", lambda r: r["kbps"], drop=3),
     )
-    show(s, body["placed"], placed, "placed")
+    crud.table(s, body["placed"], placed, "placed")
     if body["unplaced"]:
         unplaced = (
             Column("virtual network gateway", lambda r: r["virtualNetworkGateway"]),
             Column("reason", lambda r: r["reason"]),
         )
-        show(s, body["unplaced"], unplaced, "unplaced")
+        crud.table(s, body["unplaced"], unplaced, "unplaced")
 
 
 def events(
@@ -365,9 +365,9 @@ def events(
     params |= {"scope": scope} if scope else {}
     columns = (
         Column("id", lambda r: r["id"], drop=2),
-        Column("at (UTC)", lambda r: when(r["at"])),
+        Column("at", lambda r: when(r["at"])),
         Column("rev", lambda r: r["revision"], drop=3),
         Column("kind", lambda r: r["kind"], drop=1),
         Column("message", lambda r: r["message"]),
     )
-    show(s, get(s, "/admin/events", params)["value"], columns, "events")
+    crud.table(s, get(s, "/admin/events", params)["value"], columns, "events")

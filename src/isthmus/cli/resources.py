@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from isthmus.cli import crud
 from isthmus.cli.arm_nouns import (
     API,
     GROUP,
@@ -25,7 +26,7 @@ from isthmus.cli.arm_nouns import (
     ref,
     reference,
 )
-from isthmus.cli.client import NETWORK_API, CliError, Column, get, post, settings, show
+from isthmus.cli.client import NETWORK_API, CliError, Column, get, post, settings
 from isthmus.cli.crud import Opt
 from isthmus.model.security_rules import ACCESS, DIRECTIONS, PROTOCOLS
 
@@ -508,7 +509,7 @@ def nsg_show(
     if defaults:
         rules += body["properties"]["defaultSecurityRules"]
     rules.sort(key=lambda r: (r["properties"]["direction"], r["properties"]["priority"]))
-    show(s, rules, RULE_COLUMNS, f"security rules of {name}", raw=body)
+    crud.table(s, rules, RULE_COLUMNS, f"security rules of {name}", raw=body)
     if s.output == "table":
         print(f"id: {body['id']}")
 
@@ -544,7 +545,7 @@ def nsg_verify(
     answer = post(s, path, question, {"api-version": NETWORK_API})
     columns = [Column("access", lambda r: r["access"]), Column("rule", lambda r: r["ruleName"]),
                Column("network security group", lambda r: r.get("networkSecurityGroup"))]  # fmt: skip
-    show(s, [answer], columns, "IP flow verify", raw=answer)
+    crud.table(s, [answer], columns, "IP flow verify", raw=answer)
 
 
 def _endpoint(text: str, option: str, ported: bool) -> tuple[str, str]:
