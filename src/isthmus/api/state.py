@@ -14,6 +14,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from isthmus.api.documents import DocumentCache
+from isthmus.model.limits import LIVE_SECONDS
 from isthmus.model.snapshot import FabricSettings
 from isthmus.sealing import Keyring
 from isthmus.store import tokens
@@ -93,9 +94,6 @@ class State:
     def revision(self) -> int:
         with reading(self.engine) as conn:
             return current_revision(conn)
-
-
-LIVE_SECONDS = 15.0  # a node that has not reported for this long no longer holds resources in Updating
 
 
 class Progress:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ import typer
 import yaml  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.table import Table
+
+from isthmus.model.limits import LIVE_SECONDS
 
 NETWORK_API = "2026-03-01"
 RESOURCES_API = "2024-11-01"
@@ -63,11 +65,20 @@ def _verify(s: Settings) -> ssl.SSLContext | bool:
         raise CliError(f"the CA file {path.absolute()} holds no PEM certificate (--ca or ISTHMUS_CA)") from None
 
 
-def request(s: Settings, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None) -> Any:
-    """The answer's JSON (None if it has no body); an ARM error or a connection failure is a CliError."""
+def call(
+    s: Settings,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """One request whose status and headers the caller reads; an ARM error or a connection failure is a
+    CliError."""
     with client(s) as http:
         try:
-            response = http.request(method, path, params=params, json=body)
+            response = http.request(method, path, params=params, json=body, headers=headers)
         except httpx.ConnectError as error:
             raise CliError(_connect_failure(s, error)) from error
         except httpx.TimeoutException as error:
@@ -81,6 +92,12 @@ def request(s: Settings, method: str, path: str, *, params: dict[str, str] | Non
             raise CliError(f"{method} {s.controller}{path} failed: {error}") from error
     if response.status_code >= 400:
         raise CliError(f"{response.status_code} {_error_text(response)}")
+    return response
+
+
+def request(s: Settings, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None) -> Any:
+    """The answer's JSON (None if it has no body)."""
+    response = call(s, method, path, params=params, body=body)
     return response.json() if response.content else None
 
 
@@ -163,36 +180,47 @@ ColumnSpec = Column | tuple[str, Callable[[dict[str, Any]], Any]]
 MAX_UNBROKEN = 40  # a cell's longest word is kept whole up to this width; longer ones fold
 
 
-def show(
-    s: Settings, rows: Sequence[dict[str, Any]], columns: Sequence[ColumnSpec], title: str, raw: Any = None
-) -> None:
-    """`rows` as a table that fits the terminal, or `raw` (default: the rows) as JSON or YAML."""
+def show(s: Settings, rows: Sequence[dict[str, Any]], specs: Sequence[ColumnSpec], title: str, raw: Any = None) -> None:
+    """`rows` as a table that fits the terminal, or `raw` (default: the rows) as JSON or YAML. The widths are
+    chosen here: rich, given only minimum widths, shrinks the widest column below its minimum and then crops
+    the table. Each shown column gets its longest word (columns dropped, highest `drop` first, until those
+    fit), then what is left goes to the columns in their order of importance."""
+    columns = [c if isinstance(c, Column) else Column(c[0], c[1], drop=i) for i, c in enumerate(specs)]
     if s.output != "table":
         emit(s, raw if raw is not None else list(rows))
         return
-    specs = [c if isinstance(c, Column) else Column(c[0], c[1], drop=i) for i, c in enumerate(columns)]
-    cells = [[_cell(spec.get(row), s.ids) for spec in specs] for row in rows]
-    shown = list(range(len(specs)))
-    needed = [max([len(spec.header), *(_unbroken(row[i]) for row in cells)]) for i, spec in enumerate(specs)]
-    width = console.width
+    cells = [[_cell(c.get(row), s.ids) for c in columns] for row in rows]
+    words = [
+        min(max([len(c.header), *(_unbroken(row[i]) for row in cells)]), MAX_UNBROKEN) for i, c in enumerate(columns)
+    ]
+    full = [
+        max([len(c.header), *(len(line) for row in cells for line in row[i].splitlines())])
+        for i, c in enumerate(columns)
+    ]
+    shown = list(range(len(columns)))
+    room = console.width
 
-    def total() -> int:
-        return sum(needed[i] for i in shown) + 3 * len(shown) + 1
+    def overhead() -> int:
+        return 3 * len(shown) + 1
 
     hidden: list[str] = []
-    while not s.wide and total() > width and any(specs[i].drop for i in shown):
-        victim = max((i for i in shown if specs[i].drop), key=lambda i: specs[i].drop)
+    while not s.wide and sum(words[i] for i in shown) + overhead() > room and any(columns[i].drop for i in shown):
+        victim = max((i for i in shown if columns[i].drop), key=lambda i: columns[i].drop)
         shown.remove(victim)
-        hidden.append(specs[victim].header)
-    table = Table(title=title)
+        hidden.append(columns[victim].header)
+    widths = {i: full[i] if s.wide else words[i] for i in shown}
+    spare = room - overhead() - sum(widths.values())
+    for i in sorted(shown, key=lambda i: (columns[i].drop, i)):
+        extra = max(0, min(full[i] - widths[i], spare))
+        widths[i] += extra
+        spare -= extra
+    rich = Table(title=title)
     for i in shown:
-        table.add_column(
-            specs[i].header, min_width=needed[i] if s.wide else min(needed[i], MAX_UNBROKEN), overflow="fold"
-        )
+        rich.add_column(columns[i].header, width=widths[i], overflow="fold")
     for row in cells:
-        table.add_row(*[row[i] for i in shown])
-    out = Console(width=max(width, total())) if s.wide else console
-    out.print(table)
+        rich.add_row(*[row[i] for i in shown])
+    out = Console(width=max(room, sum(widths.values()) + overhead())) if s.wide else console
+    out.print(rich)
     if hidden:
         out.print(f"[dim]not shown for the terminal's width: {', '.join(reversed(hidden))} (--wide shows all)[/dim]")
 
@@ -228,5 +256,14 @@ def short_id(text: str) -> str:
     return "/".join(names) if names else text
 
 
-def env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
+def when(text: str | None) -> str:
+    """An ISO time as YYYY-MM-DDTHH:MM:SSZ (tables have no room for microseconds; one word, so never folded)."""
+    if not text:
+        return "-"
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def health(last_seen: str) -> str:
+    """A node's health as `node list` and `lab status` show it: live, or silent for how long."""
+    age = (datetime.now(UTC) - datetime.fromisoformat(last_seen)).total_seconds()
+    return "live" if age <= LIVE_SECONDS else f"silent {age:.0f} s"

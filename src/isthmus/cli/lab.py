@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import typer
 
-from isthmus.cli.client import CliError, Column, emit, settings, show
-from isthmus.cli.show import _health
+from isthmus.cli.client import CliError, Column, emit, health, settings, show, when
 from isthmus.lab import fabric, vms
 from isthmus.lab.mux_routes import collect
 from isthmus.lab.topology import Topology
@@ -105,9 +104,9 @@ def status(ctx: typer.Context, workdir: Path = WORKDIR) -> None:
         show(s, report["nodes"], [
             Column("node", lambda n: n["name"]),
             Column("role", lambda n: n["role"]),
-            Column("health", _health),
+            Column("health", lambda r: health(r["lastSeen"])),
             Column("applied revision", lambda n: n["appliedRevision"], drop=2),
-            Column("last seen", lambda n: n["lastSeen"], drop=1),
+            Column("last seen", lambda n: when(n["lastSeen"]), drop=1),
         ], title)  # fmt: skip
         processes = [{"name": name, **p} for name, p in report["processes"].items()]
         show(s, processes, [

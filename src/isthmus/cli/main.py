@@ -12,7 +12,7 @@ import traceback
 import typer
 
 from isthmus import __version__
-from isthmus.cli import agent, lab, mux, server, show
+from isthmus.cli import agent, groups, lab, mux, operator, resources, server
 from isthmus.cli.client import OUTPUTS, CliError, Settings
 
 app = typer.Typer(
@@ -57,17 +57,27 @@ app.command("controller")(server.controller)
 app.add_typer(server.token_app, name="token")
 app.add_typer(server.pki_app, name="pki")
 app.add_typer(server.db_app, name="db")
-app.add_typer(show.vnet_app, name="vnet")
-app.add_typer(show.publicip_app, name="publicip")
-app.add_typer(show.nsg_app, name="nsg")
-app.add_typer(show.pool_app, name="pool")
-app.add_typer(show.gateway_app, name="gateway")
-app.add_typer(show.node_app, name="node")
+app.add_typer(groups.group_app, name="group")
+app.add_typer(resources.vnet_app, name="vnet")
+app.add_typer(resources.subnet_app, name="subnet")
+app.add_typer(resources.nic_app, name="nic")
+app.add_typer(resources.nsg_app, name="nsg")
+app.add_typer(resources.publicip_app, name="publicip")
+app.add_typer(resources.vnet_gateway_app, name="vnet-gateway")
+app.add_typer(resources.local_gateway_app, name="local-gateway")
+app.add_typer(resources.connection_app, name="connection")
+app.add_typer(operator.pool_app, name="pool")
+app.add_typer(operator.gateway_app, name="gateway")
+app.add_typer(operator.host_app, name="host")
+app.add_typer(operator.publicip_pool_app, name="publicip-pool")
+app.add_typer(operator.port_binding_app, name="port-binding")
+app.add_typer(operator.node_app, name="node")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(lab.lab_app, name="lab")
 app.add_typer(mux.mux_app, name="mux")
-app.command("placement")(show.placement)
-app.command("events")(show.events)
+operator.add_mux_commands(mux.mux_app)
+app.command("placement")(operator.placement)
+app.command("events")(operator.events)
 
 
 def hoisted(args: list[str]) -> list[str]:

@@ -43,8 +43,6 @@ from isthmus.lab.topology import (
     Topology,
 )
 from isthmus.linux.run import add_netns, delete_netns, ip_batch, list_netns, netns_pids, sysctl
-from isthmus.store import tokens
-from isthmus.store.db import make_engine, upgrade
 
 STATE_FILE = "lab.json"
 RUN_ROOT = tor.run_dir("lab").parent  # /run/isthmus: the daemons' run directories, and who owns each prefix
@@ -141,6 +139,9 @@ def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabStat
         for leftover in workdir.glob("isthmus.db*"):
             leftover.unlink()
         _build_network(topology)
+        from isthmus.store import tokens  # here: the CLI imports this module for every command
+        from isthmus.store.db import make_engine, upgrade
+
         engine = make_engine(db)
         upgrade(engine)
         state.operator_token = tokens.create(engine, "operator", "operator")

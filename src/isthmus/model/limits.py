@@ -38,3 +38,5 @@ REPORT_RESOURCE_ID_LENGTH = 1_024
 REPORT_DAEMONS = 64
 REPORT_DAEMON_TEXT_LENGTH = 256  # a daemon's name, and its state
 REPORT_DETAILS_BYTES = 64 * 1024  # `details` as compact JSON
+
+LIVE_SECONDS = 15.0  # a node that has not reported for this long no longer holds resources in Updating

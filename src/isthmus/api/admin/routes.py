@@ -15,9 +15,10 @@ from isthmus.api.admin.objects import KINDS, SCOPE, AdminKind, key
 from isthmus.api.deps import operator, read, state, write
 from isthmus.api.errors import not_found
 from isthmus.api.preconditions import Preconditions, preconditions
-from isthmus.api.state import LIVE_SECONDS, State
+from isthmus.api.state import State
 from isthmus.compile import placement
 from isthmus.model.admin import NAME_PATTERN
+from isthmus.model.limits import LIVE_SECONDS
 from isthmus.store.db import MAX_REVISION
 from isthmus.store.repo import Doc, new_etag
 from isthmus.store.snapshots import load_snapshot

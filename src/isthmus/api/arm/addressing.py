@@ -98,9 +98,16 @@ def allocate_public(tx: Tx, owner: str, version: int, target: str) -> str:
     held = [a for a, space in tx.addresses_of(owner).items() if space == PUBLIC]
     if held:
         return held[0]
-    for pool, network in pool_networks(tx):
-        if network.version != version:
-            continue
+    pools = [(pool, network) for pool, network in pool_networks(tx) if network.version == version]
+    if not pools:
+        raise ArmError(
+            409,
+            "NoPublicIPAddressPool",
+            f"The operator has no public IP pool with IPv{version} addresses: an operator must create one "
+            f"(`isthmus publicip-pool create NAME --address-prefixes PREFIX`).",
+            target,
+        )
+    for pool, network in pools:
         found = _next_free(tx, pool, network)
         if found is not None:
             tx.claim(PUBLIC, found, owner, pool)

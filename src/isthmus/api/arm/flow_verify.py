@@ -7,20 +7,22 @@ Linux. `targetResourceId` may be the NIC itself (isthmus has no VM resources) or
 """
 
 from ipaddress import ip_address
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from isthmus.api.arm.addressing import PUBLIC
 from isthmus.api.deps import network_api_version, read, state, tenant
-from isthmus.api.errors import bad_request
+from isthmus.api.errors import ArmError, bad_request
 from isthmus.api.state import State
 from isthmus.compile.flow_verify import nsgs_of, verify_nic_flow
 from isthmus.compile.security_rules import Flow
 from isthmus.model.ids import RESOURCE_NAME, parse
 from isthmus.model.snapshot import vnet_key_of
+from isthmus.store.repo import Tx
 from isthmus.store.tokens import Principal
 
 router = APIRouter()
@@ -87,9 +89,7 @@ async def verify_ip_flow(
                 raise missing
             configs = nic.body["properties"]["ipConfigurations"]
             if str(addresses[0]) not in {c["properties"].get("privateIPAddress") for c in configs}:
-                raise bad_request(
-                    "InvalidRequestFormat", "localIPAddress is not an address of the NIC.", "localIPAddress"
-                )
+                raise _not_a_private_address(tx, configs, str(addresses[0]))
             vnet = tx.get(vnet_key_of(configs[0]["properties"]["subnet"]["id"]))
             vnet_body = vnet.body if vnet else None
             nsgs = {}
@@ -108,3 +108,26 @@ async def verify_ip_flow(
         return JSONResponse(result)
 
     return await run_in_threadpool(work)
+
+
+def _not_a_private_address(tx: Tx, configs: list[dict[str, Any]], local: str) -> ArmError:
+    """localIPAddress is none of the NIC's private addresses: if it is the public IP of one of its
+    ipConfigurations, say which private address it maps to (flows are judged where the NSG sees them)."""
+    for config in configs:
+        props = config["properties"]
+        pip = props.get("publicIPAddress")
+        held = tx.addresses_of(pip["id"].lower()) if pip else {}
+        if held.get(local) == PUBLIC:
+            return bad_request(
+                "InvalidRequestFormat",
+                f"localIPAddress {local} is the public IP address of ipConfiguration {config['name']}, which maps "
+                f"it to the NIC's private address {props.get('privateIPAddress')}: give that address, where the "
+                "network security groups see the flow.",
+                "localIPAddress",
+            )
+    privates = ", ".join(str(c["properties"].get("privateIPAddress")) for c in configs)
+    return bad_request(
+        "InvalidRequestFormat",
+        f"localIPAddress {local} is not an address of the NIC (its private addresses: {privates}).",
+        "localIPAddress",
+    )

@@ -64,9 +64,7 @@ class PublicIPAddresses(Kind):
             props["ipAddress"] = held[0]
         users = tx.referrers(doc.key, below=False)
         if users:
-            source, path, _ = users[0]
-            parts = path.split("/")
-            props["ipConfiguration"] = {"id": f"{source}/{parts[0]}/{parts[1]}"}
+            props["ipConfiguration"] = {"id": _configuration_id(tx, *users[0][:2])}
         body["properties"] = props
         return body
 
@@ -78,6 +76,17 @@ class PublicIPAddresses(Kind):
                 f"Public IP address {doc.name} can not be deleted since it is still allocated to resource "
                 f"{users[0][0]}.",
             )
+
+
+def _configuration_id(tx: Tx, source: str, path: str) -> str:
+    """The id of the ipConfiguration at `path` (ipConfigurations/NAME/publicIPAddress) of resource `source`,
+    spelled as its resource spells it (the reference graph holds keys, which are lower-cased)."""
+    collection, name = path.split("/")[:2]
+    user = tx.get(source)
+    for config in user.body["properties"].get(collection, []) if user is not None else []:
+        if config.get("name", "").lower() == name.lower():
+            return str(config["id"])
+    return f"{source}/{collection}/{name}"
 
 
 def attach(tx: Tx, rid: ResourceId, ref: Any, target: str) -> ResourceId:

@@ -388,7 +388,8 @@ async def delete_group(
     return await st.in_writer(work)
 
 
-@router.get(SUB + "/operationresults/{operationId}", tags=["resourceGroups"], include_in_schema=False)
+# The Location URL says operationresults (Azure's spelling); CanonicalPaths folds it to operationResults.
+@router.get(SUB + "/operationResults/{operationId}", tags=["resourceGroups"], include_in_schema=False)
 async def group_operation_result(
     subscriptionId: str,
     operationId: str,

@@ -1,0 +1,359 @@
+"""Operator commands over /admin: create|show|list|update|delete of gateway pools, gateways, MUXes, hosts,
+public IP pools and port bindings (one generic implementation, per-noun options), plus `node list`,
+`placement` and `events`."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+
+from isthmus.cli import client, crud
+from isthmus.cli.client import CliError, Column, Settings, emit, get, settings
+from isthmus.cli.crud import Opt, plural
+from isthmus.model import ids
+
+Apply = Callable[[dict[str, Any], dict[str, Any], bool], None]
+
+
+@dataclass(frozen=True)
+class AdminNoun:
+    """An operator object collection; `apply(properties, given options, creating)` fills its properties."""
+
+    command: str
+    what: str
+    collection: str
+    columns: tuple[Column, ...]
+    options: tuple[Opt, ...]
+    apply: Apply
+    help: str
+    example: str
+
+
+def _props(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: (row.get("properties") or {}).get(key)
+
+
+def _copy(pairs: dict[str, str]) -> Apply:
+    """An apply that copies options to properties: {flag: property}."""
+
+    def apply(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
+        for flag, key in pairs.items():
+            if flag in given:
+                p[key] = given[flag]
+
+    return apply
+
+
+def _pool(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
+    pairs = {
+        "--type": "type",
+        "--redundant-gateways": "redundantGatewayCount",
+        "--capacity-kbps": "gatewayCapacityKbps",
+        "--tier-kbps": "tierBandwidthKbps",
+        "--public-ip-address": "publicIpAddress",
+    }
+    _copy(pairs)(p, given, creating)
+    if creating:
+        p.setdefault("type", "All")
+
+
+def _mux(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
+    _copy({"--node": "node", "--asn": "asn", "--router-id": "routerId"})(p, given, creating)
+    if "--peer" in given:
+        peers = []
+        for text in given["--peer"]:
+            address, _, asn = text.rpartition(":")
+            if not address or not asn.isdigit():
+                raise CliError(f"--peer is ADDRESS:ASN (e.g. 192.0.2.1:65001), not {text!r}")
+            peers.append({"address": address.strip("[]"), "asn": int(asn)})
+        p["peers"] = peers
+
+
+def _binding(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
+    _copy({"--host": "host"})(p, given, creating)
+    if "--nic" in given:
+        nic = given["--nic"]
+        if not nic.lower().startswith("/subscriptions/"):
+            if "--nic-group" not in given or "--nic-subscription" not in given:
+                raise CliError("--nic NAME needs --nic-group and --nic-subscription (or give the NIC's full id)")
+            nic = str(ids.ResourceId(given["--nic-subscription"], given["--nic-group"], "networkInterfaces", nic))
+        p["networkInterface"] = nic
+
+
+NOUNS = {
+    noun.command: noun
+    for noun in (
+        AdminNoun(
+            "pool",
+            "gateway pool",
+            "gatewayPools",
+            (
+                Column("name", lambda r: r["name"]),
+                Column("type", _props("type")),
+                Column("redundant (N)", _props("redundantGatewayCount"), drop=2),
+                Column("capacity kbps", _props("gatewayCapacityKbps"), drop=1),
+                Column("tier kbps", _props("tierBandwidthKbps"), drop=3),
+                Column("public IP", _props("publicIpAddress"), drop=4),
+            ),
+            (
+                Opt("--type", "All (default), S2sIpsec, S2sGre or Forwarding."),
+                Opt("--redundant-gateways", "N of M+N: gateways kept free to take over (default 1).", type=int),
+                Opt("--capacity-kbps", "What one gateway of the pool carries.", type=int),
+                Opt("--tier-kbps", "What one connection of the pool is sold at.", type=int),
+                Opt("--public-ip-address", "A VIP the pool's connections share."),
+            ),
+            _pool,
+            "Gateway pools (operator).",
+            "isthmus pool create pool1 --capacity-kbps 1000000 --tier-kbps 100000",
+        ),
+        AdminNoun(
+            "gateway",
+            "gateway",
+            "gateways",
+            (
+                Column("name", lambda r: r["name"]),
+                Column("node", _props("node")),
+                Column("pool", _props("pool")),
+                Column("service", _props("serviceState"), drop=1),
+                Column("state", _props("provisioningState"), drop=2),
+            ),
+            (
+                Opt("--node", "The agent node that is this gateway."),
+                Opt("--pool", "Its gateway pool."),
+                Opt("--service-state", "InService (default) or OutOfService (moves what it carries away)."),
+            ),
+            _copy({"--node": "node", "--pool": "pool", "--service-state": "serviceState"}),
+            "Gateway nodes (operator).",
+            "isthmus gateway create gw-a --node gw-a --pool pool1",
+        ),
+        AdminNoun(
+            "mux",
+            "load balancer MUX",
+            "loadBalancerMuxes",
+            (
+                Column("name", lambda r: r["name"]),
+                Column("node", _props("node")),
+                Column("asn", _props("asn"), drop=2),
+                Column("router id", _props("routerId"), drop=3),
+                Column("peers", lambda r: [f"{p['address']}:{p['asn']}" for p in _props("peers")(r) or []], drop=1),
+            ),
+            (
+                Opt("--node", "The agent node that is this MUX."),
+                Opt("--asn", "Its BGP ASN.", type=int),
+                Opt("--router-id", "Its BGP router id (an IPv4 address)."),
+                Opt("--peer", "A BGP peer, ADDRESS:ASN.", many=True),
+            ),
+            _mux,
+            "SLB MUX nodes (operator).",
+            "isthmus mux create mux-a --node mux-a --asn 65010 --router-id 198.18.0.10 --peer 198.18.0.1:65000",
+        ),
+        AdminNoun(
+            "host",
+            "host",
+            "hosts",
+            (
+                Column("name", lambda r: r["name"]),
+                Column("node", _props("node")),
+                Column("address", _props("address")),
+                Column("outbound NAT", _props("outboundNatAddress"), drop=1),
+                Column("state", _props("provisioningState"), drop=2),
+            ),
+            (Opt("--node", "The agent node that is this host."), Opt("--address", "Its underlay (VTEP) address.")),
+            _copy({"--node": "node", "--address": "address"}),
+            "Hypervisor hosts (operator).",
+            "isthmus host create host-a --node host-a --address 198.18.1.10",
+        ),
+        AdminNoun(
+            "publicip-pool",
+            "public IP pool",
+            "publicIpPools",
+            (
+                Column("name", lambda r: r["name"]),
+                Column("prefixes", _props("addressPrefixes")),
+                Column("state", _props("provisioningState"), drop=1),
+            ),
+            (Opt("--address-prefixes", "The public prefixes tenants' public IPs come from.", many=True),),
+            _copy({"--address-prefixes": "addressPrefixes"}),
+            "Public IP pools (operator): where tenants' public IP addresses come from.",
+            "isthmus publicip-pool create public1 --address-prefixes 203.0.113.0/24",
+        ),
+        AdminNoun(
+            "port-binding",
+            "port binding",
+            "portBindings",
+            (
+                Column("name", lambda r: r["name"]),
+                Column("nic", _props("networkInterface")),
+                Column("host", _props("host")),
+                Column("state", _props("provisioningState"), drop=1),
+            ),
+            (
+                Opt("--nic", "The network interface: its id, or NAME with --nic-group and --nic-subscription."),
+                Opt("--nic-group", "The NIC's resource group (with --nic NAME)."),
+                Opt("--nic-subscription", "The NIC's subscription (with --nic NAME)."),
+                Opt("--host", "The node of the host its VM runs on."),
+            ),
+            _binding,
+            "Port bindings (operator): which host a NIC's VM runs on.",
+            "isthmus port-binding create vm1 --nic /subscriptions/…/networkInterfaces/nic1 --host host-a",
+        ),
+    )
+}
+
+
+def add_commands(app: typer.Typer, noun: AdminNoun) -> None:
+    """create|show|list|update|delete of `noun` on `app`."""
+    typed = [opt.parameter() for opt in noun.options]
+    name = inspect.Parameter(
+        "name", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Argument(..., help="Its name.")
+    )
+    context = [crud.CONTEXT]
+
+    def path(object_name: str) -> str:
+        return f"/admin/{noun.collection}/{object_name}"
+
+    def create(ctx: typer.Context, name: str, **values: Any) -> None:
+        s = settings(ctx)
+        body: dict[str, Any] = {"properties": {}}
+        noun.apply(body["properties"], crud.given(noun.options, values), True)
+        crud.assign(body, values["assignments"] or [])
+        done = _put(s, noun, path(name), body, {"If-None-Match": "*"}, name)
+        crud.show_one(s, done, noun.columns, f"{noun.what} {name}")
+
+    def update(ctx: typer.Context, name: str, **values: Any) -> None:
+        s = settings(ctx)
+        body = get(s, path(name))
+        changes = crud.given(noun.options, values)
+        if not changes and not values["assignments"]:
+            raise CliError(f"nothing to change: give {noun.what} options or --set PATH=VALUE (see --help)")
+        noun.apply(body["properties"], changes, False)
+        crud.assign(body, values["assignments"] or [])
+        done = _put(s, noun, path(name), body, {"If-Match": body["etag"]} if body.get("etag") else {}, name)
+        crud.show_one(s, done, noun.columns, f"{noun.what} {name}")
+
+    def show_(ctx: typer.Context, name: str) -> None:
+        s = settings(ctx)
+        crud.show_one(s, get(s, path(name)), noun.columns, f"{noun.what} {name}")
+
+    def list_(ctx: typer.Context) -> None:
+        s = settings(ctx)
+        client.show(s, get(s, f"/admin/{noun.collection}")["value"], noun.columns, f"{plural(noun.what)}")
+
+    def delete(ctx: typer.Context, name: str) -> None:
+        s = settings(ctx)
+        response = client.call(s, "DELETE", path(name))
+        gone = "does not exist: nothing deleted" if response.status_code == 204 else "deleted"
+        print(f"{noun.what} {name} {gone}", file=sys.stderr)
+
+    example = f"\n\nExample: {noun.example}"
+    verbs: dict[str, tuple[str, list[inspect.Parameter], Callable[..., None]]] = {
+        "create": (f"Create a {noun.what}.{example}", [*context, name, *typed, crud.SET], create),
+        "show": (f"Show a {noun.what}.", [*context, name], show_),
+        "list": (f"List the {plural(noun.what)}.", context, list_),
+        "update": (
+            f"Change a {noun.what}: the options given (and --set), the rest kept (GET, merge, PUT with If-Match).",
+            [*context, name, *typed, crud.SET],
+            update,
+        ),
+        "delete": (f"Delete a {noun.what}.", [*context, name], delete),
+    }
+    for verb, (doc, params, body) in verbs.items():
+        crud.command(app, verb, doc, params, body)
+
+
+def _put(s: Settings, noun: AdminNoun, url: str, body: dict[str, Any], headers: dict[str, str], name: str) -> Any:
+    try:
+        return client.call(s, "PUT", url, body=body, headers=headers).json()
+    except CliError as error:
+        if str(error).startswith("412") and "If-None-Match" in headers:
+            raise CliError(f"{noun.what} {name} exists already: `isthmus {noun.command} update` changes it") from None
+        if str(error).startswith("412"):
+            raise CliError(f"{noun.what} {name} changed while this command ran: run it again") from None
+        raise
+
+
+def app_for(command: str) -> typer.Typer:
+    noun = NOUNS[command]
+    app = typer.Typer(help=noun.help, no_args_is_help=True)
+    add_commands(app, noun)
+    return app
+
+
+pool_app = app_for("pool")
+gateway_app = app_for("gateway")
+host_app = app_for("host")
+publicip_pool_app = app_for("publicip-pool")
+port_binding_app = app_for("port-binding")
+node_app = typer.Typer(help="Registered agent nodes (operator).", no_args_is_help=True)
+
+
+def add_mux_commands(app: typer.Typer) -> None:
+    """The MUX objects' commands beside `mux routes` (cli/mux.py)."""
+    add_commands(app, NOUNS["mux"])
+
+
+# --- nodes, placement, events -------------------------------------------------------------------------------
+
+
+@node_app.command("list")
+def node_list(ctx: typer.Context) -> None:
+    """The agent nodes that registered: role, address, the revision they applied, when last heard of."""
+    s = settings(ctx)
+    columns = (
+        Column("name", lambda r: r["name"]),
+        Column("role", lambda r: r["role"]),
+        Column("address", lambda r: r["address"], drop=2),
+        Column("applied rev", lambda r: r["appliedRevision"], drop=1),
+        Column("last seen", lambda r: client.when(r["lastSeen"])),
+        Column("health", lambda r: client.health(r["lastSeen"])),
+    )
+    client.show(s, get(s, "/admin/nodes")["value"], columns, "nodes")
+
+
+def placement(ctx: typer.Context) -> None:
+    """Where each virtual network gateway is placed, and why any is not."""
+    s = settings(ctx)
+    body = get(s, "/admin/placement")
+    if s.output != "table":
+        emit(s, body)
+        return
+    placed = (
+        Column("virtual network gateway", lambda r: r["virtualNetworkGateway"]),
+        Column("pool", lambda r: r["pool"]),
+        Column("gateway", lambda r: r["gateway"]),
+        Column("node", lambda r: r["node"], drop=2),
+        Column("connections", lambda r: len(r["connections"]), drop=1),
+        Column("kbps", lambda r: r["kbps"], drop=3),
+    )
+    client.show(s, body["placed"], placed, "placed")
+    if body["unplaced"]:
+        unplaced = (
+            Column("virtual network gateway", lambda r: r["virtualNetworkGateway"]),
+            Column("reason", lambda r: r["reason"]),
+        )
+        client.show(s, body["unplaced"], unplaced, "unplaced")
+
+
+def events(
+    ctx: typer.Context,
+    after: int | None = typer.Option(None, help="Events after this id (default: the latest)."),
+    limit: int = typer.Option(50, help="How many at most."),
+    scope: str | None = typer.Option(None, help="Only this scope: a subscription id, or admin."),
+) -> None:
+    """The events timeline (operator): what changed and what the nodes reported, newest last."""
+    s = settings(ctx)
+    params = {"limit": str(limit)} | ({"after": str(after)} if after is not None else {})
+    params |= {"scope": scope} if scope else {}
+    columns = (
+        Column("id", lambda r: r["id"], drop=2),
+        Column("at", lambda r: client.when(r["at"])),
+        Column("rev", lambda r: r["revision"], drop=3),
+        Column("kind", lambda r: r["kind"], drop=1),
+        Column("message", lambda r: r["message"]),
+    )
+    client.show(s, get(s, "/admin/events", params)["value"], columns, "events")
