@@ -101,12 +101,15 @@ def test_a_vm_is_never_moved_silently(lab: Path) -> None:
     vm = ("lab", "vm", "create", "vm1", "--nic", nic, "--workdir", str(lab))
     created = isthmus(*vm, "--host", "h1")
     assert created.returncode == 0 and "VM vm1 on h1: 100.64.9.4" in created.stdout, created.stdout + created.stderr
-    again = isthmus(*vm, "--host", "h1")
+    group = nic.split("/")[4]
+    by_name = ("lab", "vm", "create", "vm1", "--nic", "n1", "-g", group, "-s", SUB, "--workdir", str(lab))
+    again = isthmus(*by_name, "--host", "h1")  # the same NIC, by name
     assert again.returncode == 0 and "VM vm1 on h1: 100.64.9.4" in again.stdout and "unchanged" in again.stdout
     fails(isthmus(*vm, "--host", "h2"), "VM vm1 exists on h1", "lab vm delete vm1")
     assert [n for n in list_netns() if n.startswith(PREFIX) and n.endswith("-vm-vm1")] == [f"{PREFIX}h1-vm-vm1"]
     bad = isthmus("lab", "vm", "create", "vm3", "--nic", "/subscriptions/x/nope", "--workdir", str(lab))
     fails(bad, "InvalidResourceReference: networkInterface must be a networkInterfaces id")
+    fails(isthmus("lab", "vm", "create", "vm3", "--nic", "n1", "--workdir", str(lab)), "give its --group")
     fails(isthmus("lab", "vm", "delete", "nosuch", "--workdir", str(lab)), f"no VM nosuch in the lab at {lab}")
 
     listed = yaml.safe_load(isthmus("lab", "vm", "list", "-o", "yaml", "--workdir", str(lab)).stdout)

@@ -176,13 +176,23 @@ def _key(name: str) -> Callable[[dict[str, Any]], Any]:
 @vm_app.command("create")
 def vm_create(
     name: str = typer.Argument(..., help="The VM's name (also its port binding's)."),
-    nic: str = typer.Option(..., help="The networkInterfaces id to plug in."),
+    nic: str = typer.Option(..., help="The NIC to plug in: its id, or its name with --group and --subscription."),
+    group: str | None = typer.Option(None, "--group", "-g", help="The NIC's resource group (with a NIC name)."),
+    subscription: str | None = typer.Option(
+        None, "--subscription", "-s", envvar="ISTHMUS_SUBSCRIPTION", help="The NIC's subscription (with a name)."
+    ),
     host: str = typer.Option("h1", help="The host node it runs on."),
     workdir: Path = WORKDIR,
 ) -> None:
     """Bind a NIC to a host: its host agent creates the VM's namespace and plugs the NIC in.
 
     An existing VM is refused (delete it first) unless it has the same NIC on the same host: then nothing changes."""
+    if not nic.startswith("/"):
+        if not group or not subscription:
+            raise CliError(f"--nic {nic} is a name: give its --group and --subscription too, or the NIC's full id")
+        nic = (
+            f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/networkInterfaces/{nic}"
+        )
     state = lab_state(workdir)
     with operator(state):
         existed = vms.binding(state, name) is not None
