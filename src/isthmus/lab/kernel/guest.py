@@ -222,7 +222,11 @@ def recorded(workdir: Path) -> Process | None:
     process = Process.open(pid)
     if process is None:
         return None
-    command = process.cmdline() or ()
+    command = process.cmdline()
+    deadline = time.monotonic() + 1.0
+    while command == () and time.monotonic() < deadline:  # a process just exec'd may not show its argv yet
+        time.sleep(0.01)
+        command = process.cmdline()
     if not command or Path(command[0]).name != QEMU or f"file:{workdir / CONSOLE}" not in command:
         process.close()
         return None
