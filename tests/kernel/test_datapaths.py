@@ -1,6 +1,7 @@
 """The kernel paths the gateway will use, inside ONE guest on Debian's kernel (a boot costs seconds): strongSwan
 installing XFRM SAs and policies through kernel-netlink between two namespaces, a keyed GRE tunnel, a VLAN
-sub-interface, the guest's tap on a host bridge, and the capability probe. datapaths.sh runs them; each test
+sub-interface, the guest's tap on a host bridge, and the capability probe. datapaths.sh runs them (after
+guest_lib.sh's functions); each test
 reads its check's result from the share folder."""
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from isthmus.lab.kernel.guest import Guest, Tap, boot_guest
 from isthmus.lab.kernel.image import KernelImage
 from isthmus.linux.capabilities import Capabilities
 
-SCRIPT = Path(__file__).with_name("datapaths.sh")
+HERE = Path(__file__).parent
+SCRIPT = (HERE / "guest_lib.sh").read_text() + (HERE / "datapaths.sh").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def guest(kernel: KernelImage, bridge_netns: str, tmp_path_factory: pytest.TempP
     src = str(Path(isthmus.__file__).resolve().parents[1])
     env = {"ISTHMUS_PYTHON": sys.executable, "PYTHONPATH": src}
     tap = Tap(f"ik{os.getpid() % 100000}-dp", "br0", bridge_netns)
-    with boot_guest("datapaths", tmp_path_factory.mktemp("guest"), script=SCRIPT.read_text(), taps=[tap], env=env) as g:
+    with boot_guest("datapaths", tmp_path_factory.mktemp("guest"), script=SCRIPT, taps=[tap], env=env) as g:
         result = g.wait(timeout=180)
         assert result.exit_code == 0, result.output
         yield g
