@@ -41,7 +41,7 @@ connections { c {
            id = $7 }
   children { c { local_ts = $4
                  remote_ts = $5
-                 esp_proposals = aes128-sha256
+                 esp_proposals = ${ESP_PROPOSALS:-aes128-sha256}
                  mode = tunnel } } } }
 secrets { ike-1 { id-1 = a
                   id-2 = b

@@ -143,7 +143,7 @@ class Guest:
         self.share = workdir / "share"
         self.pid = process.pid
         self._process = process
-        self._started = started  # time.monotonic() at qemu's start
+        self.started = started  # time.monotonic() when qemu was started
         self._started_wall = time.time() - (time.monotonic() - started)
 
     def __enter__(self) -> Guest:
@@ -186,7 +186,7 @@ class Guest:
     def wait_up(self, timeout: float = 60.0) -> float:
         """Seconds from qemu's start until guest.sh started."""
         self.wait_for_file("guest-up", timeout)
-        return time.monotonic() - self._started
+        return time.monotonic() - self.started
 
     def wait(self, timeout: float = 120.0) -> GuestResult:
         """guest.sh's exit code and output, once it has finished and the guest powered off (bounded)."""
