@@ -27,7 +27,7 @@ charon {
                   default = 1
                   knl = 2 } }
 }
-swanctl { load = pem pkcs1 x509 pubkey random nonce openssl }
+swanctl { load = pem pkcs1 pkcs8 x509 pubkey random nonce sha1 sha2 hmac aes gmp curve25519 }
 CONF
   cat > "$dir/swanctl.conf" <<CONF
 connections { c {

@@ -37,10 +37,21 @@ CONSOLE = "console.log"
 _OUTPUTS = ("guest-up", "guest.log", "exit-code")  # what the initramfs's stage 2 writes into the share
 
 # Under TCG charon's af-alg plugin probes every kernel cipher (~12 s) and swanctl loads every plugin (~10 s
-# for the first call): both off. A charon with its own strongswan.conf should include this text too.
-TCG_STRONGSWAN_CONF = (
-    "charon { plugins { af-alg { load = no } } }\nswanctl { load = pem pkcs1 x509 pubkey random nonce openssl }\n"
-)
+# for the first call): af-alg off, and swanctl only what parsing credentials needs (of the plugins the
+# bootstrap's strongSwan packages ship: no openssl plugin). A charon with its own strongswan.conf includes
+# this text too.
+SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 pubkey random nonce sha1 sha2 hmac aes gmp curve25519"
+TCG_STRONGSWAN_CONF = f"""charon {{
+  plugins {{
+    af-alg {{
+      load = no
+    }}
+  }}
+}}
+swanctl {{
+  load = {SWANCTL_PLUGINS}
+}}
+"""
 
 _TUNSETIFF = 0x400454CA
 _IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
