@@ -53,6 +53,9 @@ swanctl {{
 }}
 """
 
+# PCI interrupts routed without ACPI: interpreting the ACPI link objects costs ~0.3 s per device under TCG.
+BOOT_OPTIONS = "pci=noacpi"
+
 _TUNSETIFF = 0x400454CA
 _IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
 
@@ -132,7 +135,7 @@ def qemu_command(
         "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none", "-no-reboot",
         "-serial", f"file:{workdir / CONSOLE}",
         "-kernel", str(image.vmlinux), "-initrd", str(image.initrd),
-        "-append", "console=ttyS0 panic=-1 quiet",
+        "-append", f"console=ttyS0 panic=-1 quiet {BOOT_OPTIONS}",
         "-device", "virtio-rng-pci",
         "-fsdev", f"local,id=hostroot,path=/,{nine_p},readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
