@@ -23,6 +23,7 @@ bench: bootstrap
 	$(VENV)/python bench/api.py --quick
 	$(VENV)/python bench/dataplane.py --quick
 	$(VENV)/python bench/bgp.py --quick
+	$(VENV)/python bench/kernel_tier.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis
