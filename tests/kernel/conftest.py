@@ -16,7 +16,7 @@ from tests.support import require_root
 require_root()
 
 
-def _missing(reason: str) -> None:
+def missing(reason: str) -> None:
     """Without qemu or the kernel a developer's run skips; CI bootstraps both, so there it is a failure."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI runs scripts/bootstrap, which provides it)", pytrace=False)
@@ -26,11 +26,11 @@ def _missing(reason: str) -> None:
 @pytest.fixture(scope="session")
 def kernel() -> image.KernelImage:
     if shutil.which(QEMU) is None:
-        _missing(f"{QEMU} is not installed: run {image.BOOTSTRAP_STEP}")
+        missing(f"{QEMU} is not installed: run {image.BOOTSTRAP_STEP}")
     try:
         return image.find()
-    except image.KernelMissing as missing:
-        _missing(str(missing))
+    except image.KernelMissing as error:
+        missing(str(error))
         raise
 
 

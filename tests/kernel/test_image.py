@@ -12,6 +12,7 @@ import pytest
 
 from isthmus.lab.kernel import initramfs, prepare
 from isthmus.lab.kernel.image import KernelImage, KernelMissing, find
+from tests.kernel.conftest import missing
 
 VERSION = "6.1.0-0-test"
 ELF = b"\x7fELF" + b"kernel" * 1000
@@ -56,7 +57,7 @@ def test_the_vmlinux_is_the_elf_inside_the_bzimage(tmp_path: Path) -> None:
 def test_the_initramfs_unpacks_with_init_modules_and_busybox(tmp_path: Path) -> None:
     busybox = shutil.which("busybox")
     if busybox is None:
-        pytest.skip("busybox is not installed (scripts/bootstrap installs busybox-static)")
+        missing("busybox is not installed (scripts/bootstrap installs busybox-static)")
     image = fake_package(tmp_path / "kernel")
     archive = initramfs.cpio(initramfs.entries(image.modules, Path(busybox)))
     out = tmp_path / "unpacked"
@@ -74,7 +75,7 @@ def test_the_initramfs_unpacks_with_init_modules_and_busybox(tmp_path: Path) -> 
 def test_prepare_builds_once_and_skips_what_is_up_to_date(tmp_path: Path) -> None:
     busybox = shutil.which("busybox")
     if busybox is None:
-        pytest.skip("busybox is not installed (scripts/bootstrap installs busybox-static)")
+        missing("busybox is not installed (scripts/bootstrap installs busybox-static)")
     image = fake_package(tmp_path)
     with pytest.raises(KernelMissing, match="no prepared kernel"):
         find(tmp_path)
