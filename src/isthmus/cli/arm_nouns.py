@@ -238,22 +238,10 @@ def add_commands(app: typer.Typer, noun: Noun) -> None:
 def _write(
     s: Settings, noun: Noun, path: str, body: dict[str, Any], headers: dict[str, str], what: str, values: dict[str, Any]
 ) -> Any:
-    try:
-        response = client.call(s, "PUT", path, params=API, body=body, headers=headers)
-    except CliError as error:
-        if "412" in str(error).split(" ", 1)[0] and "If-None-Match" in headers:
-            raise CliError(f"{what} exists already: `isthmus {noun.command} update` changes it") from None
-        if "412" in str(error).split(" ", 1)[0]:
-            raise CliError(f"{what} changed while this command ran: run it again") from None
-        raise
-    done = response.json()
+    done = crud.put_conditionally(s, path, body, headers, what, noun.command, **API).json()
     if values.get("no_wait"):
         return done
     return crud.wait_for_state(what, done, lambda: get(s, path, API), values.get("timeout", crud.WAIT_SECONDS))
-
-
-def props(key: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda row: (row.get("properties") or {}).get(key)
 
 
 def group_of(row: dict[str, Any]) -> str:

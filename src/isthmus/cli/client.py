@@ -25,7 +25,12 @@ console = Console()
 
 
 class CliError(Exception):
-    """A failure the user can act on: printed as one line on stderr (with the traceback only under --debug)."""
+    """A failure the user can act on: printed as one line on stderr (with the traceback only under --debug).
+    `status` is the HTTP status of an error answer (None for any other failure)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -91,7 +96,7 @@ def call(
         except httpx.HTTPError as error:
             raise CliError(f"{method} {s.controller}{path} failed: {error}") from error
     if response.status_code >= 400:
-        raise CliError(f"{response.status_code} {_error_text(response)}")
+        raise CliError(f"{response.status_code} {_error_text(response)}", response.status_code)
     return response
 
 

@@ -124,6 +124,25 @@ def _value(text: str, current: Any) -> Any:
 # --- requests with headers, and waiting -----------------------------------------------------------------
 
 
+def put_conditionally(
+    s: Settings, path: str, body: Any, headers: dict[str, str], what: str, command: str, **params: str
+) -> httpx.Response:
+    """PUT with If-Match or If-None-Match; a 412 is said as what it means for `what`."""
+    try:
+        return call(s, "PUT", path, params=params or None, body=body, headers=headers)
+    except CliError as error:
+        if error.status != 412:
+            raise
+        if "If-None-Match" in headers:
+            raise CliError(f"{what} exists already: `isthmus {command} update` changes it", 412) from None
+        raise CliError(f"{what} changed while this command ran: run it again", 412) from None
+
+
+def props(key: str) -> Callable[[dict[str, Any]], Any]:
+    """A column getter: the resource's properties.KEY."""
+    return lambda row: (row.get("properties") or {}).get(key)
+
+
 def state_of(body: Any) -> str:
     props = body.get("properties") if isinstance(body, dict) else None
     return str((props or {}).get("provisioningState") or "")

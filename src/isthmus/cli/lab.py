@@ -16,6 +16,7 @@ from isthmus.cli.client import CliError, Column, emit, health, settings, show, w
 from isthmus.lab import fabric, vms
 from isthmus.lab.mux_routes import collect
 from isthmus.lab.topology import Topology
+from isthmus.model.ids import ResourceId
 
 lab_app = typer.Typer(
     help="The whole fabric in network namespaces on this machine (a lab per --workdir).", no_args_is_help=True
@@ -190,9 +191,7 @@ def vm_create(
     if not nic.startswith("/"):
         if not group or not subscription:
             raise CliError(f"--nic {nic} is a name: give its --group and --subscription too, or the NIC's full id")
-        nic = (
-            f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/networkInterfaces/{nic}"
-        )
+        nic = str(ResourceId(subscription, group, "networkInterfaces", nic))
     state = lab_state(workdir)
     with operator(state):
         existed = vms.binding(state, name) is not None

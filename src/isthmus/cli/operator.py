@@ -14,7 +14,7 @@ import typer
 
 from isthmus.cli import client, crud
 from isthmus.cli.client import CliError, Column, Settings, emit, get, settings
-from isthmus.cli.crud import Opt, plural
+from isthmus.cli.crud import Opt, plural, props
 from isthmus.model import ids
 
 Apply = Callable[[dict[str, Any], dict[str, Any], bool], None]
@@ -32,10 +32,6 @@ class AdminNoun:
     apply: Apply
     help: str
     example: str
-
-
-def _props(key: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda row: (row.get("properties") or {}).get(key)
 
 
 def _copy(pairs: dict[str, str]) -> Apply:
@@ -94,11 +90,11 @@ NOUNS = {
             "gatewayPools",
             (
                 Column("name", lambda r: r["name"]),
-                Column("type", _props("type")),
-                Column("redundant (N)", _props("redundantGatewayCount"), drop=2),
-                Column("capacity kbps", _props("gatewayCapacityKbps"), drop=1),
-                Column("tier kbps", _props("tierBandwidthKbps"), drop=3),
-                Column("public IP", _props("publicIpAddress"), drop=4),
+                Column("type", props("type")),
+                Column("redundant (N)", props("redundantGatewayCount"), drop=2),
+                Column("capacity kbps", props("gatewayCapacityKbps"), drop=1),
+                Column("tier kbps", props("tierBandwidthKbps"), drop=3),
+                Column("public IP", props("publicIpAddress"), drop=4),
             ),
             (
                 Opt("--type", "All (default), S2sIpsec, S2sGre or Forwarding."),
@@ -117,10 +113,10 @@ NOUNS = {
             "gateways",
             (
                 Column("name", lambda r: r["name"]),
-                Column("node", _props("node")),
-                Column("pool", _props("pool")),
-                Column("service", _props("serviceState"), drop=1),
-                Column("state", _props("provisioningState"), drop=2),
+                Column("node", props("node")),
+                Column("pool", props("pool")),
+                Column("service", props("serviceState"), drop=1),
+                Column("state", props("provisioningState"), drop=2),
             ),
             (
                 Opt("--node", "The agent node that is this gateway."),
@@ -137,10 +133,10 @@ NOUNS = {
             "loadBalancerMuxes",
             (
                 Column("name", lambda r: r["name"]),
-                Column("node", _props("node")),
-                Column("asn", _props("asn"), drop=2),
-                Column("router id", _props("routerId"), drop=3),
-                Column("peers", lambda r: [f"{p['address']}:{p['asn']}" for p in _props("peers")(r) or []], drop=1),
+                Column("node", props("node")),
+                Column("asn", props("asn"), drop=2),
+                Column("router id", props("routerId"), drop=3),
+                Column("peers", lambda r: [f"{p['address']}:{p['asn']}" for p in props("peers")(r) or []], drop=1),
             ),
             (
                 Opt("--node", "The agent node that is this MUX."),
@@ -158,10 +154,10 @@ NOUNS = {
             "hosts",
             (
                 Column("name", lambda r: r["name"]),
-                Column("node", _props("node")),
-                Column("address", _props("address")),
-                Column("outbound NAT", _props("outboundNatAddress"), drop=1),
-                Column("state", _props("provisioningState"), drop=2),
+                Column("node", props("node")),
+                Column("address", props("address")),
+                Column("outbound NAT", props("outboundNatAddress"), drop=1),
+                Column("state", props("provisioningState"), drop=2),
             ),
             (Opt("--node", "The agent node that is this host."), Opt("--address", "Its underlay (VTEP) address.")),
             _copy({"--node": "node", "--address": "address"}),
@@ -174,8 +170,8 @@ NOUNS = {
             "publicIpPools",
             (
                 Column("name", lambda r: r["name"]),
-                Column("prefixes", _props("addressPrefixes")),
-                Column("state", _props("provisioningState"), drop=1),
+                Column("prefixes", props("addressPrefixes")),
+                Column("state", props("provisioningState"), drop=1),
             ),
             (Opt("--address-prefixes", "The public prefixes tenants' public IPs come from.", many=True),),
             _copy({"--address-prefixes": "addressPrefixes"}),
@@ -188,9 +184,9 @@ NOUNS = {
             "portBindings",
             (
                 Column("name", lambda r: r["name"]),
-                Column("nic", _props("networkInterface")),
-                Column("host", _props("host")),
-                Column("state", _props("provisioningState"), drop=1),
+                Column("nic", props("networkInterface")),
+                Column("host", props("host")),
+                Column("state", props("provisioningState"), drop=1),
             ),
             (
                 Opt("--nic", "The network interface: its id, or NAME with --nic-group and --nic-subscription."),
@@ -222,7 +218,7 @@ def add_commands(app: typer.Typer, noun: AdminNoun) -> None:
         body: dict[str, Any] = {"properties": {}}
         noun.apply(body["properties"], crud.given(noun.options, values), True)
         crud.assign(body, values["assignments"] or [])
-        done = _put(s, noun, path(name), body, {"If-None-Match": "*"}, name)
+        done = _put(s, noun, name, body, {"If-None-Match": "*"})
         crud.show_one(s, done, noun.columns, f"{noun.what} {name}")
 
     def update(ctx: typer.Context, name: str, **values: Any) -> None:
@@ -233,7 +229,7 @@ def add_commands(app: typer.Typer, noun: AdminNoun) -> None:
             raise CliError(f"nothing to change: give {noun.what} options or --set PATH=VALUE (see --help)")
         noun.apply(body["properties"], changes, False)
         crud.assign(body, values["assignments"] or [])
-        done = _put(s, noun, path(name), body, {"If-Match": body["etag"]} if body.get("etag") else {}, name)
+        done = _put(s, noun, name, body, {"If-Match": body["etag"]} if body.get("etag") else {})
         crud.show_one(s, done, noun.columns, f"{noun.what} {name}")
 
     def show_(ctx: typer.Context, name: str) -> None:
@@ -266,15 +262,9 @@ def add_commands(app: typer.Typer, noun: AdminNoun) -> None:
         crud.command(app, verb, doc, params, body)
 
 
-def _put(s: Settings, noun: AdminNoun, url: str, body: dict[str, Any], headers: dict[str, str], name: str) -> Any:
-    try:
-        return client.call(s, "PUT", url, body=body, headers=headers).json()
-    except CliError as error:
-        if str(error).startswith("412") and "If-None-Match" in headers:
-            raise CliError(f"{noun.what} {name} exists already: `isthmus {noun.command} update` changes it") from None
-        if str(error).startswith("412"):
-            raise CliError(f"{noun.what} {name} changed while this command ran: run it again") from None
-        raise
+def _put(s: Settings, noun: AdminNoun, name: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    url = f"/admin/{noun.collection}/{name}"
+    return crud.put_conditionally(s, url, body, headers, f"{noun.what} {name}", noun.command).json()
 
 
 def app_for(command: str) -> typer.Typer:

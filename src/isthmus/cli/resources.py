@@ -22,12 +22,11 @@ from isthmus.cli.arm_nouns import (
     group_of,
     locate,
     one_or_many,
-    props,
     ref,
     reference,
 )
 from isthmus.cli.client import NETWORK_API, CliError, Column, get, post, settings
-from isthmus.cli.crud import Opt
+from isthmus.cli.crud import Opt, props
 from isthmus.model.security_rules import ACCESS, DIRECTIONS, PROTOCOLS
 
 NETWORK = "Microsoft.Network"
