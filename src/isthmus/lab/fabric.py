@@ -240,17 +240,15 @@ def _start_agent(state: LabState, node: Node, token: str, log_level: str) -> int
     command = [
         "nsenter", f"--net=/run/netns/{state.topology.netns(node.name)}",
         sys.executable, "-m", "isthmus", "agent", node.role, "--node", node.name,
-        "--token-file", str(token_file), "--address", node.underlay, "--log-level", log_level,
+        "--controller", state.topology.controller_url, "--ca", state.ca, "--token-file", str(token_file),
+        "--address", node.underlay, "--log-level", log_level,
     ]  # fmt: skip
-    # The controller and CA by environment: on the command line the CLI reads --controller and --ca as its
-    # global options (for the controller's loopback URL, not the management address agents reach).
-    env = {**os.environ, "ISTHMUS_CONTROLLER": state.topology.controller_url, "ISTHMUS_CA": state.ca}
     if node.role == "host":
         command += ["--netns-prefix", state.prefix]
     else:
         command += ["--run-dir", str(tor.run_dir(state.topology.netns(node.name)))]
     with open(workdir / "logs" / f"{node.name}.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     return process.pid
 
 
