@@ -135,16 +135,8 @@ def get(s: Settings, path: str, params: dict[str, str] | None = None) -> Any:
     return request(s, "GET", path, params=params)
 
 
-def put(s: Settings, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
-    return request(s, "PUT", path, params=params, body=body)
-
-
 def post(s: Settings, path: str, body: Any, params: dict[str, str] | None = None) -> Any:
     return request(s, "POST", path, params=params, body=body)
-
-
-def delete(s: Settings, path: str, params: dict[str, str] | None = None) -> Any:
-    return request(s, "DELETE", path, params=params)
 
 
 def arm_list(s: Settings, path: str, api_version: str = NETWORK_API) -> Iterator[dict[str, Any]]:
