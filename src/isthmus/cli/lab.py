@@ -64,13 +64,20 @@ def up(
     muxes: int = typer.Option(1, min=1, max=8, help="SLB MUX nodes, each with a MUX agent and a BGP speaker."),
     gateways: int = typer.Option(3, min=0, max=20, help="Gateway nodes (declared; no agents yet)."),
     prefix: str = typer.Option("isl-", help="Every namespace of the lab starts with this."),
+    kernel_nodes: str = typer.Option(
+        "", help="Nodes to run as qemu guests on Debian's kernel instead of namespaces, e.g. h2,gw3."
+    ),
 ) -> None:
     """Build the fabric and start the controller (with a fresh store), the ToR, and the host and MUX agents."""
     topology = Topology(prefix, hosts, muxes, gateways)
+    guests = [name.strip() for name in kernel_nodes.split(",") if name.strip()]
     with lab_errors():
         fabric.check_free(workdir, topology)
+        fabric.check_kernel_nodes(topology, guests)
         print(f"lab up: a fresh store in {workdir / 'isthmus.db'} (any previous lab store there is replaced)")
-        state = fabric.up(workdir, topology)
+        if guests:
+            print(f"lab up: kernel nodes {', '.join(guests)} boot as qemu guests (about 20 s each, in parallel)")
+        state = fabric.up(workdir, topology, kernel_nodes=guests)
     print(f"lab up: controller {state.controller} (CA {state.ca}); operator token in {workdir / fabric.STATE_FILE}")
 
 
@@ -233,5 +240,12 @@ def vm_exec(
     vm = vms.find(state, name)
     if vm is None:
         raise CliError(f"no VM {name} in the lab at {workdir} (`isthmus lab vm list`)")
+    if vm.host in state.kernel_nodes:  # inside a guest: no terminal, so one command, its output, its exit code
+        if not ctx.args:
+            raise CliError(f"VM {name} is on kernel node {vm.host}: give a command (`-- ip -br addr`), no shell")
+        with lab_errors():
+            code, output = vms.run(state, vm, ctx.args)
+        print(output, end="")
+        raise typer.Exit(code)
     command = ctx.args or ["sh"]
     os.execvp("nsenter", ["nsenter", f"--net=/run/netns/{vm.netns}", *command])

@@ -20,9 +20,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,8 +45,12 @@ from isthmus.lab.topology import (
 )
 from isthmus.linux.run import add_netns, delete_netns, ip_batch, list_netns, netns_pids, sysctl
 
+if TYPE_CHECKING:
+    from isthmus.lab.kernel.guest import Guest
+
 STATE_FILE = "lab.json"
 RUN_ROOT = tor.run_dir("lab").parent  # /run/isthmus: the daemons' run directories, and who owns each prefix
+KERNEL_NODE_DEADLINE = 120.0  # qemu start -> network up, and -> agent registered (TCG: ~5 s and ~15 s)
 NODE_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
 
 
@@ -71,6 +76,7 @@ class LabState:
     operator_token: str
     pids: dict[str, int] = field(default_factory=dict)  # what the lab started: name -> PID
     started: dict[str, int] = field(default_factory=dict)  # name -> its start time (a PID can be reused)
+    kernel_nodes: list[str] = field(default_factory=list)  # nodes that are qemu guests (lab/kernel/node.py)
 
     @property
     def topology(self) -> Topology:
@@ -83,6 +89,10 @@ class LabState:
 
     def running(self, name: str) -> bool:
         return _ours(self.pids[name], self.started.get(name))
+
+    def guest_dir(self, node: str) -> Path:
+        """The workdir of kernel node `node`'s guest (its console, qemu's PID, the share folder)."""
+        return Path(self.workdir) / "kernel" / node
 
     def save(self) -> None:
         path = Path(self.workdir) / STATE_FILE
@@ -124,21 +134,43 @@ def check_free(workdir: Path, topology: Topology) -> None:
         )
 
 
-def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabState:
+def check_kernel_nodes(topology: Topology, kernel_nodes: Sequence[str]) -> None:
+    """LabError unless every one of `kernel_nodes` is a node of `topology` and this machine can boot guests
+    (qemu and the prepared kernel, both from the bootstrap)."""
+    known = {n.name for n in topology.nodes()}
+    if unknown := [name for name in kernel_nodes if name not in known]:
+        raise LabError(f"--kernel-nodes names {', '.join(unknown)}, not nodes of this lab ({', '.join(sorted(known))})")
+    if not kernel_nodes:
+        return
+    from isthmus.lab.kernel import image  # here: most labs have no kernel nodes
+    from isthmus.lab.kernel.guest import QEMU
+
+    if shutil.which(QEMU) is None:
+        raise LabError(f"kernel nodes need {QEMU}, which is not installed: run {image.BOOTSTRAP_STEP}")
+    try:
+        image.find()
+    except image.KernelMissing as error:
+        raise LabError(f"kernel nodes need the guest kernel: {error}") from error
+
+
+def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), log_level: str = "info") -> LabState:
     """Build the fabric, start the controller, the ToR and the agents; return once every agent reported.
-    The lab's store in `workdir` is created afresh (any earlier one there is removed)."""
+    `kernel_nodes` run as qemu guests on Debian's kernel instead of in namespaces. The lab's store in
+    `workdir` is created afresh (any earlier one there is removed)."""
     check_free(workdir, topology)
+    check_kernel_nodes(topology, kernel_nodes)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "logs").mkdir(exist_ok=True)
     db = f"sqlite:///{(workdir / 'isthmus.db').resolve()}"  # absolute: it names this lab's controller process
     state = LabState(topology.prefix, str(workdir), topology.hosts, topology.muxes, topology.gateways, db, "", "", "")
+    state.kernel_nodes = list(kernel_nodes)
     state.save()  # first: `down` cleans up whatever happens from here on
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     _owner_file(topology.prefix).write_text(str(workdir.resolve()))
     try:
         for leftover in workdir.glob("isthmus.db*"):
             leftover.unlink()
-        _build_network(topology)
+        _build_network(topology, set(kernel_nodes))
         from isthmus.store import tokens  # here: the CLI imports this module for every command
         from isthmus.store.db import make_engine, upgrade
 
@@ -153,16 +185,21 @@ def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabStat
         state.controller, state.ca = controller.url, str(controller.ca)
         state.record("controller", controller.pid)
         state.save()
+        guests = [_boot_kernel_node(state, node, node_tokens[node.name], log_level)
+                  for node in topology.nodes() if node.name in kernel_nodes]  # fmt: skip
         muxes = [n.underlay for n in topology.nodes() if n.role == "mux"]
         for i, pid in enumerate(tor.start_tor(topology.netns("tor"), tor.run_dir(topology.netns("tor")), muxes)):
             state.record(f"tor-{i}", pid)
         state.save()
         _declare(state, topology)
         for node in topology.nodes():
-            if node.role in ("host", "mux"):
+            if node.role in ("host", "mux") and node.name not in kernel_nodes:
                 state.record(node.name, _start_agent(state, node, node_tokens[node.name], log_level))
                 state.save()
-        _wait_registered(state, [n.name for n in topology.nodes() if n.role in ("host", "mux")])
+        for guest in guests:
+            _wait_guest(guest)
+        timeout = KERNEL_NODE_DEADLINE if kernel_nodes else 60.0
+        _wait_registered(state, [n.name for n in topology.nodes() if n.role in ("host", "mux")], timeout)
         _wait_bgp(topology)
     except BaseException:
         down(workdir, topology.prefix)
@@ -170,7 +207,7 @@ def up(workdir: Path, topology: Topology, *, log_level: str = "info") -> LabStat
     return state
 
 
-def _build_network(topology: Topology) -> None:
+def _build_network(topology: Topology, kernel_nodes: set[str]) -> None:
     fabric = topology.netns("fabric")
     add_netns(fabric)
     ip_batch(fabric, [f"link add {br} type bridge" for br in ("br-under", "br-mgmt", "br-inet")]
@@ -191,6 +228,8 @@ def _build_network(topology: Topology) -> None:
     ip_batch(inet, [f"route add default via {TOR_UPLINK}"])
     attach(ctl, "br-mgmt", "m-ctl", "mgmt0", f"{CONTROLLER}/24")
     for node in topology.nodes():
+        if node.name in kernel_nodes:
+            continue  # its guest's taps join the bridges when it boots
         netns = topology.netns(node.name)
         add_netns(netns)
         sysctl(netns, NODE_SYSCTLS)
@@ -232,27 +271,89 @@ def arm_error(response: httpx.Response) -> str:
         return f"{response.status_code} {response.text.strip()[:300]}"
 
 
-def _start_agent(state: LabState, node: Node, token: str, log_level: str) -> int:
-    workdir = Path(state.workdir)
-    token_file = workdir / f"{node.name}.token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
+def _agent_command(state: LabState, node: Node, token_file: str, ca: str, log_level: str) -> list[str]:
+    """The node's agent command line, the same in a namespace and in a guest (but for the files' paths)."""
     command = [
-        "nsenter", f"--net=/run/netns/{state.topology.netns(node.name)}",
         sys.executable, "-m", "isthmus", "agent", node.role, "--node", node.name,
-        "--controller", state.topology.controller_url, "--ca", state.ca, "--token-file", str(token_file),
+        "--controller", state.topology.controller_url, "--ca", ca, "--token-file", token_file,
         "--address", node.underlay, "--log-level", log_level,
     ]  # fmt: skip
     if node.role == "host":
         command += ["--netns-prefix", state.prefix]
     else:
         command += ["--run-dir", str(tor.run_dir(state.topology.netns(node.name)))]
-    with open(workdir / "logs" / f"{node.name}.log", "ab") as log:
+    return command
+
+
+def _write_secret(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def _start_agent(state: LabState, node: Node, token: str, log_level: str) -> int:
+    token_file = _write_secret(Path(state.workdir) / f"{node.name}.token", token)
+    command = ["nsenter", f"--net=/run/netns/{state.topology.netns(node.name)}"]
+    command += _agent_command(state, node, token_file, state.ca, log_level)
+    with open(Path(state.workdir) / "logs" / f"{node.name}.log", "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     return process.pid
 
 
+def _boot_kernel_node(state: LabState, node: Node, token: str, log_level: str) -> Guest:
+    """Boot `node`'s guest (recorded as vm-NAME), its agent started inside once its network is up. The guest
+    sees the host's files but its own /tmp, so its token and the CA are handed over in its share folder; the
+    agent's log is share/agent.log, linked from logs/NAME.log."""
+    from isthmus.lab.kernel import node as kernel_node
+    from isthmus.lab.kernel.guest import GUEST_SHARE
+
+    directory = state.guest_dir(node.name)
+    share = directory / "share"
+    shutil.rmtree(share, ignore_errors=True)  # an earlier lab's requests and logs
+    share.mkdir(parents=True)
+    _write_secret(share / "token", token)
+    shutil.copyfile(state.ca, share / "ca.pem")
+    agent = None
+    if node.role in ("host", "mux"):
+        agent = _agent_command(state, node, f"{GUEST_SHARE}/token", f"{GUEST_SHARE}/ca.pem", log_level)
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+    guest = kernel_node.boot_node(node, directory, state.topology.netns("fabric"), NODE_SYSCTLS, agent, env)
+    state.record(f"vm-{node.name}", guest.pid)
+    state.save()
+    log = Path(state.workdir) / "logs" / f"{node.name}.log"
+    log.unlink(missing_ok=True)
+    log.symlink_to(share / kernel_node.AGENT_LOG)
+    return guest
+
+
+def _wait_guest(guest: Guest) -> None:
+    from isthmus.lab.kernel import node as kernel_node
+    from isthmus.lab.kernel.guest import GuestError
+
+    try:
+        kernel_node.wait_net_up(guest, KERNEL_NODE_DEADLINE)
+    except GuestError as error:
+        raise LabError(f"kernel node {error}") from error
+
+
+def run_in_node(state: LabState, node: str, script: str, timeout: float = 30.0) -> tuple[int, str]:
+    """Run bash `script` in kernel node `node`'s guest: (exit code, output). LabError if it is not one, or
+    does not answer within `timeout` seconds."""
+    from isthmus.lab.kernel import node as kernel_node
+    from isthmus.lab.kernel.guest import GuestError
+
+    if node not in state.kernel_nodes:
+        raise LabError(f"{node} is not a kernel node of the lab in {state.workdir}")
+    try:
+        done = kernel_node.run_in(state.guest_dir(node) / "share", script, timeout)
+    except GuestError as error:
+        raise LabError(str(error)) from error
+    return done.exit_code, done.output
+
+
 def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
+    if name in state.kernel_nodes:
+        raise LabError(f"{name} is a kernel node: its agent runs inside its guest")
     node = next(n for n in state.topology.nodes() if n.name == name)
     token = (Path(state.workdir) / f"{name}.token").read_text()
     state.record(name, _start_agent(state, node, token, log_level))
@@ -309,8 +410,16 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
             state.record("controller", pid)
         agents = {n.name for n in state.topology.nodes()}
         order = sorted(state.pids, key=lambda name: (name == "controller", name not in agents))  # controller last
+        if state.kernel_nodes:
+            from isthmus.lab.kernel.guest import stop_recorded
+
+            for node in state.kernel_nodes:  # by the PID each guest's workdir recorded (checked), even unsaved
+                if stop_recorded(state.guest_dir(node)):
+                    removed.append(f"kernel node {node}")
         for name in order:
             pid = state.pids[name]
+            if name.startswith("vm-"):
+                continue
             if state.running(name):
                 if name == "controller" or name in agents:
                     stop(pid)  # graceful first: they were started in their own sessions
@@ -386,7 +495,9 @@ def _kill(pid: int) -> None:
 
 
 def kind(name: str) -> str:
-    """What a process the lab recorded is: the controller, a ToR daemon, or an agent."""
+    """What a process the lab recorded is: the controller, a ToR daemon, a kernel node's qemu, or an agent."""
+    if name.startswith("vm-"):
+        return "kernel node"
     return "controller" if name == "controller" else "ToR daemon" if name.startswith("tor-") else "agent"
 
 
@@ -402,7 +513,7 @@ def status(workdir: Path) -> dict[str, Any]:
     dead = [f"{p['kind']} {name} (pid {p['pid']})" for name, p in processes.items() if not p["running"]]
     topology = state.topology
     expected = [topology.netns(n) for n in ("fabric", "tor", "inet", "ctl")]
-    expected += [topology.netns(n.name) for n in topology.nodes()]
+    expected += [topology.netns(n.name) for n in topology.nodes() if n.name not in state.kernel_nodes]
     present = set(list_netns())
     dead += [f"netns {netns}" for netns in expected if netns not in present]
     nodes: list[dict[str, Any]] = []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from isthmus.lab.fabric import LabError, LabState, arm_error
+from isthmus.lab.fabric import LabError, LabState, arm_error, run_in_node
 from isthmus.linux.run import LinuxError, ip_json, list_netns
 
 
@@ -88,7 +92,10 @@ def listing(state: LabState) -> list[Vm]:
 
 
 def find(state: LabState, name: str, binding: dict[str, Any] | None = None) -> Vm | None:
+    """VM `name` as its host agent has made it so far: in a namespace of this machine, or inside a kernel
+    node's guest (asked through its share folder); None if it has no namespace (yet)."""
     suffix = f"-vm-{name}"
+    nic = binding["properties"]["networkInterface"] if binding else ""
     for netns in list_netns():
         if netns.startswith(state.prefix) and netns.endswith(suffix):
             host = netns[len(state.prefix) : -len(suffix)]
@@ -96,13 +103,40 @@ def find(state: LabState, name: str, binding: dict[str, Any] | None = None) -> V
                 links = ip_json(netns, "addr", "show")
             except LinuxError:  # the host agent is removing it right now
                 continue
-            addresses = tuple(
-                a["local"]
-                for link in links
-                if link["ifname"] == "eth0"
-                for a in link.get("addr_info", [])
-                if a["family"] == "inet"
-            )
-            nic = binding["properties"]["networkInterface"] if binding else ""
-            return Vm(name, host, nic, netns, addresses)
+            return Vm(name, host, nic, netns, _eth0_addresses(links))
+    for host in _kernel_hosts(state, binding):
+        netns = state.topology.vm_netns(host, name)
+        code, out = run_in_node(state, host, f"ip -j -n {netns} addr show", timeout=10)
+        if code == 0:
+            return Vm(name, host, nic, netns, _eth0_addresses(json.loads(out)))
     return None
+
+
+def _kernel_hosts(state: LabState, binding: dict[str, Any] | None) -> list[str]:
+    hosts = [n.name for n in state.topology.nodes() if n.role == "host" and n.name in state.kernel_nodes]
+    if binding is not None:
+        return [h for h in hosts if h == binding["properties"]["host"]]
+    return hosts
+
+
+def _eth0_addresses(links: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(
+        a["local"]
+        for link in links
+        if link["ifname"] == "eth0"
+        for a in link.get("addr_info", [])
+        if a["family"] == "inet"
+    )
+
+
+def run(state: LabState, vm: Vm, args: Sequence[str], timeout: float = 30.0) -> tuple[int, str]:
+    """Run `args` in VM `vm` wherever it is (a namespace here, or inside a kernel node's guest): its exit code
+    and output (stdout and stderr)."""
+    if vm.host in state.kernel_nodes:
+        return run_in_node(state, vm.host, f"ip netns exec {vm.netns} {shlex.join(args)}", timeout)
+    command = ["ip", "netns", "exec", vm.netns, *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise LabError(f"{shlex.join(args)} in VM {vm.name} did not finish within {timeout:.0f} s") from error
+    return done.returncode, done.stdout + done.stderr

@@ -73,6 +73,7 @@ class Tap:
     bridge: str
     netns: str | None = None
     mac: str | None = None  # default: derived from the tap's name
+    mtu: int | None = None  # default: the kernel's (1500)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def _open_tap(tap: Tap) -> int:
         if tap.netns is not None:
             run(["ip", "link", "set", tap.ifname, "netns", tap.netns])
         netns = ("-n", tap.netns) if tap.netns else ()
-        run(["ip", *netns, "link", "set", tap.ifname, "master", tap.bridge, "up"])
+        mtu = ("mtu", str(tap.mtu)) if tap.mtu else ()
+        run(["ip", *netns, "link", "set", tap.ifname, *mtu, "master", tap.bridge, "up"])
     except BaseException:
         os.close(fd)  # the tap goes with its last descriptor
         raise

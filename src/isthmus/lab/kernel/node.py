@@ -1,0 +1,118 @@
+"""A lab node as a qemu guest on Debian's kernel (the real-kernel tier): its NICs are taps in the fabric's
+bridges (eth0 on the underlay, eth1 on management, the addresses a namespace node has), its agent runs inside
+with the same command line as on a namespace node, and the lab reaches into it through its share folder:
+
+    host:  share/exec/ID.sh          ─► guest: runs it (in the background) ─► share/exec/ID.out, ID.rc
+    run_in(share, "ip -br link")     # GuestRun(exit_code, output), or GuestError after the timeout
+
+so lab code that would use `ip netns exec` on a namespace node (a VM's namespace is inside the guest) asks the
+guest instead. The guest serves requests until the lab stops it (or share/stop appears)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from isthmus.lab.kernel.guest import GUEST_SHARE, Guest, GuestError, Tap, boot_guest
+from isthmus.lab.topology import TOR_UNDERLAY, UNDERLAY_MTU, UNDERLAY_PREFIXLEN, Node
+
+EXEC_DIR = "exec"
+NET_UP = "net-up"  # written once the guest's NICs are configured
+AGENT_LOG = "agent.log"
+STOP = "stop"
+MEMORY_MB = 512
+# What a host or MUX agent uses, loaded in one modprobe (on-demand loading costs a process per module under TCG).
+MODULES: tuple[str, ...] = ("vxlan", "veth", "bridge", "nf_tables", "nf_conntrack", "nf_nat", "nft_chain_nat", "nft_ct")
+MODULES += ("nft_nat", "nft_masq", "nft_reject_inet", "nft_fib_inet", "nft_limit", "sch_htb", "ifb", "sch_netem")
+
+_SERVE = f"""mkdir -p {EXEC_DIR}
+while [ ! -e {STOP} ]; do
+  for request in {EXEC_DIR}/*.sh; do
+    [ -e "$request" ] || continue
+    id=${{request%.sh}}
+    mv "$request" "$id.run"
+    ( bash "$id.run" > "$id.out" 2>&1 < /dev/null; echo $? > "$id.rc.partial"; mv "$id.rc.partial" "$id.rc" ) &
+  done
+  sleep 0.05
+done
+"""
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    exit_code: int
+    output: str
+
+
+def taps(node: Node, fabric_netns: str) -> list[Tap]:
+    """eth0 on the underlay bridge (jumbo, as a namespace node's under0), eth1 on the management bridge."""
+    return [
+        Tap(f"u-{node.name}", "br-under", fabric_netns, mtu=UNDERLAY_MTU),
+        Tap(f"m-{node.name}", "br-mgmt", fabric_netns),
+    ]
+
+
+def guest_script(node: Node, sysctls: Mapping[str, str], agent: Sequence[str] | None) -> str:
+    """The node's network as a namespace node has it, then its agent (if it has one) and the request loop."""
+    lines = [
+        f"modprobe -q -a {' '.join(MODULES)}",
+        *(f"sysctl -qw {key}={value}" for key, value in sysctls.items()),
+        f"ip link set eth0 mtu {UNDERLAY_MTU} up",
+        f"ip addr add {node.underlay}/{UNDERLAY_PREFIXLEN} dev eth0",
+        "ip link set eth1 up",
+        f"ip addr add {node.management}/24 dev eth1",
+        f"ip route add default via {TOR_UNDERLAY}",
+        f": > {NET_UP}",
+    ]
+    if agent is not None:
+        lines.append(f"{shlex.join(agent)} >> {AGENT_LOG} 2>&1 < /dev/null &")
+    return "\n".join(lines) + "\n" + _SERVE
+
+
+def boot_node(
+    node: Node,
+    workdir: Path,
+    fabric_netns: str,
+    sysctls: Mapping[str, str],
+    agent: Sequence[str] | None,
+    env: Mapping[str, str] | None = None,
+) -> Guest:
+    return boot_guest(
+        node.name,
+        workdir,
+        script=guest_script(node, sysctls, agent),
+        taps=taps(node, fabric_netns),
+        memory=MEMORY_MB,
+        env=env,
+    )
+
+
+def wait_net_up(guest: Guest, timeout: float) -> None:
+    """Once the guest's NICs are configured; GuestError (the guest stopped, its console in the message) if not
+    within `timeout` seconds."""
+    guest.wait_for_file(NET_UP, timeout)
+
+
+def run_in(share: Path, script: str, timeout: float = 30.0) -> GuestRun:
+    """Run bash `script` inside the guest serving `share`; its exit code and output (stdout and stderr)."""
+    requests = share / EXEC_DIR
+    if not requests.is_dir():
+        raise GuestError(f"the guest of {share} does not serve requests (no {requests})")
+    ident = f"{time.monotonic_ns():x}-{os.urandom(3).hex()}"
+    partial = requests / f"{ident}.partial"
+    partial.write_text(f"cd {GUEST_SHARE}\n{script}\n")
+    partial.rename(requests / f"{ident}.sh")  # whole, or not there: the guest never runs half a script
+    code = requests / f"{ident}.rc"
+    deadline = time.monotonic() + timeout
+    while not code.exists():
+        if time.monotonic() > deadline:
+            raise GuestError(f"the guest of {share} did not finish a request within {timeout:.0f} s: {script[:200]}")
+        time.sleep(0.02)
+    result = GuestRun(int(code.read_text().strip() or "255"), (requests / f"{ident}.out").read_text(errors="replace"))
+    for suffix in ("sh", "run", "out", "rc"):
+        (requests / f"{ident}.{suffix}").unlink(missing_ok=True)
+    return result
