@@ -8,23 +8,32 @@ host's / shared read-only under an overlay (needs root, qemu and the kernel scri
   - two charons in namespaces inside one guest, kernel-netlink: qemu start -> CHILD_SA established
     (ipsec_boot_to_established_s), iperf3 through the kernel's ESP between them (kernel_esp_mbps) and over the
     bare veth (guest_veth_mbps): an emulated CPU, so a floor, not what a kernel node does on hardware
+  - iperf3 over VXLAN (VNI 5001, UDP 4789), one TCP stream: between two host namespaces joined by a veth
+    (vxlan_gbps_ns_to_ns, the host's kernel at full speed) and from that same ESP guest, through its tap on a
+    bridge in a host namespace, to a VXLAN device on that bridge (vxlan_gbps_vm_to_ns); their ratio is what a
+    kernel node costs a VXLAN underlay against a namespace node
 Prints a table, then one JSON object as the last line. `--quick`: 2 boots, 3 s of iperf3 (about a minute).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import isthmus
-from isthmus.lab.kernel.guest import Guest, boot_guest
+from isthmus.lab.kernel.guest import Guest, Tap, boot_guest
 from isthmus.linux.capabilities import Capabilities
+from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, run
 
 GUEST_LIB = Path(__file__).resolve().parents[1] / "tests" / "kernel" / "guest_lib.sh"
 ENV = {"ISTHMUS_PYTHON": sys.executable, "PYTHONPATH": str(Path(isthmus.__file__).resolve().parents[1])}
@@ -44,7 +53,15 @@ ip netns exec ipsec-a iperf3 -c 192.0.2.65 -B 192.0.2.1 -t {seconds} -J > esp.js
 ip netns exec ipsec-a iperf3 -c 198.51.100.2 -p 5202 -t {seconds} -J > veth.json
 ip -n ipsec-a -s xfrm state > states.txt
 ipsec_stop
+ip addr add {guest_underlay}/24 dev eth0 && ip link set eth0 up &&
+  ip link add vxlan0 type vxlan id {vni} local {guest_underlay} remote {host_underlay} dstport {port} dev eth0 &&
+  ip addr add {guest_overlay}/24 dev vxlan0 && ip link set vxlan0 up || exit 1
+ping -c 1 -w 20 {host_overlay} > vxlan-ping.txt || exit 1
+iperf3 -c {host_overlay} -t {seconds} -J > vxlan.json
 """
+
+VNI, VXLAN_PORT, IPERF_PORT = 5001, 4789, 5201
+TAG = f"ikb{os.getpid() % 100000}"  # this run's namespaces and taps
 
 
 class RssSampler(threading.Thread):
@@ -87,26 +104,101 @@ def boot_and_probe(workdir: Path) -> dict[str, float | bool]:
     return {"to_script": to_script, "to_probe": to_probe, "rss_mb": rss.largest_mb, "all": every}
 
 
+def bits_per_second(iperf_json: str) -> float:
+    return float(json.loads(iperf_json)["end"]["sum_received"]["bits_per_second"])
+
+
 def mbps(path: Path) -> float:
-    return round(json.loads(path.read_text())["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
+    return round(bits_per_second(path.read_text()) / 1e6, 1)
+
+
+def vxlan_lines(device: str, local: str, remote: str, overlay: str) -> list[str]:
+    """iproute2 lines: `local`/24 on the underlay `device`, a VXLAN to `remote` over it with `overlay`/24."""
+    return [
+        f"addr add {local}/24 dev {device}",
+        f"link set {device} up",
+        f"link add vxlan0 type vxlan id {VNI} local {local} remote {remote} dstport {VXLAN_PORT} dev {device}",
+        f"addr add {overlay}/24 dev vxlan0",
+        "link set vxlan0 up",
+    ]
+
+
+@contextlib.contextmanager
+def namespaces(*names: str) -> Iterator[None]:
+    """Host namespaces `names`, deleted afterwards (those this created, by name)."""
+    made: list[str] = []
+    try:
+        for name in names:
+            add_netns(name)
+            made.append(name)
+        yield
+    finally:
+        for name in made:
+            delete_netns(name)
+
+
+@contextlib.contextmanager
+def iperf_server(netns: str, address: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A one-test iperf3 server in `netns` on `address`, listening when this yields; ended by its PID after."""
+    server = subprocess.Popen(
+        in_netns(netns, ["iperf3", "-s", "-1", "-B", address, "-p", str(IPERF_PORT)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while f":{IPERF_PORT}" not in run(in_netns(netns, ["ss", "-Hltn", f"sport = :{IPERF_PORT}"]), check=False):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"iperf3 -s did not start in {netns}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def vxlan_ns_to_ns(seconds: int) -> float:
+    """Gbit/s of one TCP stream over VXLAN between two host namespaces joined by a veth."""
+    a, b = f"{TAG}-vxa", f"{TAG}-vxb"
+    with namespaces(a, b):
+        run(["ip", "link", "add", "eth0", "netns", a, "type", "veth", "peer", "name", "eth0", "netns", b])
+        ip_batch(a, vxlan_lines("eth0", "198.18.1.1", "198.18.1.2", "100.64.0.1"))
+        ip_batch(b, vxlan_lines("eth0", "198.18.1.2", "198.18.1.1", "100.64.0.2"))
+        with iperf_server(b, "100.64.0.2"):
+            client = ["iperf3", "-c", "100.64.0.2", "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
+            out = subprocess.run(in_netns(a, client), capture_output=True, text=True, timeout=seconds + 30, check=True)
+    return round(bits_per_second(out.stdout) / 1e9, 2)
 
 
 def esp(workdir: Path, seconds: int) -> dict[str, float]:
-    script = GUEST_LIB.read_text() + ESP.format(seconds=seconds)
-    with boot_guest("bench-esp", workdir, script=script, env=ENV) as guest:
-        rss = RssSampler(guest.pid)
-        rss.start()
-        guest.wait_for_file("established", timeout=180)
-        established = since_start(guest)
-        result = guest.wait(timeout=120 + 2 * seconds)
-        rss.join(timeout=5)
+    """The ESP guest; after ESP, its VXLAN through its tap to a VXLAN in a host namespace (iperf3 server)."""
+    bridge_ns = f"{TAG}-vxbr"
+    addresses = {"guest_underlay": "198.18.2.2", "host_underlay": "198.18.2.1"}
+    addresses |= {"guest_overlay": "100.64.1.2", "host_overlay": "100.64.1.1"}
+    script = GUEST_LIB.read_text() + ESP.format(seconds=seconds, vni=VNI, port=VXLAN_PORT, **addresses)
+    with namespaces(bridge_ns):
+        ip_batch(bridge_ns, ["link add br0 type bridge"])
+        ip_batch(bridge_ns, vxlan_lines("br0", addresses["host_underlay"], addresses["guest_underlay"], "100.64.1.1"))
+        tap = Tap(f"{TAG}-vxt", "br0", bridge_ns)
+        with (
+            iperf_server(bridge_ns, addresses["host_overlay"]),
+            boot_guest("bench-esp", workdir, script=script, taps=[tap], env=ENV) as guest,
+        ):
+            rss = RssSampler(guest.pid)
+            rss.start()
+            guest.wait_for_file("established", timeout=180)
+            established = since_start(guest)
+            result = guest.wait(timeout=120 + 3 * seconds)
+            rss.join(timeout=5)
     if result.exit_code != 0:
         log = (guest.share / "ipsec.log").read_text(errors="replace") if (guest.share / "ipsec.log").exists() else ""
-        raise SystemExit(f"the ESP run failed in the guest:\n{result.output}\n{log[-3000:]}")
+        raise SystemExit(f"the ESP/VXLAN run failed in the guest:\n{result.output}\n{log[-3000:]}")
     return {
         "established": established,
         "esp_mbps": mbps(guest.share / "esp.json"),
         "veth_mbps": mbps(guest.share / "veth.json"),
+        "vxlan_gbps": round(bits_per_second((guest.share / "vxlan.json").read_text()) / 1e9, 3),
         "rss_mb": rss.largest_mb,
     }
 
@@ -119,6 +211,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="isthmus-kernel-bench-") as scratch:
         runs = [boot_and_probe(Path(scratch) / f"probe{n}") for n in range(boots)]
         ipsec = esp(Path(scratch) / "esp", seconds)
+    vxlan_ns = vxlan_ns_to_ns(seconds)
     to_script = [float(r["to_script"]) for r in runs]
     to_probe = [float(r["to_probe"]) for r in runs]
     f: dict[str, object] = {
@@ -131,7 +224,10 @@ def main() -> None:
         "ipsec_boot_to_established_s": round(ipsec["established"], 2),
         "kernel_esp_mbps": ipsec["esp_mbps"],
         "guest_veth_mbps": ipsec["veth_mbps"],
+        "vxlan_gbps_vm_to_ns": ipsec["vxlan_gbps"],
+        "vxlan_gbps_ns_to_ns": vxlan_ns,
     }
+    ratio = ipsec["vxlan_gbps"] / vxlan_ns if vxlan_ns else 0.0
     rows = [
         ("qemu start -> guest script runs (median / max)",
          f"{f['vm_boot_to_script_s']} / {f['vm_boot_to_script_s_max']} s", "4-6.5 s (probe)"),
@@ -141,6 +237,9 @@ def main() -> None:
         ("qemu start -> two charons' CHILD_SA established", f"{f['ipsec_boot_to_established_s']} s", "-"),
         ("kernel ESP between namespaces in the guest (TCG)", f"{f['kernel_esp_mbps']} Mbit/s", "reference"),
         ("  the bare veth, same guest", f"{f['guest_veth_mbps']} Mbit/s", "baseline"),
+        ("VXLAN, guest (tap, bridge) -> host namespace", f"{f['vxlan_gbps_vm_to_ns']} Gbit/s", "reference"),
+        ("VXLAN, host namespace -> host namespace (veth)", f"{f['vxlan_gbps_ns_to_ns']} Gbit/s", "baseline"),
+        ("  ratio vm/ns", f"{ratio:.3f}", "TCG: a floor"),
     ]  # fmt: skip
     print(f"\nisthmus real-kernel tier: qemu guests on Debian's kernel, TCG{' --quick' if args.quick else ''}")
     for name, value, goal in rows:
