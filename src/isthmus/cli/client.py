@@ -16,21 +16,13 @@ import yaml  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.table import Table
 
+from isthmus.cli.entry import CliError as CliError  # where the CLI and the agent entry both find it
 from isthmus.model.limits import LIVE_SECONDS
 
 NETWORK_API = "2026-03-01"
 RESOURCES_API = "2024-11-01"
 OUTPUTS = ("table", "json", "yaml")
 console = Console()
-
-
-class CliError(Exception):
-    """A failure the user can act on: printed as one line on stderr (with the traceback only under --debug).
-    `status` is the HTTP status of an error answer (None for any other failure)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

@@ -7,13 +7,13 @@ json`), and a failure is one line on stderr (`--debug` shows the traceback).
 from __future__ import annotations
 
 import sys
-import traceback
 
 import typer
 
 from isthmus import __version__
 from isthmus.cli import agent, groups, lab, mux, operator, resources, server
-from isthmus.cli.client import OUTPUTS, CliError, Settings
+from isthmus.cli.client import OUTPUTS, Settings
+from isthmus.cli.entry import run_app
 
 app = typer.Typer(
     help="isthmus: tenant networks to the outside world.",
@@ -105,30 +105,4 @@ def hoisted(args: list[str]) -> list[str]:
 
 
 def run(argv: list[str] | None = None) -> None:
-    args = hoisted(list(sys.argv[1:] if argv is None else argv))
-    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
-    try:
-        code = app(args=args, prog_name="isthmus", standalone_mode=False)
-    except CliError as error:
-        _fail(str(error), debug)
-    except typer.Abort:
-        _fail("aborted", debug)
-    except typer.TyperException as error:  # typer's own click: usage errors and bad parameters
-        context = getattr(error, "ctx", None)
-        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
-        message = error.format_message() if hasattr(error, "format_message") else str(error)
-        if not message.strip():  # a group called without a command: its help was printed
-            sys.exit(getattr(error, "exit_code", 2))
-        _fail(f"{message}{hint}", debug, code=getattr(error, "exit_code", 1))
-    except (KeyboardInterrupt, BrokenPipeError):
-        sys.exit(130)
-    except Exception as error:
-        _fail(f"{type(error).__name__}: {error} (--debug shows where)", debug)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _fail(message: str, debug: bool, code: int = 1) -> None:
-    if debug:
-        traceback.print_exc()
-    print(f"isthmus: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    run_app(app, hoisted(list(sys.argv[1:] if argv is None else argv)), "isthmus")
