@@ -69,3 +69,18 @@ def test_missing_kernel_or_qemu_is_named_with_the_bootstrap_step(
     assert not (tmp_path / "g").exists(), "nothing half-started"
     with pytest.raises(ValueError, match="exactly one of command and script"):
         boot_guest("g", tmp_path / "g", command=["true"], script="true")
+
+
+def test_a_kernel_node_that_misses_its_deadline_is_reported_with_its_console_and_stopped(
+    kernel: KernelImage, tmp_path: Path
+) -> None:
+    from isthmus.lab.fabric import LabError, wait_guest
+
+    late = boot_guest("late", tmp_path, script="echo not-configuring-the-network; sleep 600")
+    try:
+        with pytest.raises(LabError, match=r"(?s)kernel node guest late did not write net-up within 8 s; its console"):
+            wait_guest(late, timeout=8)
+        assert not late.alive()
+        assert not (tmp_path / guests.PID_FILE).exists()
+    finally:
+        late.stop()

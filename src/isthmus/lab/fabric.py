@@ -197,7 +197,7 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
                 state.record(node.name, _start_agent(state, node, node_tokens[node.name], log_level))
                 state.save()
         for guest in guests:
-            _wait_guest(guest)
+            wait_guest(guest)
         timeout = KERNEL_NODE_DEADLINE if kernel_nodes else 60.0
         _wait_registered(state, [n.name for n in topology.nodes() if n.role in ("host", "mux")], timeout)
         _wait_bgp(topology)
@@ -326,12 +326,14 @@ def _boot_kernel_node(state: LabState, node: Node, token: str, log_level: str) -
     return guest
 
 
-def _wait_guest(guest: Guest) -> None:
+def wait_guest(guest: Guest, timeout: float = KERNEL_NODE_DEADLINE) -> None:
+    """Until kernel node `guest`'s network is up; LabError with its console's last lines (the guest stopped)
+    if not within `timeout` seconds."""
     from isthmus.lab.kernel import node as kernel_node
     from isthmus.lab.kernel.guest import GuestError
 
     try:
-        kernel_node.wait_net_up(guest, KERNEL_NODE_DEADLINE)
+        kernel_node.wait_net_up(guest, timeout)
     except GuestError as error:
         raise LabError(f"kernel node {error}") from error
 
