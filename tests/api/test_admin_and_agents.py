@@ -438,7 +438,7 @@ def test_an_agent_that_does_not_probe_still_registers_and_shows_nothing_known(se
 
 
 GOOD = registration_capabilities(PROBED)
-BAD_CAPABILITIES: list[tuple[str, dict[str, Any], str]] = [
+BAD_CAPABILITIES: list[tuple[str, Any, str]] = [
     ("unknown field", {**GOOD, "dpdk": True}, "capabilities.dpdk"),
     ("oversize kernel", {**GOOD, "kernel": "6" * (limits.KERNEL_RELEASE_LENGTH + 1)}, "capabilities.kernel"),
     ("string for a bool", {**GOOD, "esp": "yes"}, "capabilities.esp"),

@@ -4,6 +4,7 @@ registration without capabilities instead of stopping the agent."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,8 @@ def test_a_bare_kernel_falls_back_or_says_unavailable() -> None:
     ],
 )
 def test_each_missing_feature_changes_only_its_own_function(missing: str, function: str, fallback: str) -> None:
-    chosen = choose_datapath(replace(EVERYTHING, **{missing: False}))
+    without: dict[str, Any] = {missing: False}
+    chosen = choose_datapath(replace(EVERYTHING, **without))
     assert chosen == {**choose_datapath(EVERYTHING), function: fallback}
 
 
