@@ -6,7 +6,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from isthmus.api.nodes import REVISION_HEADER as REVISION
+from isthmus.linux.capabilities import Capabilities
+from isthmus.linux.datapath import choose_datapath, registration_capabilities
+from isthmus.model import limits
 from isthmus.store import tokens
 from tests.conftest import Controller, gateway_body, net, vnet_body
 
@@ -130,10 +135,10 @@ def tenant_world(c: Controller, bind: bool = True) -> None:
         assert bound.status_code == 201, bound.text
 
 
-def register(c: Controller, node: str, role: str, address: str) -> str:
+def register(c: Controller, node: str, role: str, address: str, **more: Any) -> str:
     token = tokens.create(c.engine, "node", node)
     response = c.client.post(
-        f"/v1/nodes/{node}/register", json={"role": role, "address": address}, headers=c.headers(token)
+        f"/v1/nodes/{node}/register", json={"role": role, "address": address, **more}, headers=c.headers(token)
     )
     assert response.status_code == 200, response.text
     return token
@@ -407,3 +412,58 @@ def test_a_nic_gaining_a_public_ip_is_updating_until_the_muxes_have_announced_it
     )
     time.sleep(1.1)
     assert seeded.call("GET", nic2).json()["properties"]["provisioningState"] == "Succeeded"
+
+
+PROBED = Capabilities(kernel="6.1.0-18-amd64", esp=True, gre=True, vlan=False, vrf=True, netem=True, vxlan=True,
+                      nft=True, nft_flowtable=False)  # fmt: skip
+
+
+def node_entry(c: Controller, node: str) -> dict[str, Any]:
+    return dict(next(n for n in c.admin("GET", "/nodes").json()["value"] if n["name"] == node))
+
+
+def test_a_registration_with_capabilities_is_stored_and_shown(seeded: Controller) -> None:
+    register(seeded, "host1", "host", "198.18.0.11", capabilities=registration_capabilities(PROBED))
+    shown = node_entry(seeded, "host1")
+    assert shown["capabilities"] == PROBED.to_json()
+    assert shown["datapath"] == choose_datapath(PROBED) and shown["datapath"]["vlan"] == "unavailable"
+
+
+def test_an_agent_that_does_not_probe_still_registers_and_shows_nothing_known(seeded: Controller) -> None:
+    token = register(seeded, "host1", "host", "198.18.0.11", capabilities=registration_capabilities(PROBED))
+    again = seeded.client.post("/v1/nodes/host1/register", json={"role": "host"}, headers=seeded.headers(token))
+    assert again.status_code == 200, again.text
+    shown = node_entry(seeded, "host1")
+    assert (shown["capabilities"], shown["datapath"]) == ({}, {})  # not the previous kernel's answer
+
+
+GOOD = registration_capabilities(PROBED)
+BAD_CAPABILITIES: list[tuple[str, Any, str]] = [
+    ("unknown field", {**GOOD, "dpdk": True}, "capabilities.dpdk"),
+    ("oversize kernel", {**GOOD, "kernel": "6" * (limits.KERNEL_RELEASE_LENGTH + 1)}, "capabilities.kernel"),
+    ("string for a bool", {**GOOD, "esp": "yes"}, "capabilities.esp"),
+    ("number for a bool", {**GOOD, "gre": 1}, "capabilities.gre"),
+    ("feature missing", {k: v for k, v in GOOD.items() if k != "vxlan"}, "capabilities.vxlan"),
+    ("not an object", "xfrm", "capabilities"),
+    ("datapath not words", {**GOOD, "datapath": {"ipsec": "x f r m"}}, "capabilities.datapath.ipsec"),
+    ("oversize datapath word", {**GOOD, "datapath": {"ipsec": "x" * (limits.DATAPATH_WORD_LENGTH + 1)}},
+     "capabilities.datapath.ipsec"),
+    ("too many datapath functions",
+     {**GOOD, "datapath": {f"f{i}": "kernel" for i in range(limits.DATAPATH_FUNCTIONS + 1)}},
+     "capabilities.datapath"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "target"), [c[1:] for c in BAD_CAPABILITIES], ids=[c[0] for c in BAD_CAPABILITIES]
+)
+def test_bad_capabilities_are_refused_and_change_nothing(seeded: Controller, capabilities: Any, target: str) -> None:
+    token = register(seeded, "host1", "host", "198.18.0.11", capabilities=GOOD)
+    before = seeded.dump()
+    body = {"role": "host", "address": "198.18.0.11", "capabilities": capabilities}
+    response = seeded.client.post("/v1/nodes/host1/register", json=body, headers=seeded.headers(token))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["target"]) == ("InvalidRequestFormat", target), error
+    assert seeded.dump() == before
+    assert node_entry(seeded, "host1")["datapath"] == choose_datapath(PROBED)

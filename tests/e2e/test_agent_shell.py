@@ -1,5 +1,6 @@
-"""The agent shell against a real controller over HTTPS: it follows its node's document through deltas,
-reports on its own heartbeat, and fences itself when no report reaches the controller for its lease."""
+"""The agent shell against a real controller over HTTPS: it registers with its probed capabilities, follows
+its node's document through deltas, reports on its own heartbeat, and fences itself when no report reaches
+the controller for its lease."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 
 from isthmus.agents.client import ControllerClient
 from isthmus.agents.loop import Agent, Outcome, backoff
+from isthmus.linux.datapath import probe_for_registration
 from isthmus.model.documents import Delta, HostDocument
 from isthmus.store import tokens
 from isthmus.store.db import make_engine
@@ -62,7 +64,8 @@ def test_the_agent_follows_deltas_and_reports_on_its_own_timer(live: Live) -> No
                         ).status_code in (200, 201)  # fmt: skip
     recorder = Recorder()
     client = ControllerClient(live.url, node_token, str(live.ca), "shell-host", "host")
-    agent = Agent(client, recorder, "198.18.0.77", heartbeat=0.2, resync=3600, long_poll=1.0)
+    probed = probe_for_registration()  # None where this test may not create namespaces
+    agent = Agent(client, recorder, "198.18.0.77", heartbeat=0.2, resync=3600, long_poll=1.0, capabilities=probed)
     stop = threading.Event()
     runner = threading.Thread(target=agent.run, args=(stop,))
     runner.start()
@@ -78,6 +81,9 @@ def test_the_agent_follows_deltas_and_reports_on_its_own_timer(live: Live) -> No
             return int(me().get("appliedRevision", 0))
 
         assert until(lambda: reported() == first.revision, 5)
+        # The registration carried what the probe found, and the datapath chosen from it.
+        features = {k: v for k, v in (probed or {}).items() if k != "datapath"}
+        assert (me()["capabilities"], me()["datapath"]) == (features, (probed or {}).get("datapath", {}))
         # A change that reaches this host comes as a delta; the reconciler still gets the whole document.
         operator.put("/admin/hosts/shell-host", json={"properties": {"node": "shell-host", "address": "198.18.0.78"}})
         assert until(lambda: len(recorder.passes) == 2, 10)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from isthmus.linux.capabilities import Capabilities
+from isthmus.linux.datapath import registration_capabilities
 from isthmus.store import tokens
 from isthmus.store.db import make_engine
 from tests.e2e.conftest import SUB_A, Live
@@ -68,10 +70,20 @@ def test_read_commands(live: Live) -> None:
     latest = json.loads(isthmus(live, live.operator, "-o", "json", "events", "--limit", "1").stdout)
     assert len(latest) == 1 and latest[0]["kind"] == "virtualNetworks.created"  # the newest, not the first
     node = {"Authorization": f"Bearer {tokens.create(make_engine(live.db), 'node', 'cli-host')}"}
-    registered = http.post("/v1/nodes/cli-host/register", headers=node, json={"role": "host"})
+    probed = Capabilities(kernel="6.1.0-cli", esp=True, gre=False, vlan=True, vrf=True, netem=False, vxlan=True,
+                          nft=True, nft_flowtable=True)  # fmt: skip
+    body = {"role": "host", "address": "198.18.0.90", "capabilities": registration_capabilities(probed)}
+    registered = http.post("/v1/nodes/cli-host/register", headers=node, json=body)
     assert registered.status_code == 200
-    nodes = isthmus(live, live.operator, "node", "list")
+    nodes = isthmus(live, live.operator, "--wide", "node", "list")
     assert "cli-host" in nodes.stdout and "live" in nodes.stdout
+    assert "flowtable,nftables,no-gre,xfrm,vxlan,8021q" in nodes.stdout, nodes.stdout
+    shown = isthmus(live, live.operator, "node", "show", "cli-host")
+    assert shown.returncode == 0, shown.stderr
+    lines = {" ".join(line.replace("│", " ").split()) for line in shown.stdout.splitlines()}
+    assert {"kernel 6.1.0-cli", "gre no", "esp yes", "datapath ipsec xfrm", "datapath gre unavailable"} <= lines
+    missing = isthmus(live, live.operator, "node", "show", "no-such-node")
+    assert missing.returncode == 1 and "no node 'no-such-node' has registered" in missing.stderr
     denied = isthmus(live, live.tenant_a, "pool", "list")
     assert denied.returncode == 1 and denied.stderr.startswith("isthmus: error: 403 AuthorizationFailed")
 

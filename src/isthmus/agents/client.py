@@ -33,8 +33,12 @@ class ControllerClient:
             timeout=httpx.Timeout(5.0),
         )
 
-    def register(self, address: str | None) -> None:
-        response = self.http.post(f"/v1/nodes/{self.node}/register", json={"role": self.role, "address": address})
+    def register(self, address: str | None, capabilities: dict[str, Any] | None = None) -> None:
+        """`capabilities`: the probe's answer and the datapath chosen from it (linux/datapath.py), if any."""
+        body: dict[str, Any] = {"role": self.role, "address": address}
+        if capabilities is not None:
+            body["capabilities"] = capabilities
+        response = self.http.post(f"/v1/nodes/{self.node}/register", json=body)
         response.raise_for_status()
 
     def desired(self, after: int, timeout: float) -> dict[str, Any] | None:

@@ -10,7 +10,9 @@
 Level-triggered: every pass gets the whole document (deltas only say what changed since the last, as a
 hint); every RESYNC seconds a full pass re-reads everything from the kernel. A failed pass is retried with
 backoff; the last document is kept, so a controller outage changes nothing in Linux. What an agent has
-applied is the revision of the document it reconciled, nothing else.
+applied is the revision of the document it reconciled, nothing else. Every registration carries the
+capabilities probed once when the agent started (linux/datapath.py), so the controller learns them again
+after it lost the node.
 """
 
 from __future__ import annotations
@@ -82,10 +84,12 @@ class Agent:
         resync: float = RESYNC,
         lease: float | None = None,
         long_poll: float = LONG_POLL,
+        capabilities: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.reconciler = reconciler
         self.address = address
+        self.capabilities = capabilities  # probed once at start; every registration repeats them
         self.heartbeat = heartbeat
         self.resync = resync
         self.lease = lease  # seconds without a report reaching the controller before fence()
@@ -121,7 +125,7 @@ class Agent:
         while not stop.is_set():
             try:
                 if not self.registered:
-                    self.client.register(self.address)
+                    self.client.register(self.address, self.capabilities)
                     self.registered = True
                 held = self.document
                 until_full = self.resync - (time.monotonic() - self._last_full)
@@ -206,10 +210,16 @@ class Agent:
             self.fenced = True
 
 
-def run(client: ControllerClient, reconciler: Reconciler, address: str | None, stop: threading.Event) -> None:
+def run(
+    client: ControllerClient,
+    reconciler: Reconciler,
+    address: str | None,
+    stop: threading.Event,
+    capabilities: dict[str, Any] | None = None,
+) -> None:
     """Run an agent until SIGTERM/SIGINT (or `stop`): at once if it is waiting for the controller, after
     the pass otherwise."""
-    agent = Agent(client, reconciler, address)
+    agent = Agent(client, reconciler, address, capabilities=capabilities)
 
     def ask_to_stop(*_: object) -> None:
         stop.set()

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
 from isthmus.api.deps import principal, read, state, write
 from isthmus.api.documents import Answer
@@ -28,10 +28,31 @@ router = APIRouter(prefix="/v1/nodes", tags=["agents"])
 NODE = Path(pattern=NAME_PATTERN)
 
 
+DatapathWord = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=limits.DATAPATH_WORD_LENGTH)]
+
+
+class NodeCapabilities(BaseModel):
+    """linux/capabilities.py's Capabilities as a node sends them, with the datapath it chose from them
+    (linux/datapath.py). Strict booleans: a node that sends "yes" has a bug worth a 400."""
+
+    model_config = ConfigDict(extra="forbid")
+    kernel: str = Field(max_length=limits.KERNEL_RELEASE_LENGTH)
+    esp: StrictBool
+    gre: StrictBool
+    vlan: StrictBool
+    vrf: StrictBool
+    netem: StrictBool
+    vxlan: StrictBool
+    nft: StrictBool
+    nft_flowtable: StrictBool
+    datapath: dict[DatapathWord, DatapathWord] = Field(default_factory=dict, max_length=limits.DATAPATH_FUNCTIONS)
+
+
 class Registration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["host", "mux", "gateway"]
     address: str | None = Field(default=None, max_length=64)
+    capabilities: NodeCapabilities | None = None  # None: an agent that does not probe (older ones)
 
 
 class ResourceStatus(BaseModel):
@@ -78,7 +99,8 @@ async def register(
 
     def work() -> None:
         with write(st) as tx:
-            tx.register_node(node, body.role, body.address)
+            capabilities = body.capabilities.model_dump() if body.capabilities is not None else None
+            tx.register_node(node, body.role, body.address, capabilities)
             tx.event("admin", "node.registered", node, f"{body.role} {node} registered")
 
     await st.in_writer(work)

@@ -31,10 +31,11 @@ def _start(role: str, node: str, controller: str, token_file: Path, ca: str | No
            reconciler: Reconciler, log_level: str) -> None:  # fmt: skip
     from isthmus.agents.client import ControllerClient  # the agents' imports, only for the agent commands
     from isthmus.agents.loop import run
+    from isthmus.linux.datapath import probe_for_registration
 
     logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {role} {node} %(levelname)s %(message)s")
     client = ControllerClient(controller, token_file.read_text().strip(), ca, node, role)
-    run(client, reconciler, address, threading.Event())
+    run(client, reconciler, address, threading.Event(), probe_for_registration())
 
 
 @agent_app.command("host")

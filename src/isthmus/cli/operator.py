@@ -1,5 +1,5 @@
 """Operator commands over /admin: create|show|list|update|delete of gateway pools, gateways, MUXes, hosts,
-public IP pools and port bindings (one generic implementation, per-noun options), plus `node list`,
+public IP pools and port bindings (one generic implementation, per-noun options), plus `node list|show`,
 `placement` and `events`."""
 
 from __future__ import annotations
@@ -290,19 +290,57 @@ def add_mux_commands(app: typer.Typer) -> None:
 # --- nodes, placement, events -------------------------------------------------------------------------------
 
 
+def datapath_summary(node: dict[str, Any]) -> str:
+    """The datapath a node chose, one word per function in the functions' alphabetical order ("no-gre" where
+    its kernel has none); "-" for a node that registered without probing (or a controller that does not say)."""
+    chosen: dict[str, str] = node.get("datapath") or {}
+    words = [f"no-{function}" if how in ("unavailable", "none") else how for function, how in sorted(chosen.items())]
+    return ",".join(words) or "-"
+
+
+NODE_COLUMNS = (
+    Column("name", lambda r: r["name"]),
+    Column("role", lambda r: r["role"]),
+    Column("address", lambda r: r["address"], drop=2),
+    Column("applied rev", lambda r: r["appliedRevision"], drop=1),
+    Column("last seen", lambda r: client.when(r["lastSeen"])),
+    Column("health", lambda r: client.health(r["lastSeen"])),
+    Column("datapath", datapath_summary, drop=3),
+)
+
+
 @node_app.command("list")
 def node_list(ctx: typer.Context) -> None:
-    """The agent nodes that registered: role, address, the revision they applied, when last heard of."""
+    """The agent nodes that registered: role, address, the revision they applied, when last heard of, and
+    the datapath each chose from its kernel's capabilities."""
     s = settings(ctx)
-    columns = (
-        Column("name", lambda r: r["name"]),
-        Column("role", lambda r: r["role"]),
-        Column("address", lambda r: r["address"], drop=2),
-        Column("applied rev", lambda r: r["appliedRevision"], drop=1),
-        Column("last seen", lambda r: client.when(r["lastSeen"])),
-        Column("health", lambda r: client.health(r["lastSeen"])),
-    )
-    client.show(s, get(s, "/admin/nodes")["value"], columns, "nodes")
+    client.show(s, get(s, "/admin/nodes")["value"], NODE_COLUMNS, "nodes")
+
+
+def _entry(section: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    def value(node: dict[str, Any]) -> Any:
+        found = node[section][key]
+        return ("yes" if found else "no") if isinstance(found, bool) else found
+
+    return value
+
+
+@node_app.command("show")
+def node_show(ctx: typer.Context, name: str = typer.Argument(..., help="The node's name.")) -> None:
+    """One registered node: what `node list` shows, with every capability its kernel was probed for and
+    each data-plane function's implementation."""
+    s = settings(ctx)
+    node = next((n for n in get(s, "/admin/nodes")["value"] if n["name"] == name), None)
+    if node is None:
+        raise CliError(f"no node {name!r} has registered (`isthmus node list` shows those that have)")
+    node.setdefault("capabilities", {})
+    node.setdefault("datapath", {})
+    columns = [c for c in NODE_COLUMNS if c.header != "datapath"]
+    columns += [Column(key, _entry("capabilities", key)) for key in node["capabilities"]]
+    columns += [Column(f"datapath {key}", _entry("datapath", key)) for key in node["datapath"]]
+    if not node["capabilities"]:
+        columns.append(Column("capabilities", lambda _n: "unknown (registered without probing)"))
+    crud.show_one(s, node, columns, f"node {name}")
 
 
 def placement(ctx: typer.Context) -> None:

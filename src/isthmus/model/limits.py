@@ -38,5 +38,9 @@ REPORT_RESOURCE_ID_LENGTH = 1_024
 REPORT_DAEMONS = 64
 REPORT_DAEMON_TEXT_LENGTH = 256  # a daemon's name, and its state
 REPORT_DETAILS_BYTES = 64 * 1024  # `details` as compact JSON
+# A node's registration: its kernel's capabilities and the datapath chosen from them.
+KERNEL_RELEASE_LENGTH = 128  # uname -r
+DATAPATH_FUNCTIONS = 16
+DATAPATH_WORD_LENGTH = 32  # a function's name, and its implementation's
 
 LIVE_SECONDS = 15.0  # a node that has not reported for this long no longer holds resources in Updating

@@ -339,14 +339,21 @@ class Tx:
                 "lastSeen": iso(r.last_seen),
                 "appliedRevision": r.applied_revision,
                 "status": r.status,
+                "capabilities": r.capabilities,
             }
             for r in rows
         ]
 
-    def register_node(self, name: str, role: str, address: str | None) -> None:
+    def register_node(
+        self, name: str, role: str, address: str | None, capabilities: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a registration; `capabilities` None (an agent that does not probe) stores them as unknown."""
         stamp = now()
+        known = dumps(capabilities or {})
         updated = self.conn.execute(
-            update(t.nodes).where(t.nodes.c.name == name).values(role=role, address=address, last_seen=stamp)
+            update(t.nodes)
+            .where(t.nodes.c.name == name)
+            .values(role=role, address=address, last_seen=stamp, capabilities=known)
         )
         if updated.rowcount == 0:
             self.conn.execute(
@@ -358,6 +365,7 @@ class Tx:
                     last_seen=stamp,
                     applied_revision=0,
                     status="{}",
+                    capabilities=known,
                 )
             )
 

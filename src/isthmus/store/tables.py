@@ -100,6 +100,8 @@ nodes = Table(
     Column("last_seen", DateTime(timezone=True), nullable=False),
     Column("applied_revision", BigInteger, nullable=False),
     Column("status", Text, nullable=False),  # last status report (JSON)
+    # what the node's kernel offers and the datapath it chose, as its last registration said (JSON; {} unknown)
+    Column("capabilities", Text, nullable=False, server_default="{}"),
 )
 
 resource_status = Table(

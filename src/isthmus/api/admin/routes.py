@@ -157,5 +157,8 @@ async def get_nodes(_who: Principal = Depends(operator), st: State = Depends(sta
     now = datetime.now(UTC)
     for node in nodes:
         node["status"] = json.loads(node["status"])
+        # {} for both while a node's capabilities are unknown (it registered without probing)
+        node["capabilities"] = json.loads(node["capabilities"])
+        node["datapath"] = node["capabilities"].pop("datapath", {})
         node["live"] = (now - datetime.fromisoformat(node["lastSeen"])).total_seconds() <= LIVE_SECONDS
     return JSONResponse({"value": nodes})
