@@ -106,6 +106,17 @@ def test_the_agent_inside_the_guest_registered_and_plugged_its_vm(world: World) 
     assert report["processes"]["vm-h2"]["kind"] == "kernel node"
 
 
+def test_each_node_reports_its_kernel_s_capabilities_and_datapath(world: World) -> None:
+    with world.lab.operator() as http:
+        nodes = {n["name"]: n for n in http.get("/admin/nodes").json()["value"]}
+    guest, namespace = nodes["h2"], nodes["h1"]
+    assert guest["capabilities"]["kernel"] != os.uname().release
+    assert all(guest["capabilities"][f] for f in ("esp", "gre", "vlan", "vrf", "netem", "vxlan", "nft"))
+    assert guest["datapath"]["ipsec"] == "xfrm" and guest["datapath"]["gre"] == "ip_gre"
+    assert namespace["capabilities"]["kernel"] == os.uname().release
+    assert namespace["datapath"]["ipsec"] == ("xfrm" if namespace["capabilities"]["esp"] else "libipsec")
+
+
 def test_vxlan_east_west_both_ways(world: World) -> None:
     code, out = vms.run(world.lab, world.a2, ["ping", "-c", "1", "-W", "2", world.a1.addresses[0]])
     assert code == 0, out

@@ -19,15 +19,18 @@ from pathlib import Path
 
 from isthmus.lab.kernel.guest import GUEST_SHARE, Guest, GuestError, Tap, boot_guest
 from isthmus.lab.topology import TOR_UNDERLAY, UNDERLAY_MTU, UNDERLAY_PREFIXLEN, Node
+from isthmus.linux import capabilities
 
 EXEC_DIR = "exec"
 NET_UP = "net-up"  # written once the guest's NICs are configured
 AGENT_LOG = "agent.log"
 STOP = "stop"
 MEMORY_MB = 512
-# What a host or MUX agent uses, loaded in one modprobe (on-demand loading costs a process per module under TCG).
-MODULES: tuple[str, ...] = ("vxlan", "veth", "bridge", "nf_tables", "nf_conntrack", "nf_nat", "nft_chain_nat", "nft_ct")
-MODULES += ("nft_nat", "nft_masq", "nft_reject_inet", "nft_fib_inet", "nft_limit", "sch_htb", "ifb", "sch_netem")
+# What a host or MUX agent uses and what its capability probe tries, loaded in one modprobe (on-demand loading
+# costs a process per module under TCG; the probe's own modprobe then finds them loaded).
+MODULES: tuple[str, ...] = tuple(dict.fromkeys((*capabilities.MODULES, "bridge", "nf_conntrack", "nf_nat")))
+MODULES += ("nft_chain_nat", "nft_ct", "nft_nat", "nft_masq", "nft_reject_inet", "nft_fib_inet", "nft_limit")
+MODULES += ("sch_htb", "ifb")
 
 _SERVE = f"""mkdir -p {EXEC_DIR}
 while [ ! -e {STOP} ]; do
