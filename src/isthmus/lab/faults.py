@@ -95,25 +95,10 @@ def netem_unavailable(netns: str | None) -> FaultUnavailable:
     )
 
 
-def degrade(
-    netns: str | None,
-    device: str,
-    *,
-    delay_ms: float = 0,
-    jitter_ms: float = 0,
-    loss_percent: float = 0,
-    reorder_percent: float = 0,
-    duplicate_percent: float = 0,
-) -> None:
-    """Make what `device` sends late, lost, reordered or duplicated (replacing an earlier degrade)."""
-    command = netem_command(
-        device,
-        delay_ms=delay_ms,
-        jitter_ms=jitter_ms,
-        loss_percent=loss_percent,
-        reorder_percent=reorder_percent,
-        duplicate_percent=duplicate_percent,
-    )
+def degrade(netns: str | None, device: str, **netem: float) -> None:
+    """Make what `device` sends late, lost, reordered or duplicated (replacing an earlier degrade); `netem` are
+    netem_command's options (delay_ms, jitter_ms, loss_percent, reorder_percent, duplicate_percent)."""
+    command = netem_command(device, **netem)
     try:
         run(in_netns(netns, command))
     except LinuxError as error:
