@@ -76,7 +76,7 @@ def up(
         fabric.check_kernel_nodes(topology, guests)
         print(f"lab up: a fresh store in {workdir / 'isthmus.db'} (any previous lab store there is replaced)")
         if guests:
-            print(f"lab up: kernel nodes {', '.join(guests)} boot as qemu guests (about 20 s each, in parallel)")
+            print(f"lab up: kernel nodes {', '.join(guests)} boot as qemu guests (~40 s to their agents, in parallel)")
         state = fabric.up(workdir, topology, kernel_nodes=guests)
     print(f"lab up: controller {state.controller} (CA {state.ca}); operator token in {workdir / fabric.STATE_FILE}")
 

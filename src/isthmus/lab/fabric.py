@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "lab.json"
 RUN_ROOT = tor.run_dir("lab").parent  # /run/isthmus: the daemons' run directories, and who owns each prefix
-KERNEL_NODE_DEADLINE = 120.0  # qemu start -> network up, and -> agent registered (TCG: ~5 s and ~15 s)
+KERNEL_NODE_DEADLINE = 120.0  # qemu start -> network up, and -> agent registered (TCG: ~7 s and ~38 s)
 NODE_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
 
 
@@ -333,7 +333,7 @@ def wait_guest(guest: Guest, timeout: float = KERNEL_NODE_DEADLINE) -> None:
     from isthmus.lab.kernel.guest import GuestError
 
     try:
-        kernel_node.wait_net_up(guest, timeout)
+        guest.wait_for_file(kernel_node.NET_UP, timeout)
     except GuestError as error:
         raise LabError(f"kernel node {error}") from error
 

@@ -94,12 +94,6 @@ def boot_node(
     )
 
 
-def wait_net_up(guest: Guest, timeout: float) -> None:
-    """Once the guest's NICs are configured; GuestError (the guest stopped, its console in the message) if not
-    within `timeout` seconds."""
-    guest.wait_for_file(NET_UP, timeout)
-
-
 def run_in(share: Path, script: str, timeout: float = 30.0) -> GuestRun:
     """Run bash `script` inside the guest serving `share`; its exit code and output (stdout and stderr)."""
     requests = share / EXEC_DIR
