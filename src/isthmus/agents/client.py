@@ -52,8 +52,16 @@ class ControllerClient:
         answer: dict[str, Any] = response.json()
         return answer
 
-    def report(self, applied: int, resources: dict[str, dict[str, str]], details: dict[str, Any]) -> None:
-        body = {"appliedRevision": applied, "resources": resources, "details": details}
+    def report(
+        self,
+        applied: int,
+        resources: dict[str, dict[str, str]],
+        details: dict[str, Any],
+        connections: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"appliedRevision": applied, "resources": resources, "details": details}
+        if connections is not None:
+            body["connections"] = connections
         response = self.heartbeat_http.post(f"/v1/nodes/{self.node}/status", json=body)
         response.raise_for_status()
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from ipaddress import IPv4Network, ip_address, ip_interface, ip_network
+from ipaddress import IPv4Network, ip_interface
 from typing import Any
 
 from isthmus.agents.loop import Outcome
 from isthmus.linux import nft
-from isthmus.linux.nat_nft import TRANSIT, host_guard, router_nat
+from isthmus.linux.nat_nft import host_guard, router_nat
 from isthmus.linux.nsg_nft import Port, render_filter
-from isthmus.linux.router import Remote, RouterSpec, VmPort, realize
+from isthmus.linux.router import Remote, RouterSpec, VmPort, realize, transit_pairs
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
 from isthmus.model.documents import Delta, HostDocument, NetworkInterface, Subnet, VirtualNetwork
@@ -52,7 +52,7 @@ class HostReconciler:
     def reconcile(self, doc: HostDocument, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
         outcome = Outcome()
         host_links = ip_json(None, "addr", "show")  # read once: transit /31s and the host's own networks
-        transit = self._transit({v.vni for v in doc.virtual_networks}, host_links)
+        transit = transit_pairs({v.vni for v in doc.virtual_networks}, host_links)
         programs = {p.key: p.program for p in doc.network_security_groups}
         nics_by_vnet: dict[str, list[NetworkInterface]] = {}
         for nic in doc.network_interfaces:
@@ -141,7 +141,8 @@ class HostReconciler:
         remotes = tuple(
             Remote(str(r.vtep), r.router_mac, tuple(str(a) for a in r.addresses if a.version == 4))
             for r in vnet.remotes
-        )
+        ) + tuple(Remote(str(s.vtep), s.router_mac, (str(s.next_hop),)) for s in vnet.site_routes)
+        sites = tuple((str(p), str(s.next_hop)) for s in vnet.site_routes for p in s.prefixes if p.version == 4)
         assert vnet.router_mac is not None and doc.address is not None, "a host with VNets has an address"
         spec = RouterSpec(
             netns=f"{self.router_prefix}{vnet.vni}",
@@ -154,6 +155,7 @@ class HostReconciler:
             remotes=remotes,
             filter_body=render_filter(sorted(guards, key=lambda p: p.interface), programs),
             nat_body=router_nat(public, transit[1]),
+            site_routes=sites,
         )
         return spec, public, failures
 
@@ -171,27 +173,6 @@ class HostReconciler:
     def _nsgs_of(vnet: VirtualNetwork, nics: list[NetworkInterface]) -> set[str]:
         nsgs = {s.network_security_group for s in vnet.subnets if s.network_security_group}
         return nsgs | {n.network_security_group for n in nics if n.network_security_group}
-
-    @staticmethod
-    def _transit(vnis: set[int], host_links: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
-        """The /31 between the host and each VNet router: kept from the kernel, new ones take the lowest free."""
-        held: dict[int, int] = {}
-        for link in host_links:
-            name = link["ifname"]
-            if name.startswith("t") and name[1:].isdigit():
-                for info in link.get("addr_info", []):
-                    if info["family"] == "inet":
-                        held[int(name[1:])] = int(ip_address(info["local"]))
-        base = ip_network(TRANSIT)
-        taken = set(held.values())
-        free = (int(base.network_address) + 2 * i for i in range(base.num_addresses // 2))
-        out = {}
-        for vni in sorted(vnis):
-            if vni not in held:
-                held[vni] = next(a for a in free if a not in taken)
-            low = held[vni]
-            out[vni] = (str(ip_address(low)), str(ip_address(low + 1)))
-        return out
 
     @staticmethod
     def _infrastructure(host_links: list[dict[str, Any]]) -> list[str]:

@@ -64,6 +64,17 @@ class Fencing(Protocol):
         ...
 
 
+@runtime_checkable
+class Observing(Protocol):
+    def observe(self) -> bool:
+        """Sample observed state (a gateway's tunnels), cheaply; True if it changed since the last sample."""
+        ...
+
+    def observed(self) -> dict[str, dict[str, Any]]:
+        """The last sample: connection id -> its status, as reported to the controller."""
+        ...
+
+
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 10.0) -> float:
     """Seconds to wait after `attempt` consecutive failures: exponential, capped, with jitter so that a
     fleet of agents does not return to a recovering controller in step."""
@@ -84,6 +95,7 @@ class Agent:
         resync: float = RESYNC,
         lease: float | None = None,
         long_poll: float = LONG_POLL,
+        observe_every: float = 0.25,
         capabilities: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
@@ -94,6 +106,7 @@ class Agent:
         self.resync = resync
         self.lease = lease  # seconds without a report reaching the controller before fence()
         self.long_poll = long_poll
+        self.observe_every = observe_every  # how often an Observing reconciler is sampled
         self.document: Document | None = None
         self.applied = 0
         self.outcome = Outcome()
@@ -177,14 +190,30 @@ class Agent:
     # --- the heartbeat thread -----------------------------------------------------------------------
 
     def _heartbeats(self, stop: threading.Event) -> None:
+        """Report on every heartbeat, after every pass, and (a reconciler that observes) when what it observes
+        changed: sampled every `observe_every` seconds."""
+        observing = isinstance(self.reconciler, Observing)
+        tick = self.observe_every if observing else self.heartbeat
+        due = time.monotonic() + self.heartbeat
         while not stop.is_set():
-            self._reported.wait(self.heartbeat)
+            passed = self._reported.wait(tick)
             self._reported.clear()
             if stop.is_set():
                 return
+            changed = observing and self._observe()
+            if not (passed or changed or time.monotonic() >= due):
+                continue
+            due = time.monotonic() + self.heartbeat
             if self.registered:
                 self._beat()
             self._check_lease()
+
+    def _observe(self) -> bool:
+        try:
+            return bool(self.reconciler.observe())  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("observing failed")
+            return False
 
     def _beat(self) -> None:
         try:
@@ -195,7 +224,8 @@ class Agent:
         except Exception:
             log.exception("repair pass failed")
         try:
-            self.client.report(self.applied, self.outcome.resources, self.outcome.details)
+            connections = self.reconciler.observed() if isinstance(self.reconciler, Observing) else None
+            self.client.report(self.applied, self.outcome.resources, self.outcome.details, connections)
             self.last_report = time.monotonic()
             self.fenced = False
         except httpx.HTTPError as error:

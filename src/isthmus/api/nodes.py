@@ -21,7 +21,7 @@ from isthmus.model import limits
 from isthmus.model.admin import NAME_PATTERN
 from isthmus.model.ids import normalize
 from isthmus.store.db import MAX_REVISION, current_revision
-from isthmus.store.repo import dumps
+from isthmus.store.repo import Tx, dumps
 from isthmus.store.tokens import Principal
 
 router = APIRouter(prefix="/v1/nodes", tags=["agents"])
@@ -65,12 +65,39 @@ ResourceKey = Annotated[str, StringConstraints(min_length=1, max_length=limits.R
 DaemonText = Annotated[str, StringConstraints(max_length=limits.REPORT_DAEMON_TEXT_LENGTH)]
 
 
+ConnectionStatus = Literal["Unknown", "Connecting", "Connected", "NotConnected"]
+Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class TunnelReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tunnel: str = Field(max_length=limits.REPORT_DAEMON_TEXT_LENGTH)
+    connectionStatus: ConnectionStatus
+    ingressBytesTransferred: Counter = 0
+    egressBytesTransferred: Counter = 0
+
+
+class ConnectionReport(BaseModel):
+    """What a gateway observed of one connection it carries: Azure's connection status fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    connectionStatus: ConnectionStatus
+    ingressBytesTransferred: Counter = 0
+    egressBytesTransferred: Counter = 0
+    tunnelConnectionStatus: list[TunnelReport] = Field(default_factory=list, max_length=limits.REPORT_TUNNELS)
+    lastConnectionEstablishedUtcTime: str | None = Field(default=None, max_length=40)
+    reason: str = Field(default="", max_length=500)
+
+
 class StatusReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
     appliedRevision: int = Field(ge=0, le=MAX_REVISION)
     resources: dict[ResourceKey, ResourceStatus] = Field(default_factory=dict, max_length=limits.REPORT_RESOURCES)
     daemons: dict[DaemonText, DaemonText] = Field(default_factory=dict, max_length=limits.REPORT_DAEMONS)
     details: dict[str, Any] = Field(default_factory=dict)
+    connections: dict[ResourceKey, ConnectionReport] | None = Field(
+        default=None, max_length=limits.REPORT_RESOURCES
+    )  # a gateway's; None: the node observes none
 
     @field_validator("details")
     @classmethod
@@ -78,6 +105,16 @@ class StatusReport(BaseModel):
         if len(dumps(details).encode()) > limits.REPORT_DETAILS_BYTES:
             raise ValueError(f"details may take at most {limits.REPORT_DETAILS_BYTES} bytes as JSON")
         return details
+
+
+def _connection_event(tx: Tx, node: str, key: str, was: str, now_: str, reason: str) -> None:
+    """A connection's status changed: one event in its owner's scope (the key's subscription)."""
+    doc = tx.get(key)
+    if doc is None:
+        return
+    because = f": {reason}" if reason and now_ != "Connected" else ""
+    tx.event(doc.scope, f"connections.{now_[0].lower()}{now_[1:]}", doc.body["id"],
+             f"connection {doc.name} on {node}: {was} -> {now_}{because}")  # fmt: skip
 
 
 async def node_principal(node: str = NODE, who: Principal = Depends(principal)) -> Principal:
@@ -179,7 +216,8 @@ async def status(
     two per resource the node carries."""
     role = await run_in_threadpool(_role, st, node)
     states = {normalize(rid): (r.state, r.message) for rid, r in body.resources.items()}
-    foreign = await run_in_threadpool(st.documents.foreign, node, role, sorted(states))
+    connections = {normalize(rid): r.model_dump(exclude_none=True) for rid, r in (body.connections or {}).items()}
+    foreign = await run_in_threadpool(st.documents.foreign, node, role, sorted(set(states) | set(connections)))
     if foreign is not None:
         raise bad_request("ResourceNotCarriedByNode", f"Node {node} does not carry {foreign}.", "resources")
 
@@ -201,6 +239,8 @@ async def status(
                     tx.event("admin", "apply.failed", key, f"{node} could not apply {key}: {message}")
             for key in sorted(set(before) - {k for k, (s_, _m) in states.items() if s_ == "Failed"}):
                 tx.event("admin", "apply.recovered", key, f"{node} applied {key}")
+            for key, was, now_ in tx.set_connection_status(node, connections):
+                _connection_event(tx, node, key, was, now_, connections[key].get("reason", ""))
 
     await st.in_writer(work)
     return JSONResponse({"node": node, "appliedRevision": body.appliedRevision})

@@ -1,4 +1,4 @@
-"""`isthmus agent host|mux`: run a node's agent against the controller."""
+"""`isthmus agent host|mux|gateway`: run a node's agent against the controller."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,15 +27,20 @@ DEFAULT = SpeakerKind(DEFAULT_SPEAKER)
 agent_app = typer.Typer(help="Node agents: level-triggered reconcilers.", no_args_is_help=True)
 
 
+def _logging(role: str, node: str, log_level: str) -> None:
+    logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {role} {node} %(levelname)s %(message)s")
+
+
 def _start(role: str, node: str, controller: str, token_file: Path, ca: str | None, address: str | None,
-           reconciler: Reconciler, log_level: str) -> None:  # fmt: skip
+           reconciler: Reconciler, log_level: str, capabilities: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Run the agent; `capabilities`: probed already (by a command whose reconciler needed them)."""
     from isthmus.agents.client import ControllerClient  # the agents' imports, only for the agent commands
     from isthmus.agents.loop import run
     from isthmus.linux.datapath import probe_for_registration
 
-    logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {role} {node} %(levelname)s %(message)s")
+    _logging(role, node, log_level)
     client = ControllerClient(controller, token_file.read_text().strip(), ca, node, role)
-    run(client, reconciler, address, threading.Event(), probe_for_registration())
+    run(client, reconciler, address, threading.Event(), capabilities or probe_for_registration())
 
 
 @agent_app.command("host")
@@ -70,3 +75,26 @@ def mux(
 
     reconciler = MuxReconciler(node, run_dir or Path("/run/isthmus") / node, speaker.value)
     _start("mux", node, controller, token_file, ca, address, reconciler, log_level)
+
+
+@agent_app.command("gateway")
+def gateway(
+    node: str = typer.Option(..., help="This node's name."),
+    controller: str = typer.Option(..., envvar="ISTHMUS_CONTROLLER"),
+    token_file: Path = typer.Option(..., help="File holding this node's token."),
+    ca: str | None = typer.Option(None, envvar="ISTHMUS_CA"),
+    address: str | None = typer.Option(None, help="Underlay address to register."),
+    netns_prefix: str = typer.Option("isthmus-", help="Prefix of the compartment namespaces this agent creates."),
+    run_dir: Path | None = typer.Option(None, help="The compartments' charons (default /run/isthmus/NODE)."),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """A gateway node of a pool: one compartment per virtual network gateway it carries, IKEv2 by charon."""
+    from isthmus.agents.gateway import GatewayReconciler
+    from isthmus.linux.datapath import probe_for_registration
+
+    _logging("gateway", node, log_level)
+    capabilities = probe_for_registration()
+    ipsec = (capabilities or {}).get("datapath", {}).get("ipsec", "libipsec")
+    reconciler = GatewayReconciler(node, netns_prefix, run_dir or Path("/run/isthmus") / node,
+                                   libipsec=ipsec != "xfrm")  # fmt: skip
+    _start("gateway", node, controller, token_file, ca, address, reconciler, log_level, capabilities)

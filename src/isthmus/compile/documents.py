@@ -12,7 +12,7 @@ which nodes' documents may differ.
 from __future__ import annotations
 
 from isthmus.compile import host, mux, placement
-from isthmus.compile.gateway import Unseal, gateway_document
+from isthmus.compile.gateway import Unseal, gateway_document, site_routes, vnet_of_gateway
 from isthmus.model.addresses import Address
 from isthmus.model.documents import Document, OtherDocument
 from isthmus.model.snapshot import (
@@ -56,7 +56,7 @@ class Compiler:
         self.unseal = unseal  # opens pre-shared keys for gateway documents (None: they carry none)
         self.placement = placement.place(snapshot)
         self.host_index = host.index(snapshot)
-        self.host_memo = host.HostMemo(self.settings)
+        self.host_memo = host.HostMemo(self.settings, site_routes(snapshot, self.placement))
         self.vip_table = mux.vip_table(snapshot, self.placement)
         self.roles = node_roles(snapshot)
         # The VIPs the last `advance` may have changed (None: unknown, compare them all).
@@ -69,7 +69,7 @@ class Compiler:
         if role == "mux":
             return mux.mux_document(self.snapshot, node, self.vip_table)
         if role == "gateway":
-            return gateway_document(self.snapshot, self.placement, node, self.unseal)
+            return gateway_document(self.snapshot, self.placement, node, self.unseal, self.host_index, self.host_memo)
         return OtherDocument(node, self.snapshot.revision, role)
 
     def all_documents(self) -> dict[str, Document]:
@@ -89,10 +89,16 @@ class Compiler:
         self.vip_table.changed.clear()
         affected: set[str] = set()
         placement_moved = bool(types & GATEWAY_TYPES) or placement.stored_state_changed(old, new)
+        touched_vnets: set[str] = set()
         if placement_moved:
             self.placement = placement.place(new)
             affected.update(n for n, r in self.roles.items() if r == "gateway")
-        touched_vnets: set[str] = set()
+            sites = site_routes(new, self.placement)
+            held = self.host_memo.site_routes
+            rerouted = {v for v in set(held) | set(sites) if held.get(v) != sites.get(v)}
+            self.host_memo.site_routes = sites
+            self.host_memo.forget(rerouted)  # the VirtualNetwork tag of their NSG programs covers the sites
+            touched_vnets |= rerouted
         for key in changed:
             type_ = new.types.get(key) or old.types.get(key, "")
             if type_ == NIC:
@@ -109,6 +115,10 @@ class Compiler:
                 affected.update(n for n, r in self.roles.items() if r == "host")
         for vnet in touched_vnets:
             affected.update(self.host_index.hosts_of(vnet))
+        if touched_vnets and not placement_moved:  # compartments list the VNet's hosts and VMs
+            for placed in self.placement.placed:
+                if vnet_of_gateway(new, placed.virtual_network_gateway) in touched_vnets:
+                    affected.add(placed.node)
         users = [k for k in changed if (new.types.get(k) or old.types.get(k)) in mux.USERS]
         pips = {k for k in changed if (new.types.get(k) or old.types.get(k)) == PIP}
         if users or pips or placement_moved:

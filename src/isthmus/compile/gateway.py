@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from ipaddress import ip_interface
 from typing import Any
 
-from isthmus.compile.host import address
-from isthmus.compile.placement import Placement
+from isthmus.compile.host import HostIndex, HostMemo, address, remote_hosts, router_mac
+from isthmus.compile.placement import Placed, Placement
 from isthmus.model.addresses import parse_network
 from isthmus.model.documents import (
     BgpSettings,
@@ -23,6 +23,8 @@ from isthmus.model.documents import (
     GreSettings,
     IpsecPolicy,
     L3ForwardingSettings,
+    RemoteHost,
+    SiteRoute,
 )
 from isthmus.model.ids import normalize
 from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
@@ -32,7 +34,12 @@ SEALED_KEY = "sharedKeySealed"  # isthmus.store.sealed.SEALED (compile/ does not
 
 
 def gateway_document(
-    snapshot: Snapshot, placement: Placement, node: str, unseal: Unseal | None = None
+    snapshot: Snapshot,
+    placement: Placement,
+    node: str,
+    unseal: Unseal | None = None,
+    idx: HostIndex | None = None,
+    memo: HostMemo | None = None,
 ) -> GatewayDocument:
     mine = next(
         (
@@ -48,8 +55,9 @@ def gateway_document(
             state = "active"
         elif any(n == node for _g, n in pool.standbys):
             state = "standby"
+    own = snapshot.nodes.get(node, {}).get("address")
     compartments = tuple(
-        _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps, unseal)
+        _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps, unseal, own, idx, memo)
         for p in placement.for_node(node)
     )
     return GatewayDocument(
@@ -59,7 +67,49 @@ def gateway_document(
         pool=mine[1] if mine else None,
         state=state,
         compartments=compartments,
+        address=address(own) if own else None,
     )
+
+
+def vnet_of_gateway(snapshot: Snapshot, gateway_id: str) -> str | None:
+    """The virtualNetworks key a virtual network gateway's GatewaySubnet belongs to."""
+    config = ((snapshot.get(gateway_id) or {}).get("properties", {}).get("ipConfigurations") or [{}])[0]
+    subnet = config.get("properties", {}).get("subnet", {}).get("id")
+    return vnet_key_of(subnet) if subnet else None
+
+
+def site_routes(snapshot: Snapshot, placement: Placement) -> dict[str, tuple[SiteRoute, ...]]:
+    """Per VNet key, the on-premises prefixes its placed gateway's connections reach, for every host of it."""
+    out: dict[str, list[SiteRoute]] = {}
+    for placed in placement.placed:
+        route = _site_route(snapshot, placed)
+        vnet = vnet_of_gateway(snapshot, placed.virtual_network_gateway)
+        if route is not None and vnet is not None:
+            out.setdefault(vnet, []).append(route)
+    return {vnet: tuple(routes) for vnet, routes in sorted(out.items())}
+
+
+def _site_route(snapshot: Snapshot, placed: Placed) -> SiteRoute | None:
+    vtep = snapshot.nodes.get(placed.node, {}).get("address")
+    gateway = snapshot.get(placed.virtual_network_gateway) or {}
+    config = (gateway.get("properties", {}).get("ipConfigurations") or [{}])[0].get("properties", {})
+    private, subnet = config.get("privateIPAddress"), config.get("subnet", {}).get("id")
+    vni = snapshot.vnis.get(vnet_key_of(subnet)) if subnet else None
+    if not vtep or not private or vni is None:
+        return None
+    prefixes: set[str] = set()
+    for connection_id in placed.connections:
+        local = _local_gateway(snapshot, connection_id)
+        prefixes.update(local.get("localNetworkAddressSpace", {}).get("addressPrefixes", []))
+    networks = tuple(sorted((parse_network(p) for p in prefixes), key=lambda n: (n.version, int(n.network_address))))
+    return SiteRoute(placed.node, address(vtep), router_mac(vtep, vni), address(private), networks)
+
+
+def _local_gateway(snapshot: Snapshot, connection_id: str) -> Mapping[str, Any]:
+    """The properties of a connection's local network gateway."""
+    props = (snapshot.get(connection_id) or {}).get("properties", {})
+    local = snapshot.get(props.get("localNetworkGateway2", {}).get("id", "")) or {}
+    return local.get("properties", {})  # type: ignore[no-any-return]
 
 
 def _bgp(settings: Mapping[str, Any] | None) -> BgpSettings | None:
@@ -100,7 +150,14 @@ def _shared_key(props: Mapping[str, Any], connection_id: str, unseal: Unseal | N
 
 
 def _compartment(
-    snapshot: Snapshot, gateway_id: str, connections: tuple[str, ...], kbps: int, unseal: Unseal | None
+    snapshot: Snapshot,
+    gateway_id: str,
+    connections: tuple[str, ...],
+    kbps: int,
+    unseal: Unseal | None,
+    own: str | None,
+    idx: HostIndex | None,
+    memo: HostMemo | None,
 ) -> Compartment:
     doc = snapshot.get(gateway_id) or {}
     props = doc.get("properties", {})
@@ -111,8 +168,7 @@ def _compartment(
     for connection_id in connections:
         conn = snapshot.get(connection_id) or {}
         cp = conn.get("properties", {})
-        local = snapshot.get(cp.get("localNetworkGateway2", {}).get("id", "")) or {}
-        lp = local.get("properties", {})
+        lp = _local_gateway(snapshot, connection_id)
         remote = lp.get("gatewayIpAddress")
         out.append(
             Connection(
@@ -134,6 +190,13 @@ def _compartment(
         )
     private = config.get("privateIPAddress")
     vip = snapshot.public_ips.get(pip.lower()) if pip else None
+    vnet = vnet_key_of(subnet) if subnet else None
+    vni = snapshot.vnis.get(vnet) if vnet else None
+    vnet_doc = snapshot.get(vnet) if vnet else None
+    space = (vnet_doc or {}).get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
+    remotes: tuple[RemoteHost, ...] = ()
+    if vnet is not None and vni is not None and idx is not None:
+        remotes = remote_hosts(snapshot, idx, vnet, vni, memo if memo is not None else HostMemo())
     return Compartment(
         virtual_network_gateway=gateway_id,
         vni=snapshot.vnis.get(vnet_key_of(subnet)) if subnet else None,
@@ -144,4 +207,7 @@ def _compartment(
         bgp=_bgp(props.get("bgpSettings")) if props.get("enableBgp") else None,
         bandwidth_kbps=kbps,
         connections=tuple(out),
+        router_mac=router_mac(own, vni) if own and vni is not None else None,
+        address_space=tuple(parse_network(p) for p in space),
+        remotes=remotes,
     )

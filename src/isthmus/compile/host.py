@@ -19,6 +19,7 @@ from isthmus.model.documents import (
     NetworkInterface,
     RemoteHost,
     SecurityProgram,
+    SiteRoute,
     Subnet,
     VirtualNetwork,
 )
@@ -81,6 +82,7 @@ class HostMemo:
     fabric settings they are compiled with."""
 
     settings: FabricSettings = field(default_factory=FabricSettings)
+    site_routes: dict[str, tuple[SiteRoute, ...]] = field(default_factory=dict)  # VNet key -> via its gateway
     vnets: dict[str, VirtualNetwork | None] = field(default_factory=dict)
     nics: dict[str, NetworkInterface] = field(default_factory=dict)
     programs: dict[tuple[str, str], SecurityProgram] = field(default_factory=dict)
@@ -108,19 +110,10 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo 
         if shared is None:
             continue
         programs.update((s.network_security_group, vnet) for s in shared.subnets if s.network_security_group)
-        remotes = []
-        for other in sorted(idx.hosts_of(vnet) - {host}):
-            vtep = snapshot.host_address.get(other)
-            if vtep is None:
-                continue
-            addresses = tuple(
-                config.private_ip_address
-                for key in sorted(idx.nics_by_host_vnet.get((other, vnet), ()))
-                for config in _nic(snapshot, key, idx.vnet_of_nic[key], memo).ip_configurations
-            )
-            remotes.append(RemoteHost(other, address(vtep), router_mac(vtep, shared.vni), addresses))
+        remotes = remote_hosts(snapshot, idx, vnet, shared.vni, memo, host)
         router = router_mac(own_text, shared.vni) if own_text else None
-        vnet_docs.append(replace(shared, router_mac=router, remotes=tuple(remotes)))
+        sites = memo.site_routes.get(vnet, ())
+        vnet_docs.append(replace(shared, router_mac=router, remotes=remotes, site_routes=sites))
     nic_docs = []
     for key in nics:
         nic = _nic(snapshot, key, idx.vnet_of_nic[key], memo)
@@ -131,7 +124,7 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo 
     for pair in sorted(programs):
         program = memo.programs.get(pair)
         if program is None:
-            program = memo.programs[pair] = SecurityProgram(*pair, _nsg(snapshot, *pair, memo.settings))
+            program = memo.programs[pair] = SecurityProgram(*pair, _nsg(snapshot, *pair, memo))
         nsg_programs.append(program)
     host_key = snapshot.host_key.get(host)
     outbound = snapshot.public_ips.get(host_key) if host_key else None
@@ -144,6 +137,24 @@ def host_document(snapshot: Snapshot, idx: HostIndex, host: str, memo: HostMemo 
         network_interfaces=tuple(nic_docs),
         network_security_groups=tuple(nsg_programs),
     )
+
+
+def remote_hosts(
+    snapshot: Snapshot, idx: HostIndex, vnet: str, vni: int, memo: HostMemo, exclude: str | None = None
+) -> tuple[RemoteHost, ...]:
+    """The hosts (but `exclude`) with NICs of `vnet`: where their VMs' addresses are reached."""
+    remotes = []
+    for other in sorted(idx.hosts_of(vnet) - {exclude}):
+        vtep = snapshot.host_address.get(other)
+        if vtep is None:
+            continue
+        addresses = tuple(
+            config.private_ip_address
+            for key in sorted(idx.nics_by_host_vnet.get((other, vnet), ()))
+            for config in _nic(snapshot, key, idx.vnet_of_nic[key], memo).ip_configurations
+        )
+        remotes.append(RemoteHost(other, address(vtep), router_mac(vtep, vni), addresses))
+    return tuple(remotes)
 
 
 def router_mac(vtep: str, vni: int | None) -> str:
@@ -219,7 +230,7 @@ def _nic(snapshot: Snapshot, key: str, vnet: str, memo: HostMemo) -> NetworkInte
     return nic
 
 
-def _nsg(snapshot: Snapshot, key: str, vnet: str, settings: FabricSettings) -> NsgProgram:
+def _nsg(snapshot: Snapshot, key: str, vnet: str, memo: HostMemo) -> NsgProgram:
     """The NSG's program where it guards `vnet`: the VirtualNetwork tag is that VNet's address space."""
     doc = snapshot.get(key)
     if doc is None:
@@ -228,4 +239,6 @@ def _nsg(snapshot: Snapshot, key: str, vnet: str, settings: FabricSettings) -> N
     space = tuple(
         parse_network(p) for p in vnet_doc.get("properties", {}).get("addressSpace", {}).get("addressPrefixes", [])
     )
-    return compile_nsg(doc["properties"]["securityRules"], NsgContext(space, settings.azure_load_balancer))
+    # As Azure's: the VirtualNetwork tag also covers the on-premises prefixes of the VNet's connections.
+    space += tuple(p for site in memo.site_routes.get(vnet, ()) for p in site.prefixes)
+    return compile_nsg(doc["properties"]["securityRules"], NsgContext(space, memo.settings.azure_load_balancer))

@@ -54,6 +54,9 @@ KERNEL_NODE_DEADLINE = 120.0  # qemu start -> network up, and -> agent registere
 NODE_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
 
 
+SITES_FILE = "sites.json"  # the remote sites of the lab (lab/sites.py)
+
+
 class LabError(Exception):
     pass
 
@@ -193,13 +196,13 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
         state.save()
         _declare(state, topology)
         for node in topology.nodes():
-            if node.role in ("host", "mux") and node.name not in kernel_nodes:
+            if node.name not in kernel_nodes:
                 state.record(node.name, _start_agent(state, node, node_tokens[node.name], log_level))
                 state.save()
         for guest in guests:
             wait_guest(guest)
         timeout = KERNEL_NODE_DEADLINE if kernel_nodes else 60.0
-        _wait_registered(state, [n.name for n in topology.nodes() if n.role in ("host", "mux")], timeout)
+        _wait_registered(state, [n.name for n in topology.nodes()], timeout)
         _wait_bgp(topology)
     except BaseException:
         down(workdir, topology.prefix)
@@ -278,9 +281,9 @@ def _agent_command(state: LabState, node: Node, token_file: str, ca: str, log_le
         "--controller", state.topology.controller_url, "--ca", ca, "--token-file", token_file,
         "--address", node.underlay, "--log-level", log_level,
     ]  # fmt: skip
-    if node.role == "host":
+    if node.role in ("host", "gateway"):
         command += ["--netns-prefix", state.prefix]
-    else:
+    if node.role in ("mux", "gateway"):
         command += ["--run-dir", str(tor.run_dir(state.topology.netns(node.name)))]
     return command
 
@@ -313,9 +316,7 @@ def _boot_kernel_node(state: LabState, node: Node, token: str, log_level: str) -
     share.mkdir(parents=True)
     _write_secret(share / "token", token)
     shutil.copyfile(state.ca, share / "ca.pem")
-    agent = None
-    if node.role in ("host", "mux"):
-        agent = _agent_command(state, node, f"{GUEST_SHARE}/token", f"{GUEST_SHARE}/ca.pem", log_level)
+    agent = _agent_command(state, node, f"{GUEST_SHARE}/token", f"{GUEST_SHARE}/ca.pem", log_level)
     env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
     guest = kernel_node.boot_node(node, directory, state.topology.netns("fabric"), NODE_SYSCTLS, agent, env)
     state.record(f"vm-{node.name}", guest.pid)
@@ -436,6 +437,7 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
     for run_dir in RUN_ROOT.glob(f"{prefix}*"):
         shutil.rmtree(run_dir, ignore_errors=True)
     _owner_file(prefix).unlink(missing_ok=True)
+    (workdir / SITES_FILE).unlink(missing_ok=True)
     (workdir / STATE_FILE).unlink(missing_ok=True)
     return removed
 
@@ -533,7 +535,7 @@ def status(workdir: Path) -> dict[str, Any]:
     else:
         reported = {node["name"]: node for node in nodes}
         for node in topology.nodes():
-            if node.role in ("host", "mux") and not reported.get(node.name, {}).get("live"):
+            if not reported.get(node.name, {}).get("live"):
                 dead.append(f"agent {node.name} not reporting to the controller")
     return {"workdir": str(workdir), "prefix": state.prefix, "controller": state.controller,
             "processes": processes, "namespaces": len(expected) - sum(n not in present for n in expected),

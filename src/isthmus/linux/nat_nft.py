@@ -46,3 +46,30 @@ def host_guard(outbound: str | None, infrastructure: Sequence[str]) -> str:
         lines.append(f'ip saddr {TRANSIT} oifname != "t*" snat to {outbound}')
     lines.append("}")
     return "\n".join(lines)
+
+
+def compartment_guard(vip: str | None) -> str:
+    """A gateway compartment's filter: from the fabric only IKE, ESP and ping reach its VIP, and nothing
+    crosses between the fabric and the VNet but tunnelled traffic (ESP decrypted by the kernel carries a
+    secpath; with userspace ESP it arrives on the TUN device instead of up0)."""
+    lines = ["chain input {", "type filter hook input priority filter; policy accept;"]
+    if vip:
+        lines += [
+            f'iifname "up0" ip daddr {vip} udp dport {{ 500, 4500 }} accept',
+            f'iifname "up0" ip daddr {vip} ip protocol esp accept',
+            f'iifname "up0" ip daddr {vip} icmp type echo-request accept',
+        ]
+    lines += [
+        'iifname "up0" ct state established,related accept',
+        'iifname "up0" drop',
+        "}",
+        "chain forward {",
+        "type filter hook forward priority filter; policy accept;",
+        'iifname "up0" meta secpath missing drop',
+        'oifname "up0" rt ipsec missing drop',
+        "}",
+    ]
+    return "\n".join(lines)
+
+
+NO_NAT = "\n".join(["chain postrouting {", "type nat hook postrouting priority srcnat; policy accept;", "}"])

@@ -11,8 +11,11 @@ with the same spec makes none. Nothing that matches is ever removed and re-added
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import ip_address, ip_network
+from typing import Any
 
 from isthmus.linux import nft
+from isthmus.linux.nat_nft import TRANSIT
 from isthmus.linux.routes import Route, ensure_fdb, ensure_neighbours, ensure_routes
 from isthmus.linux.run import add_netns, ip_batch, ip_json, list_netns, sysctl
 
@@ -55,6 +58,7 @@ class RouterSpec:
     remotes: tuple[Remote, ...]
     filter_body: str
     nat_body: str
+    site_routes: tuple[tuple[str, str], ...] = ()  # (on-premises prefix, the gateway compartment's address)
     vxlan: str = field(init=False)
     uplink: str = field(init=False)
 
@@ -106,6 +110,7 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
     changes += sum(made for _port, made in plugged)
     routes = [Route(a, port.interface) for port in spec.ports for a in port.addresses]
     routes += [Route(a, spec.vxlan) for remote in spec.remotes for a in remote.addresses]
+    routes += [Route(prefix, spec.vxlan, via) for prefix, via in spec.site_routes]
     changes += ensure_routes(spec.netns, routes)
     neighbours = {a: remote.router_mac for remote in spec.remotes for a in remote.addresses}
     changes += ensure_neighbours(spec.netns, spec.vxlan, neighbours)
@@ -115,6 +120,28 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
     # The guest's side last: once a VM has its address, its routes and filters are already in place.
     changes += sum(_vm(port) for port, made in plugged if made or check_vms)
     return changes
+
+
+def transit_pairs(vnis: set[int], links: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
+    """The /31 between the node and each of its VNet routers (t<vni>, from `links`: `ip -j addr show` of the
+    node): kept from the kernel, new ones take the lowest free."""
+    held: dict[int, int] = {}
+    for link in links:
+        name = link["ifname"]
+        if name.startswith("t") and name[1:].isdigit():
+            for info in link.get("addr_info", []):
+                if info["family"] == "inet":
+                    held[int(name[1:])] = int(ip_address(info["local"]))
+    base = ip_network(TRANSIT)
+    taken = set(held.values())
+    free = (int(base.network_address) + 2 * i for i in range(base.num_addresses // 2))
+    out = {}
+    for vni in sorted(vnis):
+        if vni not in held:
+            held[vni] = next(a for a in free if a not in taken)
+        low = held[vni]
+        out[vni] = (str(ip_address(low)), str(ip_address(low + 1)))
+    return out
 
 
 def _gateways(spec: RouterSpec) -> int:

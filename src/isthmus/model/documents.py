@@ -61,6 +61,18 @@ class RemoteHost(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
+class SiteRoute(_Wire):
+    """On-premises prefixes of a VNet's connections, reached through its gateway compartment: routed VXLAN
+    to the gateway node as to another host, the compartment's GatewaySubnet address behind its router MAC."""
+
+    node: str  # the gateway node carrying the compartment
+    vtep: IPAddress
+    router_mac: str
+    next_hop: IPAddress  # the compartment's GatewaySubnet address
+    prefixes: tuple[IPNetwork, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class VirtualNetwork(_Wire):
     id: str
     vni: int
@@ -68,6 +80,7 @@ class VirtualNetwork(_Wire):
     subnets: tuple[Subnet, ...]
     router_mac: str | None  # this host's router MAC in the VNet
     remotes: tuple[RemoteHost, ...]
+    site_routes: tuple[SiteRoute, ...] = ()
 
     @property
     def key(self) -> str:
@@ -219,6 +232,13 @@ class Compartment(_Wire):
     bgp: BgpSettings | None
     bandwidth_kbps: int
     connections: tuple[Connection, ...]
+    router_mac: str | None = None  # the compartment's MAC on its VXLAN leg
+    address_space: tuple[IPNetwork, ...] = ()  # the VNet's: the local traffic selector
+    remotes: tuple[RemoteHost, ...] = ()  # the hosts with VMs in the VNet, and their addresses
+
+    @property
+    def key(self) -> str:
+        return self.virtual_network_gateway.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +249,7 @@ class GatewayDocument(_Wire):
     pool: str | None
     state: Literal["active", "standby", "unassigned"]
     compartments: tuple[Compartment, ...]
+    address: IPAddress | None = None  # the node's underlay address: its VTEP
     role: Literal["gateway"] = "gateway"
 
 

@@ -36,6 +36,7 @@ TLS_SHUTDOWN_SECONDS = 2.0  # a closing connection waits this long for the clien
 REPORT_RESOURCES = 10_000  # resources named in one report (besides: each must be one the node carries)
 REPORT_RESOURCE_ID_LENGTH = 1_024
 REPORT_DAEMONS = 64
+REPORT_TUNNELS = 16  # tunnels (child SAs) reported of one connection
 REPORT_DAEMON_TEXT_LENGTH = 256  # a daemon's name, and its state
 REPORT_DETAILS_BYTES = 64 * 1024  # `details` as compact JSON
 # A node's registration: its kernel's capabilities and the datapath chosen from them.

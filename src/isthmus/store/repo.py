@@ -390,6 +390,39 @@ class Tx:
         if rows:
             self.conn.execute(insert(t.resource_status), rows)
 
+    def set_connection_status(self, node: str, reports: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+        """Record what `node` observed of the connections it carries (key -> report); returns (key, status
+        before, status now) of those whose connectionStatus changed."""
+        keys = list(reports)
+        held = {
+            row.connection: row.status
+            for row in self.conn.execute(
+                select(t.connection_status.c.connection, t.connection_status.c.status).where(
+                    t.connection_status.c.connection.in_(keys)
+                )
+            )
+        } if keys else {}  # fmt: skip
+        changed = []
+        for key, report in reports.items():
+            status = str(report.get("connectionStatus", "Unknown"))
+            row = {"node": node, "status": status, "body": dumps(report)}
+            if key in held:
+                where = t.connection_status.c.connection == key
+                self.conn.execute(update(t.connection_status).where(where).values(row))
+            else:
+                self.conn.execute(insert(t.connection_status).values(connection=key, **row))
+            if held.get(key, "Unknown") != status:
+                changed.append((key, held.get(key, "Unknown"), status))
+        return changed
+
+    def connection_status(self, key: str) -> dict[str, Any] | None:
+        where = t.connection_status.c.connection == key
+        row = self.conn.execute(select(t.connection_status.c.body).where(where)).first()
+        return json.loads(row.body) if row else None
+
+    def forget_connection_status(self, key: str) -> None:
+        self.conn.execute(delete(t.connection_status).where(t.connection_status.c.connection == key))
+
     def failure_of(self, key: str) -> tuple[str, str] | None:
         """(node, message) of a node that failed to apply the resource `key`, if any."""
         row = self.conn.execute(_FAILURE_OF, {"key": key}).first()

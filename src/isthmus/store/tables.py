@@ -113,6 +113,17 @@ resource_status = Table(
     Column("message", Text, nullable=False),
 )
 
+# What the gateway carrying a connection last observed of it (connectionStatus, byte counters, the reason
+# it is down): observed state, never intent. body is the reported JSON.
+connection_status = Table(
+    "connection_status",
+    metadata,
+    Column("connection", String(512), primary_key=True),  # store key
+    Column("node", String(96), nullable=False),
+    Column("status", String(16), nullable=False),  # Unknown | Connecting | Connected | NotConnected
+    Column("body", Text, nullable=False),
+)
+
 events = Table(
     "events",
     metadata,

@@ -354,11 +354,20 @@ class Connections(Kind):
     def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
         body = dict(doc.body)
         props = {k: v for k, v in body["properties"].items() if k not in (CLEAR, SEALED)}  # write-only
-        props.setdefault("connectionStatus", "Unknown")
-        props.setdefault("ingressBytesTransferred", 0)
-        props.setdefault("egressBytesTransferred", 0)
+        observed = tx.connection_status(doc.key) or {}
+        props["connectionStatus"] = observed.get("connectionStatus", "Unknown")
+        props["ingressBytesTransferred"] = observed.get("ingressBytesTransferred", 0)
+        props["egressBytesTransferred"] = observed.get("egressBytesTransferred", 0)
+        props["tunnelConnectionStatus"] = observed.get("tunnelConnectionStatus", [])
+        if "lastConnectionEstablishedUtcTime" in observed:
+            props["lastConnectionEstablishedUtcTime"] = observed["lastConnectionEstablishedUtcTime"]
+        if observed.get("reason"):
+            props["connectionStatusReason"] = observed["reason"]  # isthmus: why it is not connected
         body["properties"] = props
         return body
+
+    def after_delete(self, tx: Tx, doc: Doc) -> None:
+        tx.forget_connection_status(doc.key)
 
 
 def _interface_address(text: str, target: str) -> IPv4Network | IPv6Network:

@@ -1,0 +1,292 @@
+"""The gateway agent: a gateway node's compartments, one per virtual network gateway it carries.
+
+    node netns ── t<vni> ═veth═ up0 ── compartment netns (VIP and GatewaySubnet address on lo)
+        │   VIP/32 routed in, replies out to the ToR        │ charon (vici), ESP: XFRM or libipsec's TUN
+        └── VXLAN socket ── x<vni> (routed VXLAN to the VNet's hosts, static FDB and neighbours)
+
+The compartment is a VNet router without VM ports (linux/router.py): the hosts reach it like another host,
+and route the sites' prefixes to its GatewaySubnet address. Its charon is supervised; connections are
+loaded over vici (shared key, conn) and initiated by the agent with a bounded, backed-off retry, so a site
+with a wrong key or no common proposal costs a few packets a minute, not a storm. What charon reports
+(SAs, byte counters, the reason of the last failure from its log) is the connection's observed status,
+sampled on every heartbeat (`observe`) and reported at once when it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from isthmus.agents.loop import Outcome
+from isthmus.linux import strongswan
+from isthmus.linux.nat_nft import NO_NAT, compartment_guard
+from isthmus.linux.router import Remote, RouterSpec, realize, transit_pairs
+from isthmus.linux.routes import Route, ensure_routes
+from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
+from isthmus.linux.supervisor import DaemonError, Supervisor
+from isthmus.model.documents import Compartment, Connection, Delta, GatewayDocument
+
+log = logging.getLogger("isthmus.agent.gateway")
+RETRY_FIRST_S = 2.0
+RETRY_CAP_S = 60.0
+
+
+@dataclass
+class _Attempts:
+    """Initiation of one connection: when it may be tried again (bounded, exponential)."""
+
+    failures: int = 0
+    next_at: float = 0.0
+
+    def failed(self, now: float) -> None:
+        self.failures += 1
+        self.next_at = now + min(RETRY_CAP_S, RETRY_FIRST_S * 2 ** (self.failures - 1))
+
+
+@dataclass
+class _Carried:
+    """One compartment this agent runs."""
+
+    netns: str
+    run_dir: Path
+    charon: Supervisor
+    loaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # conn name -> the config loaded
+    keys: dict[str, str] = field(default_factory=dict)  # conn name -> the shared key loaded
+    connections: dict[str, Connection] = field(default_factory=dict)  # conn name -> its document entry
+    attempts: dict[str, _Attempts] = field(default_factory=dict)
+    log_offset: int = 0
+    reasons: dict[str, str] = field(default_factory=dict)  # conn name -> why it last failed
+    established: dict[str, str] = field(default_factory=dict)  # conn name -> lastConnectionEstablishedUtcTime
+
+
+class GatewayReconciler:
+    def __init__(self, node: str, prefix: str, run_root: Path, *, libipsec: bool) -> None:
+        self.node = node
+        self.compartment_prefix = f"{prefix}{node}-gw"
+        self.run_root = run_root
+        self.libipsec = libipsec
+        self.carried: dict[str, _Carried] = {}  # compartment key -> what runs for it
+        self._lock = threading.Lock()  # the pass and `observe` share `carried`
+        self._observed: dict[str, dict[str, Any]] = {}
+        sysctl(None, {"net.ipv4.ip_forward": "1"})
+
+    def healthy(self) -> bool:
+        return all(c.charon.healthy() for c in list(self.carried.values()))
+
+    def netns_of(self, vni: int) -> str:
+        return f"{self.compartment_prefix}{vni}"
+
+    # --- the pass -----------------------------------------------------------------------------------
+
+    def reconcile(self, doc: GatewayDocument, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
+        outcome = Outcome()
+        with self._lock:
+            wanted = {c.key: c for c in doc.compartments if c.vni is not None}
+            links = ip_json(None, "addr", "show")
+            transit = transit_pairs({c.vni for c in wanted.values() if c.vni is not None}, links)
+            node_routes: list[Route] = []
+            for key, compartment in sorted(wanted.items()):
+                assert compartment.vni is not None
+                try:
+                    spec = self._spec(doc, compartment, transit[compartment.vni])
+                    realize(spec, None, check_vms=full)
+                    if compartment.vip is not None:
+                        node_routes.append(Route(str(compartment.vip), spec.uplink, spec.transit[1]))
+                    carried = self._charon(key, spec.netns)
+                    self._connections(carried, compartment)
+                    outcome.resources[compartment.virtual_network_gateway] = {"state": "Succeeded", "message": ""}
+                    for connection in compartment.connections:
+                        outcome.resources[connection.id] = {"state": "Succeeded", "message": ""}
+                except (LinuxError, DaemonError, OSError) as error:
+                    log.warning("compartment %s: %s", compartment.virtual_network_gateway, error)
+                    for rid in (compartment.virtual_network_gateway, *(c.id for c in compartment.connections)):
+                        outcome.resources[rid] = {"state": "Failed", "message": str(error)}
+            removed = self._remove_stale(set(wanted))
+            changes = ensure_routes(None, node_routes)
+            outcome.details = {"compartments": len(wanted), "removed": removed, "changes": changes,
+                               "datapath": "libipsec" if self.libipsec else "xfrm"}  # fmt: skip
+        self.observe()
+        return outcome
+
+    def _spec(self, doc: GatewayDocument, compartment: Compartment, transit: tuple[str, str]) -> RouterSpec:
+        assert compartment.vni is not None and doc.address is not None and compartment.router_mac is not None
+        own = [str(a) for a in (compartment.private_ip_address, compartment.vip) if a is not None]
+        remotes = tuple(
+            Remote(str(r.vtep), r.router_mac, tuple(str(a) for a in r.addresses if a.version == 4))
+            for r in compartment.remotes
+        )
+        return RouterSpec(
+            netns=self.netns_of(compartment.vni),
+            vni=compartment.vni,
+            router_mac=compartment.router_mac,
+            underlay=str(doc.address),
+            transit=transit,
+            gateways=tuple(sorted(own)),
+            ports=(),
+            remotes=remotes,
+            filter_body=compartment_guard(str(compartment.vip) if compartment.vip else None),
+            nat_body=NO_NAT,
+        )
+
+    def _charon(self, key: str, netns: str) -> _Carried:
+        carried = self.carried.get(key)
+        if carried is None:
+            run_dir = self.run_root / netns
+            daemon = strongswan.charon_daemon(netns, run_dir, libipsec=self.libipsec)
+            carried = self.carried[key] = _Carried(netns, run_dir, Supervisor(daemon))
+        if carried.charon.ensure():  # (re)started: it holds nothing until loaded again
+            log.info("charon of %s started (%s)", netns, carried.charon.reason)
+            carried.loaded.clear()
+            carried.keys.clear()
+        return carried
+
+    def _connections(self, carried: _Carried, compartment: Compartment) -> None:
+        """Load what differs, unload what went, initiate what has no SA (when its retry is due)."""
+        vip = str(compartment.vip) if compartment.vip else None
+        local_ts = [str(p) for p in compartment.address_space if p.version == 4]
+        wanted = {
+            strongswan.conn_name(c.id): c
+            for c in compartment.connections
+            if c.connection_type == "IPsec" and c.remote_address is not None and c.shared_key and vip
+        }
+        carried.connections = wanted
+        with strongswan.session(carried.run_dir) as vici:
+            for name in sorted(set(carried.loaded) - set(wanted)):
+                vici.unload_conn({"name": name})
+                for _ in vici.terminate({"ike": name, "timeout": -1}):
+                    pass
+                vici.unload_shared({"id": name})
+                carried.loaded.pop(name)
+                carried.keys.pop(name, None)
+                carried.attempts.pop(name, None)
+            for name, connection in sorted(wanted.items()):
+                assert vip is not None and connection.shared_key is not None
+                config = strongswan.conn_config(connection, vip, local_ts)
+                if carried.keys.get(name) != connection.shared_key:
+                    rekeyed = name in carried.keys
+                    vici.load_shared({"id": name, "type": "IKE", "data": connection.shared_key,
+                                      "owners": [vip, str(connection.remote_address)]})  # fmt: skip
+                    carried.keys[name] = connection.shared_key
+                    if rekeyed:  # a rotated key: the tunnel is keyed again with it
+                        carried.attempts[name] = _Attempts()
+                        for _ in vici.terminate({"ike": name, "timeout": -1}):
+                            pass
+                if carried.loaded.get(name) != config:
+                    vici.load_conn(config)
+                    carried.loaded[name] = config
+                    carried.attempts[name] = _Attempts()
+            self._initiate(carried, vici)
+
+    def _initiate(self, carried: _Carried, vici: Any) -> None:
+        up = strongswan.tunnels(vici.list_sas())
+        now = time.monotonic()
+        for name, connection in sorted(carried.connections.items()):
+            tunnel = up.get(name)
+            if not strongswan.initiates(connection) or (tunnel is not None and tunnel.state):
+                continue
+            attempts = carried.attempts.setdefault(name, _Attempts())
+            if now < attempts.next_at:
+                continue
+            attempts.failed(now)  # counted as failed until charon reports it up (reset in `observe`)
+            for _ in vici.initiate({"ike": name, "child": name, "timeout": -1}):
+                pass
+
+    def _remove_stale(self, wanted: set[str]) -> int:
+        removed = 0
+        for key in sorted(set(self.carried) - wanted):
+            carried = self.carried.pop(key)
+            carried.charon.stop()
+            removed += 1
+        netns = {c.netns for c in self.carried.values()}
+        for name in sorted(list_netns()):
+            if name.startswith(self.compartment_prefix) and name not in netns:
+                delete_netns(name)
+                removed += 1
+        return removed
+
+    # --- observed state -----------------------------------------------------------------------------
+
+    def observe(self) -> bool:
+        """Sample every connection's SAs and charon's log; True if what `observed` reports changed."""
+        with self._lock:
+            observed: dict[str, dict[str, Any]] = {}
+            for carried in self.carried.values():
+                observed.update(self._observe(carried))
+            changed = {k: _without_counters(v) for k, v in observed.items()} != {
+                k: _without_counters(v) for k, v in self._observed.items()
+            }
+            self._observed = observed
+        return changed
+
+    def observed(self) -> dict[str, dict[str, Any]]:
+        """Connection id -> its status, as the API's connection resource shows it."""
+        return dict(self._observed)
+
+    def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:
+        if not carried.connections:
+            return {}
+        try:
+            with strongswan.session(carried.run_dir, timeout=2.0) as vici:
+                up = strongswan.tunnels(vici.list_sas())
+        except OSError:
+            up = {}
+        carried.reasons.update(strongswan.reason_in(self._new_log_lines(carried)))
+        out = {}
+        for name, connection in carried.connections.items():
+            tunnel = up.get(name)
+            if tunnel is not None and tunnel.connected:
+                status = "Connected"
+                carried.reasons.pop(name, None)
+                carried.attempts[name] = _Attempts()
+                if tunnel.established_s is not None:
+                    since = datetime.now(UTC).timestamp() - tunnel.established_s
+                    carried.established[name] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            elif tunnel is not None and tunnel.state in ("CONNECTING", "ESTABLISHED", "REKEYING", "PASSIVE"):
+                status = "Connecting"
+            else:
+                status = "NotConnected"
+            report: dict[str, Any] = {
+                "connectionStatus": status,
+                "ingressBytesTransferred": tunnel.bytes_in if tunnel else 0,
+                "egressBytesTransferred": tunnel.bytes_out if tunnel else 0,
+                "tunnelConnectionStatus": [
+                    {
+                        "tunnel": f"{child[1]}=={child[2]}",
+                        "connectionStatus": "Connected" if child[0] == "INSTALLED" else "Connecting",
+                        "ingressBytesTransferred": child[3],
+                        "egressBytesTransferred": child[4],
+                    }
+                    for child in (tunnel.children if tunnel else ())
+                ],
+            }
+            if name in carried.established:
+                report["lastConnectionEstablishedUtcTime"] = carried.established[name]
+            if status != "Connected" and name in carried.reasons:
+                report["reason"] = carried.reasons[name]
+            out[connection.id] = report
+        return out
+
+    @staticmethod
+    def _new_log_lines(carried: _Carried) -> list[str]:
+        path = carried.run_dir / strongswan.LOG
+        try:
+            with path.open("rb") as handle:
+                size = handle.seek(0, 2)
+                if size < carried.log_offset:  # a new charon started a new log
+                    carried.log_offset = 0
+                handle.seek(carried.log_offset)
+                data = handle.read(min(size - carried.log_offset, 1 << 20))
+                carried.log_offset += len(data)
+        except OSError:
+            return []
+        return data.decode(errors="replace").splitlines()
+
+
+def _without_counters(report: dict[str, Any]) -> dict[str, Any]:
+    """A report without what changes with every packet: a change in the rest is reported at once."""
+    return {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k != "tunnelConnectionStatus"}

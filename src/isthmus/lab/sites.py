@@ -1,0 +1,170 @@
+"""Remote sites: an on-premises network with its own strongSwan, on the lab's internet segment.
+
+    br-inet ── eth0 198.51.100.X ── site netns (charon, from a swanctl.conf the caller wrote) ── lan0
+                                                                                               │
+                                               on-premises host netns ── eth0 (prefix's .10) ──┘
+
+The site's IPsec configuration is never isthmus': the caller hands over a swanctl.conf (a test writes it by
+hand; `isthmus lab site create --swanctl FILE`), loaded with swanctl into the site's own charon, which runs
+with userspace ESP unless the kernel has it. Its PID is recorded in the lab's state; `lab down` stops it and
+removes the namespaces with the rest of the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
+from pathlib import Path
+
+from isthmus.lab.fabric import RUN_ROOT, SITES_FILE, LabError, LabState, _kill
+from isthmus.lab.topology import TOR_UPLINK
+from isthmus.linux.run import LinuxError, add_netns, delete_netns, ip_batch, list_netns, netns_pids, sysctl
+from isthmus.linux.supervisor import Daemon, DaemonError, Supervisor, socket_answers
+
+SITE_CONF = """charon {
+  load = random nonce openssl aes sha1 sha2 hmac gmp curve25519 kdf%s kernel-netlink socket-default vici
+  install_routes = yes
+  plugins {
+    vici { socket = unix:///run/charon.vici }
+    kernel-libipsec { mtu = 1400 }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    address: str  # its public address on the internet segment
+    prefix: str  # its on-premises network
+    netns: str
+    host_netns: str  # the on-premises host behind it
+    host_address: str
+    run_dir: str
+    libipsec: bool = True
+
+
+def _sites(state: LabState) -> dict[str, Site]:
+    path = Path(state.workdir) / SITES_FILE
+    if not path.exists():
+        return {}
+    return {name: Site(**entry) for name, entry in json.loads(path.read_text()).items()}
+
+
+def _save(state: LabState, sites: dict[str, Site]) -> None:
+    (Path(state.workdir) / SITES_FILE).write_text(json.dumps({n: asdict(s) for n, s in sorted(sites.items())}))
+
+
+def listing(state: LabState) -> list[Site]:
+    return [site for _name, site in sorted(_sites(state).items())]
+
+
+def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: str, *, libipsec: bool = True) -> Site:
+    """Build site `name` and load `swanctl_conf` into its charon; LabError (and nothing left) on bad input."""
+    if not name.isalnum() or len(name) > 8:
+        raise LabError(f"site name {name!r}: up to 8 letters and digits")
+    if name in _sites(state):
+        raise LabError(f"site {name} exists: delete it first (`isthmus lab site delete {name}`)")
+    try:
+        public = ip_interface(f"{address}/24")
+        network = ip_network(prefix)
+    except ValueError as error:
+        raise LabError(f"site {name}: {error}") from None
+    if public.network != ip_network("198.51.100.0/24") or str(public.ip) in (TOR_UPLINK, "198.51.100.10"):
+        raise LabError(f"site {name}: its address must be a free one of the internet segment 198.51.100.0/24")
+    if network.num_addresses < 16:
+        raise LabError(f"site {name}: {prefix} is too small for a router and a host")
+    topology = state.topology
+    netns = topology.netns(f"site-{name}")
+    host = str(network.network_address + 10)
+    site = Site(name, str(public.ip), str(network), netns, f"{netns}-h", host, str(RUN_ROOT / netns), libipsec)
+    try:
+        _build(state, site, network)
+        supervisor = Supervisor(_charon(site))
+        supervisor.ensure()
+        assert supervisor.pid is not None
+        state.record(f"site-{name}", supervisor.pid)
+        state.save()
+        load(site, swanctl_conf)
+    except (LinuxError, DaemonError, LabError) as error:
+        _remove(state, site)
+        raise LabError(f"site {name}: {error}") from None
+    sites = _sites(state)
+    sites[name] = site
+    _save(state, sites)
+    return site
+
+
+def load(site: Site, swanctl_conf: str) -> None:
+    """(Re)load the site's whole configuration from `swanctl_conf`."""
+    path = Path(site.run_dir) / "swanctl.conf"
+    path.write_text(swanctl_conf)
+    path.chmod(0o600)
+    done = subprocess.run(
+        ["swanctl", "--load-all", "--noprompt", "--clear", "--file", str(path), "--uri", f"unix://{site.run_dir}/charon.vici"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise LabError(f"swanctl refused the configuration: {(done.stderr or done.stdout).strip()[-500:]}")
+
+
+def swanctl(site: Site, *args: str, timeout: float = 30.0) -> str:
+    """Run swanctl against the site's charon (e.g. --list-sas, --initiate --child NAME)."""
+    done = subprocess.run(["swanctl", *args, "--uri", f"unix://{site.run_dir}/charon.vici"], capture_output=True,
+                          text=True, timeout=timeout, check=False)  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def delete(state: LabState, name: str) -> None:
+    sites = _sites(state)
+    site = sites.pop(name, None)
+    if site is None:
+        raise LabError(f"no site {name} in the lab at {state.workdir}")
+    _remove(state, site)
+    _save(state, sites)
+
+
+def _build(state: LabState, site: Site, network: IPv4Network | IPv6Network) -> None:
+    fabric = state.topology.netns("fabric")
+    router = str(network.network_address + 1)
+    length = network.prefixlen
+    existing = list_netns()
+    for netns in (site.netns, site.host_netns):
+        if netns in existing:
+            raise LabError(f"namespace {netns} exists")
+        add_netns(netns)
+    sysctl(site.netns, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
+    outside = f"i-s{site.name}"[:15]
+    ip_batch(fabric, [f"link add {outside} type veth peer name eth0 netns {site.netns}",
+                      f"link set {outside} master br-inet up"])  # fmt: skip
+    ip_batch(site.netns, [f"addr add {site.address}/24 dev eth0", "link set eth0 up", "link set lo up",
+                          f"route add default via {TOR_UPLINK}",
+                          f"link add lan0 type veth peer name eth0 netns {site.host_netns}",
+                          f"addr add {router}/{length} dev lan0", "link set lan0 up"])  # fmt: skip
+    ip_batch(site.host_netns, [f"addr add {site.host_address}/{length} dev eth0", "link set eth0 up",
+                               "link set lo up", f"route add default via {router}"])  # fmt: skip
+
+
+def _charon(site: Site) -> Daemon:
+    run = Path(site.run_dir)
+    return Daemon(
+        "charon", ("/usr/lib/ipsec/charon",), run, site.netns,
+        configs={"strongswan.conf": SITE_CONF % (" kernel-libipsec" if site.libipsec else "")},
+        env={"STRONGSWAN_CONF": "/run/strongswan.conf"}, private_run=True,
+        stale=(run / "charon.vici", run / "charon.pid"), probe=lambda: socket_answers(run / "charon.vici"),
+    )  # fmt: skip
+
+
+def _remove(state: LabState, site: Site) -> None:
+    if site.run_dir:
+        Supervisor(_charon(site)).stop()  # by its record, if it started
+    state.pids.pop(f"site-{site.name}", None)
+    state.save()
+    existing = list_netns()
+    for netns in (site.netns, site.host_netns):
+        if netns in existing:
+            for pid in netns_pids(netns):
+                _kill(pid)
+            delete_netns(netns)

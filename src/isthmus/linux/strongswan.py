@@ -1,0 +1,252 @@
+"""strongSwan's charon, one per gateway compartment, configured only over vici.
+
+Each charon runs in its compartment's namespace with its run directory bound over /run (charon's fixed
+/run/charon.pid; FACTS: two charons otherwise clash), so its vici socket is RUN_DIR/charon.vici outside.
+ESP is the kernel's (XFRM) where the node has it, else charon's userspace kernel-libipsec (a TUN device,
+UDP-encapsulated ESP): the node's datapath choice (linux/datapath.py).
+
+Azure's vocabulary becomes strongSwan's here: `ike_proposal` / `esp_proposal` map one ipsecPolicy,
+`DEFAULT_IKE` / `DEFAULT_ESP` are the offer when a connection has none (Azure Stack Hub's ECP384 first,
+then Azure's common defaults). `conn_config` is the vici load-conn body of one connection. Failures are read
+from charon's own log (`reason_in`): the reason a connection is NotConnected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isthmus.linux.supervisor import Daemon, socket_answers
+from isthmus.model.documents import Connection, IpsecPolicy
+
+CHARON = "/usr/lib/ipsec/charon"
+SOCKET = "charon.vici"
+LOG = "charon.log"
+ROUTING_TABLE = 220
+
+IKE_ENCRYPTION = {"DES": "des", "DES3": "3des", "AES128": "aes128", "AES192": "aes192", "AES256": "aes256",
+                  "GCMAES128": "aes128gcm16", "GCMAES256": "aes256gcm16"}  # fmt: skip
+IKE_INTEGRITY = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA384": "sha384"}
+# With an AEAD (GCM) IKE cipher the integrity names the PRF.
+IKE_PRF = {"GCMAES128": "prfsha256", "GCMAES256": "prfsha384", "SHA384": "prfsha384", "SHA256": "prfsha256",
+           "SHA1": "prfsha1", "MD5": "prfmd5"}  # fmt: skip
+DH_GROUP = {"DHGroup1": "modp768", "DHGroup2": "modp1024", "DHGroup14": "modp2048", "DHGroup2048": "modp2048",
+            "DHGroup24": "modp2048s256", "ECP256": "ecp256", "ECP384": "ecp384"}  # fmt: skip
+ESP_ENCRYPTION = {"None": "null", "DES": "des", "DES3": "3des", "AES128": "aes128", "AES192": "aes192",
+                  "AES256": "aes256", "GCMAES128": "aes128gcm16", "GCMAES192": "aes192gcm16",
+                  "GCMAES256": "aes256gcm16"}  # fmt: skip
+ESP_INTEGRITY = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256"}
+PFS_GROUP = {"None": None, "PFS1": "modp768", "PFS2": "modp1024", "PFS14": "modp2048", "PFS2048": "modp2048",
+             "PFS24": "modp2048s256", "ECP256": "ecp256", "ECP384": "ecp384", "PFSMM": None}  # fmt: skip
+
+DEFAULT_IKE = ("aes256-sha384-ecp384", "aes256-sha256-modp2048", "aes256-sha1-modp1024", "aes128-sha256-modp2048",
+               "aes128-sha1-modp1024", "3des-sha256-modp1024", "3des-sha1-modp1024")  # fmt: skip
+DEFAULT_ESP = ("aes256gcm16-ecp384", "aes256gcm16", "aes256-sha256", "aes256-sha1", "aes128-sha1", "3des-sha1")
+IKE_LIFETIME_S = 28800  # Azure's IKE SA lifetime
+DEFAULT_ESP_LIFETIME_S = 27000  # Azure's quick-mode SA lifetime
+
+
+def strongswan_conf(libipsec: bool) -> str:
+    """The charon configuration as charon sees it (/run is its run directory)."""
+    # kernel-libipsec must come before kernel-netlink, or XFRM is the ESP backend (FACTS: the order matters).
+    kernel = "kernel-libipsec kernel-netlink" if libipsec else "kernel-netlink"
+    plugins = f"random nonce openssl aes sha1 sha2 hmac gmp curve25519 kdf {kernel} socket-default vici"
+    return f"""charon {{
+  load = {plugins}
+  install_routes = yes
+  routing_table = {ROUTING_TABLE}
+  retransmit_tries = 3
+  retransmit_timeout = 1.0
+  retransmit_base = 1.4
+  filelog {{
+    reason {{
+      path = /run/{LOG}
+      time_format = %s
+      ike_name = yes
+      flush_line = yes
+      default = 0
+      ike = 1
+      cfg = 1
+    }}
+  }}
+  plugins {{
+    vici {{ socket = unix:///run/{SOCKET} }}
+    kernel-libipsec {{ mtu = 1400 }}
+  }}
+}}
+"""
+
+
+def charon_daemon(netns: str, run_dir: Path, *, libipsec: bool) -> Daemon:
+    return Daemon(
+        "charon",
+        (CHARON,),
+        run_dir,
+        netns,
+        configs={"strongswan.conf": strongswan_conf(libipsec)},
+        env={"STRONGSWAN_CONF": "/run/strongswan.conf"},  # the path as charon sees it
+        private_run=True,
+        stale=(run_dir / SOCKET, run_dir / "charon.pid"),
+        probe=lambda: socket_answers(run_dir / SOCKET),
+    )
+
+
+def conn_name(connection_id: str) -> str:
+    """charon's name for a connection: short, stable, free of the ARM id's slashes."""
+    return "c" + hashlib.sha256(connection_id.lower().encode()).hexdigest()[:12]
+
+
+def ike_proposal(policy: IpsecPolicy) -> str:
+    encryption = IKE_ENCRYPTION[policy.ike_encryption]
+    dh = DH_GROUP.get(policy.dh_group)
+    if dh is None:
+        raise ValueError(f"dhGroup {policy.dh_group} cannot key an IKEv2 SA")
+    if encryption.endswith("gcm16"):
+        return f"{encryption}-{IKE_PRF[policy.ike_integrity]}-{dh}"
+    return f"{encryption}-{IKE_INTEGRITY[policy.ike_integrity]}-{dh}"
+
+
+def esp_proposal(policy: IpsecPolicy) -> str:
+    encryption = ESP_ENCRYPTION[policy.ipsec_encryption]
+    parts = [encryption] if encryption.endswith("gcm16") else [encryption, ESP_INTEGRITY[policy.ipsec_integrity]]
+    pfs = PFS_GROUP[policy.pfs_group]
+    if pfs:
+        parts.append(pfs)
+    return "-".join(parts)
+
+
+def conn_config(connection: Connection, vip: str, local_ts: Sequence[str]) -> dict[str, Any]:
+    """vici's load-conn body for one IPsec connection of a route-based gateway (identity: its VIP)."""
+    assert connection.remote_address is not None
+    remote = str(connection.remote_address)
+    policies = connection.ipsec_policies
+    child: dict[str, Any] = {
+        "local_ts": list(local_ts),
+        "remote_ts": [str(p) for p in connection.remote_prefixes] or ["0.0.0.0/0"],
+        "esp_proposals": [esp_proposal(p) for p in policies] if policies else list(DEFAULT_ESP),
+        "mode": "tunnel",
+        "rekey_time": f"{policies[0].sa_life_time_seconds if policies else DEFAULT_ESP_LIFETIME_S}s",
+        "dpd_action": "restart",
+        "close_action": "none",
+        "start_action": "none",  # the agent initiates, with its own backoff
+    }
+    if policies:
+        child["rekey_bytes"] = str(policies[0].sa_data_size_kilobytes * 1024)
+    dpd = connection.dpd_timeout_seconds or 45
+    return {
+        conn_name(connection.id): {
+            "version": "2",
+            "local_addrs": [vip],
+            "remote_addrs": [remote],
+            "proposals": [ike_proposal(p) for p in policies] if policies else list(DEFAULT_IKE),
+            "rekey_time": f"{IKE_LIFETIME_S}s",
+            "dpd_delay": f"{max(1, dpd // 3)}s",
+            "dpd_timeout": f"{dpd}s",
+            "keyingtries": "1",
+            "unique": "replace",
+            "mobike": "no",
+            "local": {"auth": "psk", "id": vip},
+            "remote": {"auth": "psk", "id": remote},
+            "children": {conn_name(connection.id): child},
+        }
+    }
+
+
+def initiates(connection: Connection) -> bool:
+    return (connection.connection_mode or "Default") != "ResponderOnly"
+
+
+@contextmanager
+def session(run_dir: Path, timeout: float = 5.0) -> Iterator[Any]:
+    """A vici session with the charon of `run_dir`."""
+    import vici  # the gateway agent's alone
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(run_dir / SOCKET))
+        yield vici.Session(sock)
+    finally:
+        sock.close()
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """One connection's SAs as charon reports them."""
+
+    state: str  # the IKE SA's: ESTABLISHED, CONNECTING, … ("" when there is none)
+    children: tuple[tuple[str, str, str, int, int], ...]  # (state, local ts, remote ts, bytes in, bytes out)
+    established_s: int | None  # seconds since the IKE SA was established
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "ESTABLISHED" and any(c[0] == "INSTALLED" for c in self.children)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(c[3] for c in self.children)
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(c[4] for c in self.children)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def tunnels(sas: Iterable[Mapping[str, Any]]) -> dict[str, Tunnel]:
+    """list-sas answers -> per connection name its best IKE SA (an established one over a connecting one)."""
+    out: dict[str, Tunnel] = {}
+    for entry in sas:
+        for name, ike in entry.items():
+            children = tuple(
+                (
+                    _text(c.get("state", "")),
+                    " ".join(_text(t) for t in c.get("local-ts", [])),
+                    " ".join(_text(t) for t in c.get("remote-ts", [])),
+                    int(_text(c.get("bytes-in", 0))),
+                    int(_text(c.get("bytes-out", 0))),
+                )
+                for c in (ike.get("child-sas") or {}).values()
+            )
+            established = ike.get("established")
+            tunnel = Tunnel(_text(ike.get("state", "")), children, int(_text(established)) if established else None)
+            held = out.get(_text(name))
+            if held is None or (tunnel.connected and not held.connected):
+                out[_text(name)] = tunnel
+    return out
+
+
+# charon's words for why a connection is down, most telling first.
+REASONS = (
+    ("AUTHENTICATION_FAILED", "authentication failed: the pre-shared keys differ"),
+    ("no shared key found", "authentication failed: no pre-shared key for the peer's identity"),
+    ("tried to authenticate", "authentication failed: the pre-shared keys differ"),
+    ("NO_PROPOSAL_CHOSEN", "no proposal chosen: the site offers nothing this connection allows"),
+    ("no acceptable proposal", "no proposal chosen: the site offers nothing this connection allows"),
+    ("TS_UNACCEPTABLE", "traffic selectors unacceptable: the prefixes on the two sides do not match"),
+    ("peer not responding", "peer unreachable: no answer from the site's gateway"),
+    ("giving up after", "peer unreachable: no answer from the site's gateway"),
+)
+
+
+def reason_in(lines: Iterable[str]) -> dict[str, str]:
+    """Per connection name, the reason of the last failure its log lines tell of."""
+    out: dict[str, str] = {}
+    for line in lines:
+        start = line.find("<")
+        end = line.find("|", start)
+        if start < 0 or end < 0:
+            continue
+        name = line[start + 1 : end]
+        for needle, reason in REASONS:
+            if needle in line:
+                out[name] = reason
+                break
+    return out
