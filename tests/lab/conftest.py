@@ -20,6 +20,18 @@ require_root()
 def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[fabric.LabState]:
     """The lab; a module may choose the MUX agents' speaker by parametrising this fixture indirectly (bird, gobgp),
     else they run the default."""
+    yield from _lab(tmp_path_factory, request, gateways=0)
+
+
+@pytest.fixture(scope="module")
+def gateway_lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[fabric.LabState]:
+    """The lab with a 1+1 gateway pool (gw1, gw2) and their gateway agents."""
+    yield from _lab(tmp_path_factory, request, gateways=2)
+
+
+def _lab(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, gateways: int
+) -> Iterator[fabric.LabState]:
     workdir = tmp_path_factory.mktemp("lab")
     speaker = getattr(request, "param", None)
     # Unique per run, module and speaker, short (interface names derive from node names, not from this).
@@ -28,7 +40,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     if speaker:
         os.environ["ISTHMUS_MUX_SPEAKER"] = speaker  # every MUX agent this module starts (or restarts) inherits it
     try:
-        state = fabric.up(workdir, Topology(prefix, hosts=2, muxes=1, gateways=0), log_level="info")
+        state = fabric.up(workdir, Topology(prefix, hosts=2, muxes=1, gateways=gateways), log_level="info")
         try:
             yield state
         finally:

@@ -57,11 +57,11 @@ class ControllerClient:
         applied: int,
         resources: dict[str, dict[str, str]],
         details: dict[str, Any],
-        connections: dict[str, dict[str, Any]] | None = None,
+        observed: dict[str, Any] | None = None,
     ) -> None:
-        body: dict[str, Any] = {"appliedRevision": applied, "resources": resources, "details": details}
-        if connections is not None:
-            body["connections"] = connections
+        """`observed`: more fields of the report (a gateway's connections and daemons)."""
+        body: dict[str, Any] = {**(observed or {}), "appliedRevision": applied, "resources": resources,
+                                "details": details}  # fmt: skip
         response = self.heartbeat_http.post(f"/v1/nodes/{self.node}/status", json=body)
         response.raise_for_status()
 

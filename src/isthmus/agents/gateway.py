@@ -15,6 +15,7 @@ sampled on every heartbeat (`observe`) and reported at once when it changes.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from isthmus.linux.router import Remote, RouterSpec, realize, transit_pairs
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
 from isthmus.linux.supervisor import DaemonError, Supervisor
+from isthmus.model import limits
 from isthmus.model.documents import Compartment, Connection, Delta, GatewayDocument
 
 log = logging.getLogger("isthmus.agent.gateway")
@@ -158,8 +160,7 @@ class GatewayReconciler:
         with strongswan.session(carried.run_dir) as vici:
             for name in sorted(set(carried.loaded) - set(wanted)):
                 vici.unload_conn({"name": name})
-                for _ in vici.terminate({"ike": name, "timeout": -1}):
-                    pass
+                _terminate(vici, name)
                 vici.unload_shared({"id": name})
                 carried.loaded.pop(name)
                 carried.keys.pop(name, None)
@@ -174,12 +175,14 @@ class GatewayReconciler:
                     carried.keys[name] = connection.shared_key
                     if rekeyed:  # a rotated key: the tunnel is keyed again with it
                         carried.attempts[name] = _Attempts()
-                        for _ in vici.terminate({"ike": name, "timeout": -1}):
-                            pass
+                        _terminate(vici, name)
                 if carried.loaded.get(name) != config:
+                    changed = name in carried.loaded
                     vici.load_conn(config)
                     carried.loaded[name] = config
                     carried.attempts[name] = _Attempts()
+                    if changed:  # its SAs were negotiated under the old configuration
+                        _terminate(vici, name)
             self._initiate(carried, vici)
 
     def _initiate(self, carried: _Carried, vici: Any) -> None:
@@ -197,14 +200,21 @@ class GatewayReconciler:
                 pass
 
     def _remove_stale(self, wanted: set[str]) -> int:
+        """Compartments no longer wanted: their charon (by its record, also one an earlier agent left), their
+        namespace and run directory."""
         removed = 0
         for key in sorted(set(self.carried) - wanted):
             carried = self.carried.pop(key)
             carried.charon.stop()
+            shutil.rmtree(carried.run_dir, ignore_errors=True)
             removed += 1
         netns = {c.netns for c in self.carried.values()}
         for name in sorted(list_netns()):
             if name.startswith(self.compartment_prefix) and name not in netns:
+                run_dir = self.run_root / name
+                if run_dir.exists():
+                    Supervisor(strongswan.charon_daemon(name, run_dir, libipsec=self.libipsec)).stop()
+                    shutil.rmtree(run_dir, ignore_errors=True)
                 delete_netns(name)
                 removed += 1
         return removed
@@ -223,9 +233,14 @@ class GatewayReconciler:
             self._observed = observed
         return changed
 
-    def observed(self) -> dict[str, dict[str, Any]]:
-        """Connection id -> its status, as the API's connection resource shows it."""
-        return dict(self._observed)
+    def observed(self) -> dict[str, Any]:
+        """Per connection id its status (as the API's connection resource shows it); per charon its state."""
+        daemons = {}
+        for carried in list(self.carried.values())[: limits.REPORT_DAEMONS]:
+            state = carried.charon.state()
+            alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
+            daemons[f"charon {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+        return {"connections": dict(self._observed), "daemons": daemons}
 
     def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:
         if not carried.connections:
@@ -285,6 +300,17 @@ class GatewayReconciler:
         except OSError:
             return []
         return data.decode(errors="replace").splitlines()
+
+
+def _terminate(vici: Any, name: str) -> None:
+    """End connection `name`'s SAs, if it has any (without waiting for the peer)."""
+    from vici.exception import CommandException
+
+    try:
+        for _ in vici.terminate({"ike": name, "timeout": -1}):
+            pass
+    except CommandException:  # no SA to terminate
+        pass
 
 
 def _without_counters(report: dict[str, Any]) -> dict[str, Any]:

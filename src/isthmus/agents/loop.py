@@ -70,8 +70,8 @@ class Observing(Protocol):
         """Sample observed state (a gateway's tunnels), cheaply; True if it changed since the last sample."""
         ...
 
-    def observed(self) -> dict[str, dict[str, Any]]:
-        """The last sample: connection id -> its status, as reported to the controller."""
+    def observed(self) -> dict[str, Any]:
+        """The last sample, as fields of the status report (a gateway's: connections, daemons)."""
         ...
 
 
@@ -224,8 +224,8 @@ class Agent:
         except Exception:
             log.exception("repair pass failed")
         try:
-            connections = self.reconciler.observed() if isinstance(self.reconciler, Observing) else None
-            self.client.report(self.applied, self.outcome.resources, self.outcome.details, connections)
+            observed = self.reconciler.observed() if isinstance(self.reconciler, Observing) else {}
+            self.client.report(self.applied, self.outcome.resources, self.outcome.details, observed)
             self.last_report = time.monotonic()
             self.fenced = False
         except httpx.HTTPError as error:

@@ -107,6 +107,14 @@ class StatusReport(BaseModel):
         return details
 
 
+def _restarts(text: str) -> int:
+    """The restart count in a daemon's reported state ("up pid=7 restarts=2")."""
+    for word in text.split():
+        if word.startswith("restarts=") and word[9:].isdigit():
+            return int(word[9:])
+    return 0
+
+
 def _connection_event(tx: Tx, node: str, key: str, was: str, now_: str, reason: str) -> None:
     """A connection's status changed: one event in its owner's scope (the key's subscription)."""
     doc = tx.get(key)
@@ -230,6 +238,7 @@ async def status(
                     f"appliedRevision {body.appliedRevision} is past the store's revision {reached}.",
                     "appliedRevision",
                 )
+            before_daemons = tx.node_status(node).get("daemons") or {}
             if not tx.report_status(node, body.appliedRevision, body.model_dump()):
                 raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
             before = tx.failures(node)
@@ -239,6 +248,11 @@ async def status(
                     tx.event("admin", "apply.failed", key, f"{node} could not apply {key}: {message}")
             for key in sorted(set(before) - {k for k, (s_, _m) in states.items() if s_ == "Failed"}):
                 tx.event("admin", "apply.recovered", key, f"{node} applied {key}")
+            for name, text in sorted(body.daemons.items()):
+                restarts, held = _restarts(text), _restarts(str(before_daemons.get(name, "")))
+                if restarts > held and name in before_daemons:
+                    tx.event("admin", "daemon.restarted", f"/admin/nodes/{node}",
+                             f"{name} on {node} was restarted ({text})")  # fmt: skip
             for key, was, now_ in tx.set_connection_status(node, connections):
                 _connection_event(tx, node, key, was, now_, connections[key].get("reason", ""))
 

@@ -130,6 +130,40 @@ class Tenant:
             properties["networkSecurityGroup"] = {"id": self.id(f"networkSecurityGroups/{nsg}")}
         return self.put(f"networkInterfaces/{name}", properties)
 
+    def vpn_gateway(self, name: str, vnet: str, public_ip: str, sku: str = "Standard") -> dict[str, Any]:
+        """A route-based VPN gateway in `vnet`'s GatewaySubnet, owning `public_ip`."""
+        config = {
+            "subnet": {"id": self.id(f"virtualNetworks/{vnet}/subnets/GatewaySubnet")},
+            "publicIPAddress": {"id": self.id(f"publicIPAddresses/{public_ip}")},
+        }
+        properties = {"gatewayType": "Vpn", "vpnType": "RouteBased", "sku": {"name": sku, "tier": sku},
+                      "ipConfigurations": [{"name": "default", "properties": config}]}  # fmt: skip
+        return self.put(f"virtualNetworkGateways/{name}", properties)
+
+    def local_gateway(self, name: str, address: str, prefixes: list[str]) -> dict[str, Any]:
+        properties = {"gatewayIpAddress": address, "localNetworkAddressSpace": {"addressPrefixes": prefixes}}
+        return self.put(f"localNetworkGateways/{name}", properties)
+
+    def connection(self, name: str, gateway: str, local: str, shared_key: str, **extra: Any) -> dict[str, Any]:
+        """An IPsec connection from VPN gateway `gateway` to local network gateway `local`."""
+        properties = {
+            "connectionType": "IPsec",
+            "virtualNetworkGateway1": {"id": self.id(f"virtualNetworkGateways/{gateway}")},
+            "localNetworkGateway2": {"id": self.id(f"localNetworkGateways/{local}")},
+            "sharedKey": shared_key,
+            **extra,
+        }
+        return self.put(f"connections/{name}", properties)
+
+    def wait_connection(self, name: str, status: str = "Connected", timeout: float = 30.0) -> dict[str, Any]:
+        """Poll the connection until its connectionStatus is `status` (the last read when time is up)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.get(f"connections/{name}")
+            if doc["properties"].get("connectionStatus") == status or time.monotonic() > deadline:
+                return doc
+            time.sleep(0.05)
+
 
 def rule(
     name: str,

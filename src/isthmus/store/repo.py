@@ -369,6 +369,11 @@ class Tx:
                 )
             )
 
+    def node_status(self, name: str) -> dict[str, Any]:
+        """The last status report of node `name` ({} if none)."""
+        row = self.conn.execute(select(t.nodes.c.status).where(t.nodes.c.name == name)).first()
+        return json.loads(row.status) if row and row.status else {}
+
     def report_status(self, name: str, applied_revision: int, status: Mapping[str, Any]) -> bool:
         """Record a node's status report; False if the node never registered."""
         updated = self.conn.execute(

@@ -1,0 +1,233 @@
+"""Site-to-site IKEv2 through a gateway pool, end to end: tenants build a VPN gateway, a local network gateway
+and a connection through the API; independent strongSwan sites (configured from the swanctl.conf written
+below, by hand) sit on the internet segment with a host behind them. Real charons, real packets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from isthmus.lab import fabric, probe, sites, vms
+from isthmus.lab.tenant import Tenant
+from isthmus.linux.run import in_netns, ip_json, list_netns
+from tests.support import wait_for
+
+SUB_A = "00000000-0000-0000-0000-0000000000a1"
+SUB_B = "00000000-0000-0000-0000-0000000000b1"
+SUB_C = "00000000-0000-0000-0000-0000000000c1"
+ON_PREMISES = "192.0.2.0/26"  # the same behind every site, as the same VNet space in every tenant
+KEY = "Sh4red-Key-for-the-lab"
+
+SITE_CONF = """connections {{
+  azure {{
+    version = 2
+    local_addrs = {me}
+    remote_addrs = {vip}
+    proposals = {ike}
+    dpd_delay = 5s
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {vip}
+    }}
+    children {{
+      azure {{
+        local_ts = {prefix}
+        remote_ts = 100.64.0.0/16
+        esp_proposals = {esp}
+        dpd_action = clear
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-azure {{
+    id-1 = {vip}
+    id-2 = {me}
+    secret = "{secret}"
+  }}
+}}
+"""
+
+
+def site_conf(me: str, vip: str, secret: str = KEY, ike: str = "aes256-sha384-ecp384",
+              esp: str = "aes256gcm16-ecp384") -> str:  # fmt: skip
+    return SITE_CONF.format(me=me, vip=vip, prefix=ON_PREMISES, secret=secret, ike=ike, esp=esp)
+
+
+@dataclass
+class Side:
+    tenant: Tenant
+    vm: vms.Vm
+    vip: str
+    site: sites.Site
+
+
+def _side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY) -> Side:
+    t = Tenant(lab, subscription)
+    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
+    t.nic(f"{tag}1", "vnet1", "front")
+    vm = vms.create(lab, f"{tag}1", t.id(f"networkInterfaces/{tag}1"), host)
+    vip = t.public_ip("gw-pip")
+    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t.local_gateway("onprem", site_address, [ON_PREMISES])
+    site = sites.create(lab, f"s{tag}", site_address, ON_PREMISES, site_conf(site_address, vip, secret))
+    t.connection("to-onprem", "gw", "onprem", KEY)
+    return Side(t, vm, vip, site)
+
+
+@pytest.fixture(scope="module")
+def vpn(gateway_lab: fabric.LabState) -> Iterator[dict[str, Side]]:
+    sides = {
+        "a": _side(gateway_lab, SUB_A, "a", "h1", "198.51.100.21"),
+        "b": _side(gateway_lab, SUB_B, "b", "h2", "198.51.100.22"),
+    }
+    for side in sides.values():
+        doc = side.tenant.wait_connection("to-onprem", timeout=30)
+        assert doc["properties"]["connectionStatus"] == "Connected", doc
+    yield sides
+
+
+def _compartments(lab: fabric.LabState) -> list[str]:
+    return sorted(n for n in list_netns() if n.startswith(lab.topology.netns("gw1-gw")))
+
+
+def test_a_vm_and_its_on_premises_host_talk_through_the_tunnel(vpn: dict[str, Side]) -> None:
+    a = vpn["a"]
+    on_prem = a.site.host_address
+    assert wait_for(lambda: probe.ping(a.vm.netns, on_prem), 10)
+    with probe.server(a.site.host_netns, on_prem, 7100):
+        assert probe.tcp_echo(a.vm.netns, on_prem, 7100)
+        assert probe.udp_echo(a.vm.netns, on_prem, 7100)
+    with probe.server(a.vm.netns, a.vm.addresses[0], 7101):  # and the other way: the site opens the flow
+        assert probe.tcp_echo(a.site.host_netns, a.vm.addresses[0], 7101)
+
+
+def test_each_tenant_reaches_only_its_own_site(vpn: dict[str, Side]) -> None:
+    """Same VNet space, same on-premises prefix, the same pool and gateway node: still two worlds."""
+    a, b = vpn["a"], vpn["b"]
+    assert a.vm.addresses == b.vm.addresses and a.site.host_address == b.site.host_address
+    with probe.server(a.site.host_netns, a.site.host_address, 7102) as at_a, \
+         probe.server(b.site.host_netns, b.site.host_address, 7102) as at_b:  # fmt: skip
+        assert probe.tcp_echo(a.vm.netns, a.site.host_address, 7102)
+        assert len(at_a.peers) == 1 and at_b.peers == []
+        assert probe.tcp_echo(b.vm.netns, b.site.host_address, 7102)
+        assert len(at_a.peers) == 1 and len(at_b.peers) == 1
+
+
+def test_the_wire_between_site_and_vip_carries_only_esp_in_udp(vpn: dict[str, Side], tmp_path: Path) -> None:
+    a = vpn["a"]
+    capture = tmp_path / "site.pcap"
+    tshark = subprocess.Popen(in_netns(a.site.netns, ["tshark", "-q", "-i", "eth0", "-f", f"host {a.vip}",
+                                                      "-a", "duration:4", "-w", str(capture)]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(1.5)  # tshark is listening
+        assert probe.ping(a.vm.netns, a.site.host_address, count=5)
+        tshark.wait(timeout=15)
+    finally:
+        if tshark.poll() is None:
+            tshark.kill()
+            tshark.wait()
+
+    def count(display_filter: str) -> int:
+        done = subprocess.run(["tshark", "-r", str(capture), "-Y", display_filter], capture_output=True, text=True,
+                              timeout=30, check=True)  # fmt: skip
+        return len(done.stdout.splitlines())
+
+    assert count("esp && udp.port == 4500") >= 10  # five echo requests out, five replies in
+    assert count("icmp") == 0 and count("!(udp.port == 4500 || udp.port == 500)") == 0
+
+
+def test_the_connection_reports_its_status_counters_and_never_its_key(vpn: dict[str, Side]) -> None:
+    a = vpn["a"]
+    assert probe.ping(a.vm.netns, a.site.host_address, count=3)
+    doc = a.tenant.get("connections/to-onprem")
+    props = doc["properties"]
+
+    def counted() -> bool:
+        p = a.tenant.get("connections/to-onprem")["properties"]
+        return p["ingressBytesTransferred"] > 0 and p["egressBytesTransferred"] > 0
+
+    assert wait_for(counted, 10)
+    assert props["connectionStatus"] == "Connected" and props["lastConnectionEstablishedUtcTime"].endswith("Z")
+    assert props["tunnelConnectionStatus"][0]["tunnel"] == f"100.64.0.0/16=={ON_PREMISES}"
+    listing = a.tenant.http.get(a.tenant.id("connections"), params={"api-version": "2026-03-01"}).text
+    assert KEY not in str(doc) and KEY not in listing
+    key = a.tenant.http.get(a.tenant.id("connections/to-onprem/sharedkey"), params={"api-version": "2026-03-01"})
+    assert key.json() == {"value": KEY}
+    other = vpn["b"].tenant.http.get(a.tenant.id("connections/to-onprem/sharedkey"),
+                                     params={"api-version": "2026-03-01"})  # fmt: skip
+    assert other.status_code in (403, 404)
+
+
+def test_a_wrong_key_is_not_connected_with_its_reason_without_a_storm_and_a_rotation_fixes_it(
+    gateway_lab: fabric.LabState, vpn: dict[str, Side]
+) -> None:
+    """Then a site offering nothing the connection allows; then deleting removes everything it made. The
+    other tenants' tunnels are untouched throughout."""
+    untouched = sites.swanctl(vpn["a"].site, "--list-sas").split("\n")[0]  # its IKE SA: name, number, SPIs
+    held = set(_compartments(gateway_lab))
+    c = _side(gateway_lab, SUB_C, "c", "h1", "198.51.100.23", secret="not-the-same-key")
+    try:
+        compartment = wait_for(lambda: set(_compartments(gateway_lab)) - held, 15).pop()
+        log = Path("/run/isthmus") / gateway_lab.topology.netns("gw1") / compartment / "charon.log"
+
+        def reason() -> str:
+            return str(c.tenant.get("connections/to-onprem")["properties"].get("connectionStatusReason", ""))
+
+        assert wait_for(lambda: "authentication failed" in reason(), 20), reason()
+        assert c.tenant.get("connections/to-onprem")["properties"]["connectionStatus"] == "NotConnected"
+        tries = log.read_text().count("initiating IKE_SA")
+        time.sleep(8)
+        assert log.read_text().count("initiating IKE_SA") - tries <= 3  # backed off: 2 s, 4 s, 8 s, … 60 s
+        # The site's key becomes the connection's: the tunnel is keyed again with it.
+        put = c.tenant.http.put(c.tenant.id("connections/to-onprem/sharedkey"), params={"api-version": "2026-03-01"},
+                                json={"value": "not-the-same-key"})  # fmt: skip
+        assert put.status_code == 200
+        assert c.tenant.wait_connection("to-onprem", timeout=30)["properties"]["connectionStatus"] == "Connected"
+        policy = {"saLifeTimeSeconds": 3600, "saDataSizeKilobytes": 102400000, "ipsecEncryption": "AES128",
+                  "ipsecIntegrity": "SHA1", "ikeEncryption": "AES128", "ikeIntegrity": "SHA1",
+                  "dhGroup": "DHGroup14", "pfsGroup": "None"}  # fmt: skip
+        c.tenant.connection("to-onprem", "gw", "onprem", "not-the-same-key", ipsecPolicies=[policy])
+        assert wait_for(lambda: "no proposal chosen" in reason(), 30), reason()
+        assert c.tenant.get("connections/to-onprem")["properties"]["connectionStatus"] == "NotConnected"
+        vni = compartment.rsplit("-gw", 1)[1]
+        router = gateway_lab.topology.netns(f"h1-vnet{vni}")
+        assert ON_PREMISES in [r.get("dst") for r in ip_json(router, "route", "show")]
+        c.tenant.delete("connections/to-onprem")
+        c.tenant.delete("virtualNetworkGateways/gw")
+        assert wait_for(lambda: compartment not in _compartments(gateway_lab), 15)
+        assert wait_for(lambda: ON_PREMISES not in [r.get("dst") for r in ip_json(router, "route", "show")], 10)
+        node_routes = [r["dst"] for r in ip_json(gateway_lab.topology.netns("gw1"), "route", "show", "proto", "77")]
+        assert c.vip not in node_routes and not (log.parent).exists()
+        assert sites.swanctl(vpn["a"].site, "--list-sas").split("\n")[0] == untouched
+    finally:
+        sites.delete(gateway_lab, "sc")
+
+
+def test_charon_killed_is_restarted_and_the_tunnel_comes_back(gateway_lab: fabric.LabState,
+                                                              vpn: dict[str, Side]) -> None:  # fmt: skip
+    run = Path("/run/isthmus") / gateway_lab.topology.netns("gw1")
+    pids = {d.name: int((d / "charon.pid").read_text()) for d in run.iterdir() if (d / "charon.pid").exists()}
+    assert len(pids) == 2
+    victim = sorted(pids)[0]
+    os.kill(pids[victim], signal.SIGKILL)
+    assert wait_for(lambda: (run / victim / "charon.pid").exists() and
+                    (run / victim / "charon.pid").read_text().strip() not in ("", str(pids[victim])), 20)  # fmt: skip
+    for side in vpn.values():
+        assert side.tenant.wait_connection("to-onprem", timeout=30)["properties"]["connectionStatus"] == "Connected"
+        assert wait_for(lambda s=side: probe.ping(s.vm.netns, s.site.host_address), 15)
+    with gateway_lab.operator() as http:
+        events = http.get("/admin/events", params={"scope": "admin", "limit": 500}).json()["value"]
+    assert any(e["kind"] == "daemon.restarted" and victim in e["message"] for e in events), events
