@@ -242,7 +242,8 @@ def test_no_standby_left_spreads_over_the_actives_and_says_when_nothing_fits() -
     [move] = down.moves
     assert (move.source, move.target) == ("g1", None)
     assert move.reason == (
-        "gateway g1 is Down, and pool p has no standby left; capacity exhausted on pool p (needs 200000 kbps)"
+        "gateway g1 is Down, and pool p has no standby left; capacity exhausted on pool p (needs 200000 kbps, "
+        "the most an active gateway has left is 100000 kbps: 100000 kbps short)"
     )
     assert down.assignment[vgw_key("b")].gateway == "g2"
     assert [u.reason for u in down.placement.unplaced] == [move.reason]

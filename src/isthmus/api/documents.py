@@ -151,6 +151,13 @@ class DocumentCache:
         with self._lock:
             return self._current().carriers(key)
 
+    def unplaced(self, virtual_network_gateway: str) -> str | None:
+        """Why the virtual network gateway (store key) runs nowhere, if it does not."""
+        with self._lock:
+            placement = self._current().placement
+        reasons = (u.reason for u in placement.unplaced if u.virtual_network_gateway.lower() == virtual_network_gateway)
+        return next(reasons, None)
+
     def foreign(self, node: str, role: str, keys: Iterable[str]) -> str | None:
         """The first of `keys` that `node` may not report on, or None. A node speaks of what its current
         document names, of what its document named at its last accepted report (an agent reports the

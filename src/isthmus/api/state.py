@@ -115,6 +115,10 @@ class Progress:
             self._live = (time.monotonic(), nodes)
         return nodes
 
+    def unplaced(self, virtual_network_gateway: str) -> str | None:
+        """Why a virtual network gateway runs on no gateway (no pool serves it, no room), if so."""
+        return self.documents.unplaced(virtual_network_gateway)
+
     def pending(self, key: str, revision: int) -> bool:
         """Whether a live node that realises `key` has yet to apply the resource's `revision`. A node whose
         document did not change with it has nothing to apply beyond its own document's revision."""

@@ -25,6 +25,7 @@ from isthmus.model.documents import (
     L3ForwardingSettings,
     RemoteHost,
     SiteRoute,
+    TrafficSelector,
 )
 from isthmus.model.ids import normalize
 from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
@@ -139,6 +140,13 @@ def _l3(settings: Mapping[str, Any] | None) -> L3ForwardingSettings | None:
     return L3ForwardingSettings(ip_interface(local) if local else None, address(hop) if hop else None)
 
 
+def _selector(policy: Mapping[str, Any]) -> TrafficSelector:
+    return TrafficSelector(
+        tuple(parse_network(r) for r in policy["localAddressRanges"]),
+        tuple(parse_network(r) for r in policy["remoteAddressRanges"]),
+    )
+
+
 def _shared_key(props: Mapping[str, Any], connection_id: str, unseal: Unseal | None) -> str | None:
     """The connection's pre-shared key in clear: opened from its sealed value (no `unseal`: none), or as a
     snapshot built without the store (unit tests) holds it."""
@@ -186,6 +194,8 @@ def _compartment(
                 gre_settings=_gre(cp.get("greSettings")),
                 l3_forwarding_settings=_l3(cp.get("l3ForwardingSettings")),
                 enable_bgp=bool(cp.get("enableBgp")),
+                use_policy_based_traffic_selectors=bool(cp.get("usePolicyBasedTrafficSelectors")),
+                traffic_selector_policies=tuple(_selector(t) for t in cp.get("trafficSelectorPolicies") or ()),
             )
         )
     private = config.get("privateIPAddress")

@@ -386,7 +386,9 @@ class _Planner:
             return best[1]
         if not any(pool.available(ACTIVE) for pool in candidates):
             return f"pool {candidates[0].name} has no active gateway"
-        return f"capacity exhausted on pool {candidates[0].name} (needs {vgw.need} kbps)"
+        most = max(pool.capacity - g.used for pool in candidates for g in pool.available(ACTIVE))
+        return (f"capacity exhausted on pool {candidates[0].name} (needs {vgw.need} kbps, the most an active "
+                f"gateway has left is {most} kbps: {vgw.need - most} kbps short)")  # fmt: skip
 
     def _assign(self, vgw: _VnetGateway, g: _Gateway, reason: str, moved_from: str | None = None) -> None:
         g.used += vgw.need

@@ -125,9 +125,14 @@ def conn_config(connection: Connection, vip: str, local_ts: Sequence[str]) -> di
     assert connection.remote_address is not None
     remote = str(connection.remote_address)
     policies = connection.ipsec_policies
+    remote_ts = [str(p) for p in connection.remote_prefixes] or ["0.0.0.0/0"]
+    selectors = connection.traffic_selector_policies
+    if connection.use_policy_based_traffic_selectors and selectors:  # the site's own pairs, as one child
+        local_ts = sorted({str(p) for t in selectors for p in t.local})
+        remote_ts = sorted({str(p) for t in selectors for p in t.remote})
     child: dict[str, Any] = {
         "local_ts": list(local_ts),
-        "remote_ts": [str(p) for p in connection.remote_prefixes] or ["0.0.0.0/0"],
+        "remote_ts": remote_ts,
         "esp_proposals": [esp_proposal(p) for p in policies] if policies else list(DEFAULT_ESP),
         "mode": "tunnel",
         "rekey_time": f"{policies[0].sa_life_time_seconds if policies else DEFAULT_ESP_LIFETIME_S}s",

@@ -271,6 +271,11 @@ class L3ForwardingSettings(Arm):
     nextHop: str | None = None  # the peer router on that link, e.g. 198.19.1.2
 
 
+class TrafficSelectorPolicy(Arm):
+    localAddressRanges: list[str] = Field(min_length=1, max_length=limits.TRAFFIC_SELECTOR_RANGES)
+    remoteAddressRanges: list[str] = Field(min_length=1, max_length=limits.TRAFFIC_SELECTOR_RANGES)
+
+
 class ConnectionProperties(ReadOnly):
     connectionType: Literal["IPsec", "Vnet2Vnet", "ExpressRoute", "VPNClient", "GRE", "L3"] | None = None
     virtualNetworkGateway1: dict[str, Any] | None = None
@@ -286,13 +291,17 @@ class ConnectionProperties(ReadOnly):
     useLocalAzureIpAddress: bool | None = None
     expressRouteGatewayBypass: bool | None = None
     ipsecPolicies: list[IpsecPolicy] = Field(default_factory=list, max_length=1)
-    trafficSelectorPolicies: list[dict[str, Any]] | None = None
+    trafficSelectorPolicies: list[TrafficSelectorPolicy] = Field(
+        default_factory=list, max_length=limits.TRAFFIC_SELECTOR_POLICIES
+    )
     greSettings: GreSettings | None = None
     l3ForwardingSettings: L3ForwardingSettings | None = None
     connectionStatus: str | None = None
     ingressBytesTransferred: int | None = None
     egressBytesTransferred: int | None = None
     tunnelConnectionStatus: list[dict[str, Any]] | None = None
+    lastConnectionEstablishedUtcTime: str | None = None
+    connectionStatusReason: str | None = None  # isthmus: why it is not connected
 
 
 class Connection(Envelope):

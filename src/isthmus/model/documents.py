@@ -217,6 +217,14 @@ class Connection(_Wire):
     gre_settings: GreSettings | None
     l3_forwarding_settings: L3ForwardingSettings | None
     enable_bgp: bool
+    use_policy_based_traffic_selectors: bool = False
+    traffic_selector_policies: tuple[TrafficSelector, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSelector(_Wire):
+    local: tuple[IPNetwork, ...]
+    remote: tuple[IPNetwork, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,3 +45,6 @@ DATAPATH_FUNCTIONS = 16
 DATAPATH_WORD_LENGTH = 32  # a function's name, and its implementation's
 
 LIVE_SECONDS = 15.0  # a node that has not reported for this long no longer holds resources in Updating
+TRAFFIC_SELECTOR_POLICIES = 16  # trafficSelectorPolicies of one connection
+TRAFFIC_SELECTOR_RANGES = 16  # address ranges on each side of one traffic selector policy
+SHARED_KEY_LENGTH = 128  # Azure: a connection's pre-shared key is at most 128 characters

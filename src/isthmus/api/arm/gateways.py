@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network, ip_interface
+from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
 from typing import Any
 
 from isthmus.api.arm import public_ip_addresses
 from isthmus.api.arm.addressing import address, allocate_private, cidr
-from isthmus.api.arm.kind import SUCCEEDED, Kind, Prepared, at_most, child_id, find_child, guid, in_use, resolve
+from isthmus.api.arm.kind import (
+    SUCCEEDED,
+    Kind,
+    Prepared,
+    Progress,
+    at_most,
+    child_id,
+    find_child,
+    guid,
+    in_use,
+    resolve,
+)
 from isthmus.api.arm.virtual_networks import subnet_prefixes
 from isthmus.api.errors import bad_request
-from isthmus.compile.placement import SKU_MBPS
+from isthmus.compile.placement import POOL_SERVES, SKU_MBPS
 from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
-from isthmus.model.snapshot import public_ip_keys
+from isthmus.model.snapshot import POOLS, public_ip_keys, vnet_key_of
 from isthmus.store.repo import Doc, Tx
 from isthmus.store.sealed import CLEAR, SEALED
 
@@ -189,6 +200,12 @@ class LocalNetworkGateways(Kind):
                 "bgpPeeringAddress": str(peer),
                 "peerWeight": bgp.peerWeight or 0,
             }
+        for source, _path, _target in tx.referrers(rid.key, below=False) if existing is not None else ():
+            connection = tx.get(source)
+            used_by = connection.body["properties"]["virtualNetworkGateway1"]["id"].lower() if connection else ""
+            vnet_gateway = tx.get(used_by)
+            if vnet_gateway is not None:
+                _check_site_prefixes(tx, vnet_gateway, rid.name, prefixes, target)
         if not prefixes and "bgpSettings" not in properties:
             raise bad_request(
                 "LocalNetworkAddressSpaceRequired",
@@ -262,6 +279,9 @@ class Connections(Kind):
                 "enableBgp needs bgpSettings on the local network gateway.",
                 "properties.enableBgp",
             )
+        _check_site_prefixes(tx, _gw, lgw.name, lgw.body["properties"]["localNetworkAddressSpace"]["addressPrefixes"],
+                             "properties.localNetworkGateway2")  # fmt: skip
+        _check_pool_serves(tx, _gw, kind)
         if kind == "IPsec":
             properties.update(self._ipsec(tx, rid, props, existing))
         else:
@@ -288,6 +308,8 @@ class Connections(Kind):
             )
         # The key is stored sealed (isthmus.sealing); a PUT without one keeps the sealed key it had.
         kept = existing.body["properties"].get(SEALED) if existing else None
+        if props.sharedKey:
+            check_shared_key(props.sharedKey, "properties.sharedKey")
         shared_key = tx.seal(props.sharedKey, rid.key) if props.sharedKey else kept
         if not shared_key:
             raise bad_request("SharedKeyRequired", "An IPsec connection needs sharedKey.", "properties.sharedKey")
@@ -302,12 +324,40 @@ class Connections(Kind):
                     "With a GCMAES ipsecEncryption, ipsecIntegrity must be the same GCMAES algorithm.",
                     f"properties.ipsecPolicies[{index}].ipsecIntegrity",
                 )
+            if policy.ikeIntegrity in GCM and policy.ikeEncryption != policy.ikeIntegrity:
+                raise bad_request(
+                    "IpsecPolicyGcmMismatch",
+                    "A GCMAES ikeIntegrity needs the same GCMAES ikeEncryption.",
+                    f"properties.ipsecPolicies[{index}].ikeIntegrity",
+                )
+            if policy.dhGroup == "None":
+                raise bad_request(
+                    "InvalidIpsecPolicy",
+                    "dhGroup None cannot key an IKEv2 SA: choose a Diffie-Hellman group.",
+                    f"properties.ipsecPolicies[{index}].dhGroup",
+                )
+            if policy.ipsecEncryption == "None" and policy.ipsecIntegrity in GCM:
+                raise bad_request(
+                    "IpsecPolicyGcmMismatch",
+                    "ipsecEncryption None goes with a SHA or MD5 ipsecIntegrity.",
+                    f"properties.ipsecPolicies[{index}].ipsecIntegrity",
+                )
             policies.append(policy.model_dump())
+        selectors = []
+        for index, selector in enumerate(props.trafficSelectorPolicies):
+            target = f"properties.trafficSelectorPolicies[{index}]"
+            selectors.append({
+                "localAddressRanges": [str(cidr(r, f"{target}.localAddressRanges[{i}]"))
+                                       for i, r in enumerate(selector.localAddressRanges)],
+                "remoteAddressRanges": [str(cidr(r, f"{target}.remoteAddressRanges[{i}]"))
+                                        for i, r in enumerate(selector.remoteAddressRanges)],
+            })  # fmt: skip
         return {
             "connectionProtocol": "IKEv2",
             SEALED: shared_key,
             "ipsecPolicies": policies,
             "usePolicyBasedTrafficSelectors": bool(props.usePolicyBasedTrafficSelectors),
+            "trafficSelectorPolicies": selectors,
             "dpdTimeoutSeconds": props.dpdTimeoutSeconds or 45,
             "connectionMode": props.connectionMode or "Default",
         }
@@ -366,8 +416,62 @@ class Connections(Kind):
         body["properties"] = props
         return body
 
+    def placed(self, body: dict[str, Any], doc: Doc, progress: Progress | None) -> dict[str, Any]:
+        gateway = body["properties"]["virtualNetworkGateway1"]["id"].lower()
+        why = progress.unplaced(gateway) if progress is not None else None
+        if why is None:
+            return body
+        props = {**body["properties"], "provisioningState": "Failed", "connectionStatus": "NotConnected",
+                 "connectionStatusReason": f"its gateway runs nowhere: {why}"}  # fmt: skip
+        return {**body, "properties": props}
+
     def after_delete(self, tx: Tx, doc: Doc) -> None:
         tx.forget_connection_status(doc.key)
+
+
+SHARED_KEY_CHARACTERS = frozenset(chr(c) for c in range(0x20, 0x7F))  # printable ASCII
+
+
+def check_shared_key(value: str, target: str) -> None:
+    """Azure's rule for a pre-shared key: printable ASCII, at most 128 characters."""
+    if len(value) > limits.SHARED_KEY_LENGTH or not set(value) <= SHARED_KEY_CHARACTERS:
+        raise bad_request(
+            "InvalidSharedKey",
+            f"A shared key is 1 to {limits.SHARED_KEY_LENGTH} printable ASCII characters.",
+            target,
+        )
+
+
+def _check_site_prefixes(tx: Tx, gateway: Doc, local: str, prefixes: list[str], target: str) -> None:
+    """The site's prefixes may not overlap the address space of the gateway's VNet."""
+    config = gateway.body["properties"]["ipConfigurations"][0]["properties"]
+    vnet = tx.get(vnet_key_of(config["subnet"]["id"]))
+    space = [ip_network(p) for p in (vnet.body["properties"]["addressSpace"]["addressPrefixes"] if vnet else [])]
+    for i, text in enumerate(prefixes):
+        prefix = ip_network(text)
+        clash = next((s for s in space if s.version == prefix.version and s.overlaps(prefix)), None)
+        if clash is not None:
+            raise bad_request(
+                "LocalNetworkAddressSpaceOverlapsVirtualNetwork",
+                f"Prefix {prefix} of local network gateway {local} overlaps {clash} of virtual network "
+                f"{vnet.name if vnet else ''}.",
+                f"{target}[{i}]",
+            )
+
+
+def _check_pool_serves(tx: Tx, gateway: Doc, kind: str) -> None:
+    """Some gateway pool sold at the gateway's tier must carry connections of `kind`."""
+    sku = gateway.body["properties"]["sku"]["name"]
+    pools = [d.body["properties"] for d in tx.list_docs("admin", POOLS)]
+    tier = SKU_MBPS.get(sku, 0) * 1000
+    at_tier = [p for p in pools if p.get("tierBandwidthKbps") == tier]
+    if at_tier and not any(kind in POOL_SERVES.get(p.get("type", ""), set()) for p in at_tier):
+        raise bad_request(
+            "GatewayPoolCannotCarryConnectionType",
+            f"No {sku}-tier gateway pool carries {kind} connections (pool types: "
+            f"{', '.join(sorted({p.get('type', '') for p in at_tier}))}).",
+            "properties.connectionType",
+        )
 
 
 def _interface_address(text: str, target: str) -> IPv4Network | IPv6Network:

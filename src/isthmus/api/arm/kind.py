@@ -13,7 +13,7 @@ import builtins
 import uuid
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -59,16 +59,22 @@ class Kind:
         """The document as a GET returns it. Kinds add back-references or strip secrets."""
         return doc.body
 
-    def present(self, tx: Tx, doc: Doc, pending: Callable[[str, int], bool] | None = None) -> dict[str, Any]:
+    def present(self, tx: Tx, doc: Doc, progress: Progress | None = None) -> dict[str, Any]:
         """`render`, with the provisioningState the nodes' reports give it: Failed while a node reports it
-        cannot apply the resource, Updating while a live node that realises it has not applied it yet."""
-        return with_state(self.render(tx, doc), doc, tx.failure_of(doc.key) is not None, pending)
+        cannot apply the resource (or it runs nowhere), Updating while a live node that realises it has not
+        applied it yet."""
+        return self.placed(with_state(self.render(tx, doc), doc, tx.failure_of(doc.key) is not None, progress),
+                           doc, progress)  # fmt: skip
 
-    def present_written(self, tx: Tx, doc: Doc, pending: Callable[[str, int], bool]) -> Callable[[], dict[str, Any]]:
+    def present_written(self, tx: Tx, doc: Doc, progress: Progress) -> Callable[[], dict[str, Any]]:
         """`present` for a document this write transaction stored: rendered now, its provisioningState taken
         once the write has committed (which nodes must apply it is a question about the new state)."""
         body, failed = self.render(tx, doc), tx.failure_of(doc.key) is not None
-        return lambda: with_state(body, doc, failed, pending)
+        return lambda: self.placed(with_state(body, doc, failed, progress), doc, progress)
+
+    def placed(self, body: dict[str, Any], doc: Doc, progress: Progress | None) -> dict[str, Any]:
+        """What a kind placed on a gateway shows when it runs nowhere (kinds of the gateway pools)."""
+        return body
 
     def check_delete(self, tx: Tx, doc: Doc) -> None:
         """Raise if something still uses this resource."""
@@ -83,14 +89,20 @@ class Kind:
         return None
 
 
-def with_state(
-    body: dict[str, Any], doc: Doc, failed: bool, pending: Callable[[str, int], bool] | None
-) -> dict[str, Any]:
+class Progress(Protocol):
+    """What the nodes' reports and the placement say of a resource (api/state.py)."""
+
+    def pending(self, key: str, revision: int) -> bool: ...
+
+    def unplaced(self, virtual_network_gateway: str) -> str | None: ...
+
+
+def with_state(body: dict[str, Any], doc: Doc, failed: bool, progress: Progress | None) -> dict[str, Any]:
     """The rendered `body` with its provisioningState."""
     state = SUCCEEDED
     if failed:
         state = "Failed"
-    elif pending is not None and pending(doc.key, doc.revision):
+    elif progress is not None and progress.pending(doc.key, doc.revision):
         state = "Updating"
     if state != body["properties"].get("provisioningState"):
         body = {**body, "properties": {**body["properties"], "provisioningState": state}}

@@ -84,7 +84,7 @@ def add_kind_routes(kind: Kind) -> None:
             with write(st) as tx:
                 rid = rid_of(subscriptionId, resourceGroupName, name)
                 written = service.put(tx, kind, rid, body, conditions, st.settings.locations)
-                present = kind.present_written(tx, written.doc, st.progress.pending)
+                present = kind.present_written(tx, written.doc, st.progress)
             rendered = present()
             return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(rendered))
 
@@ -100,7 +100,7 @@ def add_kind_routes(kind: Kind) -> None:
     ) -> JSONResponse:
         with read(st) as tx:
             doc = service.get(tx, kind, rid_of(subscriptionId, resourceGroupName, name))
-            return JSONResponse(kind.present(tx, doc, st.progress.pending))
+            return JSONResponse(kind.present(tx, doc, st.progress))
 
     async def patch_tags(
         subscriptionId: str,
@@ -117,7 +117,7 @@ def add_kind_routes(kind: Kind) -> None:
                 doc = service.update_tags(
                     tx, kind, rid_of(subscriptionId, resourceGroupName, name), body.tags, conditions
                 )
-                present = kind.present_written(tx, doc, st.progress.pending)
+                present = kind.present_written(tx, doc, st.progress)
             return JSONResponse(present())
 
         return await st.in_writer(work)
@@ -157,7 +157,7 @@ def add_kind_routes(kind: Kind) -> None:
                 resource_groups.require(tx, subscriptionId, resourceGroupName)
                 group = resourceGroupName.lower()
                 docs = tx.list_docs(subscriptionId.lower(), kind.type, group, skiptoken(request), st.page_size + 1)
-                return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
+                return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress)))
 
         return await run_in_threadpool(work)
 
@@ -171,7 +171,7 @@ def add_kind_routes(kind: Kind) -> None:
         def work() -> JSONResponse:
             with read(st) as tx:
                 docs = tx.list_docs(subscriptionId.lower(), kind.type, None, skiptoken(request), st.page_size + 1)
-                return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress.pending)))
+                return JSONResponse(page(request, st, docs, lambda d: kind.present(tx, d, st.progress)))
 
         return await run_in_threadpool(work)
 
@@ -220,7 +220,7 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         def work() -> JSONResponse:
             with write(st) as tx:
                 written = service.put_child(tx, kind, rid, collection, childName, body, conditions)
-                present = kind.present_written(tx, written.doc, st.progress.pending)
+                present = kind.present_written(tx, written.doc, st.progress)
             parent = present()
             rendered = service.find_rendered_child(parent, collection, childName)
             return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(parent))
@@ -240,7 +240,7 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
         with read(st) as tx:
             parent = service.get(tx, kind, rid.parent)
             return JSONResponse(
-                service.find_rendered_child(kind.present(tx, parent, st.progress.pending), collection, childName)
+                service.find_rendered_child(kind.present(tx, parent, st.progress), collection, childName)
             )
 
     async def delete_child(
@@ -276,9 +276,7 @@ def add_child_routes(kind: Kind, collection: str, model: Any, read_only: bool) -
     ) -> JSONResponse:
         with read(st) as tx:
             parent = service.get(tx, kind, ResourceId(subscriptionId, resourceGroupName, kind.collection, name))
-            return JSONResponse(
-                {"value": kind.present(tx, parent, st.progress.pending)["properties"].get(collection, [])}
-            )
+            return JSONResponse({"value": kind.present(tx, parent, st.progress)["properties"].get(collection, [])})
 
     if not read_only:
         router.add_api_route(item, put_child, methods=["PUT"], tags=list(tag), name=f"{collection}_CreateOrUpdate")

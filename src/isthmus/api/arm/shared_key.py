@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from isthmus.api.arm import service
+from isthmus.api.arm.gateways import check_shared_key
 from isthmus.api.arm.kinds import BY_COLLECTION
 from isthmus.api.deps import network_api_version, read, state, tenant, write
 from isthmus.api.errors import bad_request, not_found
@@ -74,6 +75,8 @@ async def set_shared_key(
         and body.id.lower() != ResourceId(subscriptionId, resourceGroupName, "connections", name).key
     ):
         raise bad_request("InvalidRequestFormat", "id is not this connection's.", "id")
+
+    check_shared_key(body.value, "value")
 
     def work() -> JSONResponse:
         with write(st) as tx:
