@@ -44,6 +44,11 @@ def network(live: Live) -> Iterator[NetworkManagementClient]:
     http = httpx.Client(base_url=live.url, verify=str(live.ca), headers={"Authorization": f"Bearer {live.operator}"})
     pool = http.put("/admin/publicIpPools/sdk-pool", json={"properties": {"addressPrefixes": ["203.0.113.0/25"]}})
     assert pool.status_code in (200, 201), pool.text
+    gateways = {"type": "S2sIpsec", "redundantGatewayCount": 0, "gatewayCapacityKbps": 1_000_000,
+                "tierBandwidthKbps": 100_000}  # fmt: skip
+    for path, properties in (("gatewayPools/sdk", gateways), ("gateways/sdk-gw1", {"node": "sdk-gw1", "pool": "sdk"})):
+        made = http.put(f"/admin/{path}", json={"properties": properties})
+        assert made.status_code in (200, 201), made.text
     group = http.put(
         f"/subscriptions/{SUB_A}/resourcegroups/{GROUP}",
         params={"api-version": "2024-11-01"},
@@ -213,6 +218,28 @@ def test_full_lifecycle(network: NetworkManagementClient) -> None:
     ).result()
     assert connection.provisioning_state == "Succeeded"
     assert connection.shared_key is None  # write-only
+    assert connection.connection_status == "Unknown"  # no gateway agent carries it in this test
+
+    # the connection's own operations, as the SDK calls them
+    ops = network.virtual_network_gateway_connections
+    assert ops.get_shared_key(GROUP, "to-onprem").value == "psk-from-the-sdk"
+    ops.begin_set_shared_key(GROUP, "to-onprem", m.ConnectionSharedKey(value="rotated-by-the-sdk")).result()
+    assert ops.get_shared_key(GROUP, "to-onprem").value == "rotated-by-the-sdk"
+    assert (
+        ops.begin_reset_shared_key(GROUP, "to-onprem", m.ConnectionResetSharedKey(key_length=32)).result().key_length
+        == 32
+    )
+    assert len(ops.get_shared_key(GROUP, "to-onprem").value) == 32
+    ops.begin_reset_connection(GROUP, "to-onprem").result()
+    assert ops.begin_get_ike_sas(GROUP, "to-onprem").result() == "[]"
+    devices = network.virtual_network_gateways.supported_vpn_devices(GROUP, "vpn-gw")
+    assert 'Vendor name="strongSwan"' in devices
+    script = network.virtual_network_gateways.vpn_device_configuration_script(
+        GROUP,
+        "to-onprem",
+        m.VpnDeviceScriptParameters(vendor="strongSwan", device_family="swanctl", firmware_version="5.9"),
+    )
+    assert "remote_ts = 100.64.0.0/16" in script and "aes256-sha384-modp2048" in script and "rotated" not in script
 
     # list and get
     assert [v.name for v in network.virtual_networks.list(GROUP)] == ["vnet1"]

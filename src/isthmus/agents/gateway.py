@@ -59,6 +59,7 @@ class _Carried:
     charon: Supervisor
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # conn name -> the config loaded
     keys: dict[str, str] = field(default_factory=dict)  # conn name -> the shared key loaded
+    generations: dict[str, int] = field(default_factory=dict)  # conn name -> the reset generation it runs
     connections: dict[str, Connection] = field(default_factory=dict)  # conn name -> its document entry
     attempts: dict[str, _Attempts] = field(default_factory=dict)
     log_offset: int = 0
@@ -164,6 +165,7 @@ class GatewayReconciler:
                 vici.unload_shared({"id": name})
                 carried.loaded.pop(name)
                 carried.keys.pop(name, None)
+                carried.generations.pop(name, None)
                 carried.attempts.pop(name, None)
             for name, connection in sorted(wanted.items()):
                 assert vip is not None and connection.shared_key is not None
@@ -176,6 +178,10 @@ class GatewayReconciler:
                     if rekeyed:  # a rotated key: the tunnel is keyed again with it
                         carried.attempts[name] = _Attempts()
                         _terminate(vici, name)
+                if carried.generations.setdefault(name, connection.reset_generation) != connection.reset_generation:
+                    carried.generations[name] = connection.reset_generation  # resetconnection: keyed anew
+                    carried.attempts[name] = _Attempts()
+                    _terminate(vici, name)
                 if carried.loaded.get(name) != config:
                     changed = name in carried.loaded
                     vici.load_conn(config)
@@ -283,6 +289,8 @@ class GatewayReconciler:
                 report["lastConnectionEstablishedUtcTime"] = carried.established[name]
             if status != "Connected" and name in carried.reasons:
                 report["reason"] = carried.reasons[name]
+            if tunnel is not None and tunnel.summary:
+                report["ikeSas"] = [dict(tunnel.summary)]
             out[connection.id] = report
         return out
 
@@ -315,4 +323,5 @@ def _terminate(vici: Any, name: str) -> None:
 
 def _without_counters(report: dict[str, Any]) -> dict[str, Any]:
     """A report without what changes with every packet: a change in the rest is reported at once."""
-    return {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k != "tunnelConnectionStatus"}
+    moving = ("tunnelConnectionStatus", "ikeSas")
+    return {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k not in moving}

@@ -27,6 +27,7 @@ from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
 from isthmus.api.arm.shared_key import router as shared_key_router
+from isthmus.api.arm.vpn_actions import router as vpn_actions_router
 from isthmus.api.deps import authenticate
 from isthmus.api.errors import ArmError
 from isthmus.api.nodes import router as nodes_router
@@ -143,6 +144,7 @@ def create_app(
     app.include_router(arm_router)
     app.include_router(flow_verify_router)
     app.include_router(shared_key_router)
+    app.include_router(vpn_actions_router)
     app.include_router(admin_router)
     app.include_router(nodes_router)
 

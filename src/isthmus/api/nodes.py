@@ -77,6 +77,45 @@ class TunnelReport(BaseModel):
     egressBytesTransferred: Counter = 0
 
 
+IkeText = Annotated[str, StringConstraints(max_length=64)]
+
+
+class ChildSaReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: IkeText = ""
+    encapsulation: IkeText = ""
+    encryption: IkeText = ""
+    encryptionKeySize: IkeText = ""
+    integrity: IkeText = ""
+    bytesIn: IkeText = ""
+    bytesOut: IkeText = ""
+    packetsIn: IkeText = ""
+    packetsOut: IkeText = ""
+    rekeyInSeconds: IkeText = ""
+    lifetimeSeconds: IkeText = ""
+    localTrafficSelectors: list[IkeText] = Field(default_factory=list, max_length=limits.TRAFFIC_SELECTOR_RANGES)
+    remoteTrafficSelectors: list[IkeText] = Field(default_factory=list, max_length=limits.TRAFFIC_SELECTOR_RANGES)
+
+
+class IkeSaReport(BaseModel):
+    """One IKE SA as charon reports it (what getikesas returns): algorithms, endpoints, never SPIs or keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    localEndpoint: IkeText = ""
+    localPort: IkeText = ""
+    remoteEndpoint: IkeText = ""
+    remotePort: IkeText = ""
+    state: IkeText = ""
+    encryption: IkeText = ""
+    encryptionKeySize: IkeText = ""
+    integrity: IkeText = ""
+    prf: IkeText = ""
+    dhGroup: IkeText = ""
+    establishedSeconds: IkeText = ""
+    rekeyInSeconds: IkeText = ""
+    childSas: list[ChildSaReport] = Field(default_factory=list, max_length=4)
+
+
 class ConnectionReport(BaseModel):
     """What a gateway observed of one connection it carries: Azure's connection status fields."""
 
@@ -87,6 +126,7 @@ class ConnectionReport(BaseModel):
     tunnelConnectionStatus: list[TunnelReport] = Field(default_factory=list, max_length=limits.REPORT_TUNNELS)
     lastConnectionEstablishedUtcTime: str | None = Field(default=None, max_length=40)
     reason: str = Field(default="", max_length=500)
+    ikeSas: list[IkeSaReport] = Field(default_factory=list, max_length=4)
 
 
 class StatusReport(BaseModel):

@@ -32,6 +32,7 @@ from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
 
 Unseal = Callable[[str, str], str]  # (sealed value, the store key it belongs to) -> the secret
 SEALED_KEY = "sharedKeySealed"  # isthmus.store.sealed.SEALED (compile/ does not import the store)
+RESET_GENERATION = "resetGeneration"  # a connection's count of resetconnection calls (not rendered)
 
 
 def gateway_document(
@@ -119,7 +120,8 @@ def _bgp(settings: Mapping[str, Any] | None) -> BgpSettings | None:
     return BgpSettings(settings.get("asn"), settings.get("bgpPeeringAddress"), settings.get("peerWeight"))
 
 
-def _policy(p: Mapping[str, Any]) -> IpsecPolicy:
+def ipsec_policy(p: Mapping[str, Any]) -> IpsecPolicy:
+    """A stored ipsecPolicies entry (Azure's names) as the document's."""
     return IpsecPolicy(
         p["saLifeTimeSeconds"], p["saDataSizeKilobytes"], p["ipsecEncryption"], p["ipsecIntegrity"],
         p["ikeEncryption"], p["ikeIntegrity"], p["dhGroup"], p["pfsGroup"],
@@ -188,7 +190,7 @@ def _compartment(
                 ),
                 remote_bgp=_bgp(lp.get("bgpSettings")),
                 shared_key=_shared_key(cp, conn.get("id", connection_id), unseal),
-                ipsec_policies=tuple(_policy(p) for p in cp.get("ipsecPolicies") or ()),
+                ipsec_policies=tuple(ipsec_policy(p) for p in cp.get("ipsecPolicies") or ()),
                 dpd_timeout_seconds=cp.get("dpdTimeoutSeconds"),
                 connection_mode=cp.get("connectionMode"),
                 gre_settings=_gre(cp.get("greSettings")),
@@ -196,6 +198,7 @@ def _compartment(
                 enable_bgp=bool(cp.get("enableBgp")),
                 use_policy_based_traffic_selectors=bool(cp.get("usePolicyBasedTrafficSelectors")),
                 traffic_selector_policies=tuple(_selector(t) for t in cp.get("trafficSelectorPolicies") or ()),
+                reset_generation=int(cp.get(RESET_GENERATION, 0)),
             )
         )
     private = config.get("privateIPAddress")

@@ -5,9 +5,7 @@ Each charon runs in its compartment's namespace with its run directory bound ove
 ESP is the kernel's (XFRM) where the node has it, else charon's userspace kernel-libipsec (a TUN device,
 UDP-encapsulated ESP): the node's datapath choice (linux/datapath.py).
 
-Azure's vocabulary becomes strongSwan's here: `ike_proposal` / `esp_proposal` map one ipsecPolicy,
-`DEFAULT_IKE` / `DEFAULT_ESP` are the offer when a connection has none (Azure Stack Hub's ECP384 first,
-then Azure's common defaults). `conn_config` is the vici load-conn body of one connection. Failures are read
+`conn_config` is the vici load-conn body of one connection (proposals: model/ipsec.py). Failures are read
 from charon's own log (`reason_in`): the reason a connection is NotConnected.
 """
 
@@ -17,38 +15,25 @@ import hashlib
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from isthmus.linux.supervisor import Daemon, socket_answers
-from isthmus.model.documents import Connection, IpsecPolicy
+from isthmus.model.documents import Connection
+from isthmus.model.ipsec import (
+    DEFAULT_ESP,
+    DEFAULT_ESP_LIFETIME_S,
+    DEFAULT_IKE,
+    IKE_LIFETIME_S,
+    esp_proposal,
+    ike_proposal,
+)
 
 CHARON = "/usr/lib/ipsec/charon"
 SOCKET = "charon.vici"
 LOG = "charon.log"
 ROUTING_TABLE = 220
-
-IKE_ENCRYPTION = {"DES": "des", "DES3": "3des", "AES128": "aes128", "AES192": "aes192", "AES256": "aes256",
-                  "GCMAES128": "aes128gcm16", "GCMAES256": "aes256gcm16"}  # fmt: skip
-IKE_INTEGRITY = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA384": "sha384"}
-# With an AEAD (GCM) IKE cipher the integrity names the PRF.
-IKE_PRF = {"GCMAES128": "prfsha256", "GCMAES256": "prfsha384", "SHA384": "prfsha384", "SHA256": "prfsha256",
-           "SHA1": "prfsha1", "MD5": "prfmd5"}  # fmt: skip
-DH_GROUP = {"DHGroup1": "modp768", "DHGroup2": "modp1024", "DHGroup14": "modp2048", "DHGroup2048": "modp2048",
-            "DHGroup24": "modp2048s256", "ECP256": "ecp256", "ECP384": "ecp384"}  # fmt: skip
-ESP_ENCRYPTION = {"None": "null", "DES": "des", "DES3": "3des", "AES128": "aes128", "AES192": "aes192",
-                  "AES256": "aes256", "GCMAES128": "aes128gcm16", "GCMAES192": "aes192gcm16",
-                  "GCMAES256": "aes256gcm16"}  # fmt: skip
-ESP_INTEGRITY = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256"}
-PFS_GROUP = {"None": None, "PFS1": "modp768", "PFS2": "modp1024", "PFS14": "modp2048", "PFS2048": "modp2048",
-             "PFS24": "modp2048s256", "ECP256": "ecp256", "ECP384": "ecp384", "PFSMM": None}  # fmt: skip
-
-DEFAULT_IKE = ("aes256-sha384-ecp384", "aes256-sha256-modp2048", "aes256-sha1-modp1024", "aes128-sha256-modp2048",
-               "aes128-sha1-modp1024", "3des-sha256-modp1024", "3des-sha1-modp1024")  # fmt: skip
-DEFAULT_ESP = ("aes256gcm16-ecp384", "aes256gcm16", "aes256-sha256", "aes256-sha1", "aes128-sha1", "3des-sha1")
-IKE_LIFETIME_S = 28800  # Azure's IKE SA lifetime
-DEFAULT_ESP_LIFETIME_S = 27000  # Azure's quick-mode SA lifetime
 
 
 def strongswan_conf(libipsec: bool) -> str:
@@ -99,25 +84,6 @@ def charon_daemon(netns: str, run_dir: Path, *, libipsec: bool) -> Daemon:
 def conn_name(connection_id: str) -> str:
     """charon's name for a connection: short, stable, free of the ARM id's slashes."""
     return "c" + hashlib.sha256(connection_id.lower().encode()).hexdigest()[:12]
-
-
-def ike_proposal(policy: IpsecPolicy) -> str:
-    encryption = IKE_ENCRYPTION[policy.ike_encryption]
-    dh = DH_GROUP.get(policy.dh_group)
-    if dh is None:
-        raise ValueError(f"dhGroup {policy.dh_group} cannot key an IKEv2 SA")
-    if encryption.endswith("gcm16"):
-        return f"{encryption}-{IKE_PRF[policy.ike_integrity]}-{dh}"
-    return f"{encryption}-{IKE_INTEGRITY[policy.ike_integrity]}-{dh}"
-
-
-def esp_proposal(policy: IpsecPolicy) -> str:
-    encryption = ESP_ENCRYPTION[policy.ipsec_encryption]
-    parts = [encryption] if encryption.endswith("gcm16") else [encryption, ESP_INTEGRITY[policy.ipsec_integrity]]
-    pfs = PFS_GROUP[policy.pfs_group]
-    if pfs:
-        parts.append(pfs)
-    return "-".join(parts)
 
 
 def conn_config(connection: Connection, vip: str, local_ts: Sequence[str]) -> dict[str, Any]:
@@ -187,6 +153,7 @@ class Tunnel:
     state: str  # the IKE SA's: ESTABLISHED, CONNECTING, … ("" when there is none)
     children: tuple[tuple[str, str, str, int, int], ...]  # (state, local ts, remote ts, bytes in, bytes out)
     established_s: int | None  # seconds since the IKE SA was established
+    summary: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the IKE SA, for getikesas
 
     @property
     def connected(self) -> bool:
@@ -221,10 +188,38 @@ def tunnels(sas: Iterable[Mapping[str, Any]]) -> dict[str, Tunnel]:
                 for c in (ike.get("child-sas") or {}).values()
             )
             established = ike.get("established")
-            tunnel = Tunnel(_text(ike.get("state", "")), children, int(_text(established)) if established else None)
+            tunnel = Tunnel(_text(ike.get("state", "")), children, int(_text(established)) if established else None,
+                            _summary(ike))  # fmt: skip
             held = out.get(_text(name))
             if held is None or (tunnel.connected and not held.connected):
                 out[_text(name)] = tunnel
+    return out
+
+
+IKE_FIELDS = {
+    "localEndpoint": "local-host", "localPort": "local-port", "remoteEndpoint": "remote-host",
+    "remotePort": "remote-port", "state": "state", "encryption": "encr-alg", "encryptionKeySize": "encr-keysize",
+    "integrity": "integ-alg", "prf": "prf-alg", "dhGroup": "dh-group", "establishedSeconds": "established",
+    "rekeyInSeconds": "rekey-time",
+}  # fmt: skip
+CHILD_FIELDS = {
+    "state": "state", "encapsulation": "encap", "encryption": "encr-alg", "encryptionKeySize": "encr-keysize",
+    "integrity": "integ-alg", "bytesIn": "bytes-in", "bytesOut": "bytes-out", "packetsIn": "packets-in",
+    "packetsOut": "packets-out", "rekeyInSeconds": "rekey-time", "lifetimeSeconds": "life-time",
+}  # fmt: skip
+
+
+def _summary(ike: Mapping[str, Any]) -> dict[str, Any]:
+    """An IKE SA and its child SAs in Azure-like names (what getikesas returns), without SPIs or keys."""
+    out: dict[str, Any] = {k: _text(ike[v]) for k, v in IKE_FIELDS.items() if v in ike}
+    out["childSas"] = [
+        {
+            **{k: _text(c[v]) for k, v in CHILD_FIELDS.items() if v in c},
+            "localTrafficSelectors": [_text(t) for t in c.get("local-ts", [])],
+            "remoteTrafficSelectors": [_text(t) for t in c.get("remote-ts", [])],
+        }
+        for c in list((ike.get("child-sas") or {}).values())[:4]
+    ]
     return out
 
 

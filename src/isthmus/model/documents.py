@@ -219,6 +219,7 @@ class Connection(_Wire):
     enable_bgp: bool
     use_policy_based_traffic_selectors: bool = False
     traffic_selector_policies: tuple[TrafficSelector, ...] = ()
+    reset_generation: int = 0  # raised by resetconnection: the gateway keys the tunnel anew
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from isthmus.api.arm.kind import (
 )
 from isthmus.api.arm.virtual_networks import subnet_prefixes
 from isthmus.api.errors import bad_request
+from isthmus.compile.gateway import RESET_GENERATION
 from isthmus.compile.placement import POOL_SERVES, SKU_MBPS
 from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
@@ -355,6 +356,7 @@ class Connections(Kind):
         return {
             "connectionProtocol": "IKEv2",
             SEALED: shared_key,
+            RESET_GENERATION: existing.body["properties"].get(RESET_GENERATION, 0) if existing else 0,
             "ipsecPolicies": policies,
             "usePolicyBasedTrafficSelectors": bool(props.usePolicyBasedTrafficSelectors),
             "trafficSelectorPolicies": selectors,
@@ -403,7 +405,7 @@ class Connections(Kind):
 
     def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
         body = dict(doc.body)
-        props = {k: v for k, v in body["properties"].items() if k not in (CLEAR, SEALED)}  # write-only
+        props = {k: v for k, v in body["properties"].items() if k not in (CLEAR, SEALED, RESET_GENERATION)}
         observed = tx.connection_status(doc.key) or {}
         props["connectionStatus"] = observed.get("connectionStatus", "Unknown")
         props["ingressBytesTransferred"] = observed.get("ingressBytesTransferred", 0)

@@ -1,10 +1,13 @@
-"""A connection's pre-shared key, for its owner: GET and PUT …/connections/{name}/sharedkey
-(Azure's VirtualNetworkGatewayConnections_GetSharedKey and _SetSharedKey). The key is stored sealed; these
-two calls and the carrying gateway's document are the only places it is opened.
+"""A connection's pre-shared key, for its owner: GET and PUT …/connections/{name}/sharedkey and POST
+…/sharedkey/reset (Azure's VirtualNetworkGatewayConnections_GetSharedKey, _SetSharedKey, _ResetSharedKey:
+a new random key of keyLength characters). The key is stored sealed; these calls and the carrying
+gateway's document are the only places it is opened. A new key re-keys the tunnel.
 
 (No `from __future__ import annotations`: FastAPI reads the signatures at runtime.)
 """
 
+import secrets
+import string
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
@@ -17,6 +20,7 @@ from isthmus.api.arm.kinds import BY_COLLECTION
 from isthmus.api.deps import network_api_version, read, state, tenant, write
 from isthmus.api.errors import bad_request, not_found
 from isthmus.api.state import State
+from isthmus.model import limits
 from isthmus.model.ids import ResourceId
 from isthmus.store.repo import Doc, Tx, new_etag
 from isthmus.store.sealed import SEALED
@@ -29,6 +33,7 @@ PATH = (
 )
 CONNECTIONS = BY_COLLECTION["connections"]
 NO_STORE = {"Cache-Control": "no-store"}
+KEY_ALPHABET = string.ascii_letters + string.digits
 
 
 class ConnectionSharedKey(BaseModel):
@@ -78,15 +83,42 @@ async def set_shared_key(
 
     check_shared_key(body.value, "value")
 
+    return await _store_key(st, subscriptionId, resourceGroupName, name, body.value, {"value": body.value})
+
+
+class ConnectionResetSharedKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keyLength: int = Field(ge=1, le=limits.SHARED_KEY_LENGTH)
+
+
+@router.post(PATH + "/reset", tags=["connections"], name="VirtualNetworkGatewayConnections_ResetSharedKey")
+async def reset_shared_key(
+    subscriptionId: str,
+    resourceGroupName: str,
+    name: str,
+    body: ConnectionResetSharedKey = Body(),
+    _v: str = Depends(network_api_version),
+    _who: Principal = Depends(tenant),
+    st: State = Depends(state),
+) -> JSONResponse:
+    """A new random key of keyLength letters and digits; the answer is the length, as Azure's (read the key
+    with getSharedKey)."""
+    value = "".join(secrets.choice(KEY_ALPHABET) for _ in range(body.keyLength))
+    return await _store_key(st, subscriptionId, resourceGroupName, name, value, {"keyLength": body.keyLength})
+
+
+async def _store_key(
+    st: State, subscription: str, group: str, name: str, value: str, answer: dict[str, Any]
+) -> JSONResponse:
     def work() -> JSONResponse:
         with write(st) as tx:
-            doc = _connection(tx, subscriptionId, resourceGroupName, name)
+            doc = _connection(tx, subscription, group, name)
             etag = new_etag()
             stored: dict[str, Any] = {**doc.body, "etag": etag}
-            stored["properties"] = {**doc.body["properties"], SEALED: tx.seal(body.value, doc.key)}
+            stored["properties"] = {**doc.body["properties"], SEALED: tx.seal(value, doc.key)}
             tx.put(doc.key, scope=doc.scope, resource_group=doc.resource_group, type=doc.type, name=doc.name,
                    body=stored, etag=etag)  # fmt: skip
             tx.event(doc.scope, "connections.sharedKeySet", doc.body["id"], f"shared key of {doc.name} set")
-        return JSONResponse({"value": body.value}, headers=NO_STORE)
+        return JSONResponse(answer, headers=NO_STORE)
 
     return await st.in_writer(work)
