@@ -139,7 +139,11 @@ def test_tenant_resources(live: Live) -> None:
     )
     assert "private address 100.64.1.20" in wrong
 
-    # A VPN: gateway on GatewaySubnet with a public IP, a local gateway, a connection whose key never comes back.
+    # A VPN: gateway on GatewaySubnet with a public IP, a local gateway, a connection whose key never comes back;
+    # the operator's pool sold at VpnGw1's tier carries it.
+    ok(live, live.operator, "pool", "create", "vpngw1", "--capacity-kbps", "6500000", "--tier-kbps", "650000",
+       "--redundant-gateways", "0")  # fmt: skip
+    ok(live, live.operator, "gateway", "create", "res-gw", "--node", "res-gw", "--pool", "vpngw1")
     ok(live, t, "publicip", "create", "gw-ip", "-g", "rg")
     gateway = ok(live, t, "vnet-gateway", "create", "gw", "-g", "rg", "--vnet", "net", "--public-ip-address", "gw-ip")
     assert "VpnGw1" in gateway
@@ -153,6 +157,7 @@ def test_tenant_resources(live: Live) -> None:
         assert secret not in made and name in made
     assert secret not in ok(live, t, "-o", "json", "connection", "list")
     assert "vpn-table" in ok(live, t, "connection", "list", "-g", "rg")
+    assert "1950/6500 Mbps" in ok(live, live.operator, "gateway", "list", "--wide")  # three connections at 650
     deleted = run(live, t, "connection", "delete", "vpn-table", "-g", "rg")
     assert deleted.returncode == 0 and "deleted" in deleted.stderr
     again = run(live, t, "connection", "delete", "vpn-table", "-g", "rg")
@@ -179,6 +184,7 @@ def test_operator_objects(live: Live) -> None:
     assert updated["properties"]["gatewayCapacityKbps"] == 1_000_000
     ok(live, op, "gateway", "create", "op-gw", "--node", "op-gw", "--pool", "op-pool")
     assert "OutOfService" in ok(live, op, "gateway", "update", "op-gw", "--service-state", "OutOfService")
+    assert "standby" in ok(live, op, "gateway", "show", "op-gw")  # not available: a standby carrying nothing
     mux = as_json(live, op, "mux", "create", "op-mux", "--node", "op-mux", "--asn", "65010", "--router-id",
                   "198.18.0.10", "--peer", "198.18.0.1:65000")  # fmt: skip
     assert isinstance(mux, dict) and mux["properties"]["peers"] == [{"address": "198.18.0.1", "asn": 65000}]

@@ -70,6 +70,8 @@ class Noun:
     example: str = ""
     located: bool = True  # top-level resources have a location
     extra: dict[str, Any] = field(default_factory=dict)
+    # Adds what the resource alone does not say to the rows shown (e.g. the node carrying a connection).
+    enrich: Callable[[Settings, list[dict[str, Any]]], list[dict[str, Any]]] = lambda _s, rows: rows
 
     def path(self, where: Where, name: str, parent: str | None) -> str:
         base = f"/subscriptions/{where.subscription}/resourceGroups/{where.group}/providers/Microsoft.Network"
@@ -174,7 +176,7 @@ def add_commands(app: typer.Typer, noun: Noun) -> None:
     def show_(ctx: typer.Context, name: str, **values: Any) -> None:
         s = settings(ctx)
         spot, name, parent_name = locate(s, noun, name, values["group"], values["subscription"], parent_of(values))
-        body = get(s, noun.path(spot, name, parent_name), API)
+        [body] = noun.enrich(s, [get(s, noun.path(spot, name, parent_name), API)])
         crud.show_one(s, body, noun.columns, f"{noun.what} {name}")
 
     def list_(ctx: typer.Context, **values: Any) -> None:
@@ -195,7 +197,7 @@ def add_commands(app: typer.Typer, noun: Noun) -> None:
         else:
             path = f"/subscriptions/{sub}/providers/Microsoft.Network/{noun.collection}"
             title = f"{plural(noun.what)}"
-        client.show(s, list(arm_list(s, path)), noun.columns, title)
+        client.show(s, noun.enrich(s, list(arm_list(s, path))), noun.columns, title)
 
     def delete(ctx: typer.Context, name: str, **values: Any) -> None:
         s = settings(ctx)

@@ -160,7 +160,9 @@ def wait_for_state(what: str, body: dict[str, Any], fetch: Callable[[], dict[str
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         body = fetch()
     if state_of(body) == "Failed":
-        raise CliError(f"{what} is Failed: a node cannot apply it (`isthmus events` says why)")
+        why = (body.get("properties") or {}).get("connectionStatusReason")
+        raise CliError(f"{what} is Failed: {why}" if why else f"{what} is Failed: a node cannot apply it "
+                       "(`isthmus events` says why)")  # fmt: skip
     return body
 
 

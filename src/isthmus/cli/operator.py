@@ -32,6 +32,8 @@ class AdminNoun:
     apply: Apply
     help: str
     example: str
+    # Adds what the objects alone do not say to the rows shown (a gateway's role and load, from the placement).
+    enrich: Callable[[Settings, list[dict[str, Any]]], list[dict[str, Any]]] = lambda _s, rows: rows
 
 
 def _copy(pairs: dict[str, str]) -> Apply:
@@ -43,6 +45,26 @@ def _copy(pairs: dict[str, str]) -> Apply:
                 p[key] = given[flag]
 
     return apply
+
+
+def _with_placement(s: Settings, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each gateway with its role, liveness and load (used of capacity, kbps) and how many virtual network
+    gateways it carries, as the placement says."""
+    placement = get(s, "/admin/placement")
+    members = {g["name"].lower(): g for pool in placement["pools"] for g in pool["gateways"]}
+    carries: dict[str, int] = {}
+    for placed in placement["placed"]:
+        carries[placed["gateway"].lower()] = carries.get(placed["gateway"].lower(), 0) + 1
+    return [{**row, "placement": members.get(row["name"].lower(), {}), "carries": carries.get(row["name"].lower(), 0)}
+            for row in rows]  # fmt: skip
+
+
+def _load(row: dict[str, Any]) -> str:
+    member = row.get("placement") or {}
+    if "capacityKbps" not in member:
+        return ""
+    used, capacity = member.get("usedKbps", 0), member["capacityKbps"]
+    return f"{used // 1000}/{capacity // 1000} Mbps ({100 * used // max(1, capacity)}%)"
 
 
 def _pool(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
@@ -115,8 +137,12 @@ NOUNS = {
                 Column("name", lambda r: r["name"]),
                 Column("node", props("node")),
                 Column("pool", props("pool")),
-                Column("service", props("serviceState"), drop=1),
-                Column("state", props("provisioningState"), drop=2),
+                Column("role", lambda r: r.get("placement", {}).get("role")),
+                Column("liveness", lambda r: r.get("placement", {}).get("liveness"), drop=3),
+                Column("load", _load, drop=1),
+                Column("carries", lambda r: r.get("carries"), drop=4),
+                Column("service", props("serviceState"), drop=2),
+                Column("state", props("provisioningState"), drop=5),
             ),
             (
                 Opt("--node", "The agent node that is this gateway."),
@@ -124,8 +150,9 @@ NOUNS = {
                 Opt("--service-state", "InService (default) or OutOfService (moves what it carries away)."),
             ),
             _copy({"--node": "node", "--pool": "pool", "--service-state": "serviceState"}),
-            "Gateway nodes (operator).",
+            "Gateway nodes (operator): role, liveness and load from the placement.",
             "isthmus gateway create gw-a --node gw-a --pool pool1",
+            _with_placement,
         ),
         AdminNoun(
             "mux",
@@ -234,11 +261,13 @@ def add_commands(app: typer.Typer, noun: AdminNoun) -> None:
 
     def show_(ctx: typer.Context, name: str) -> None:
         s = settings(ctx)
-        crud.show_one(s, get(s, path(name)), noun.columns, f"{noun.what} {name}")
+        [body] = noun.enrich(s, [get(s, path(name))])
+        crud.show_one(s, body, noun.columns, f"{noun.what} {name}")
 
     def list_(ctx: typer.Context) -> None:
         s = settings(ctx)
-        client.show(s, get(s, f"/admin/{noun.collection}")["value"], noun.columns, f"{plural(noun.what)}")
+        rows = noun.enrich(s, get(s, f"/admin/{noun.collection}")["value"])
+        client.show(s, rows, noun.columns, f"{plural(noun.what)}")
 
     def delete(ctx: typer.Context, name: str) -> None:
         s = settings(ctx)

@@ -25,7 +25,7 @@ from isthmus.cli.arm_nouns import (
     ref,
     reference,
 )
-from isthmus.cli.client import NETWORK_API, CliError, Column, get, post, settings
+from isthmus.cli.client import NETWORK_API, CliError, Column, Settings, get, post, settings
 from isthmus.cli.crud import Opt, props
 from isthmus.model.security_rules import ACCESS, DIRECTIONS, PROTOCOLS
 
@@ -428,6 +428,30 @@ LOCAL_GATEWAY = Noun(
 CONNECTION_TYPES = {t.lower(): t for t in ("IPsec", "GRE", "L3")}
 
 
+def _bytes(count: Any) -> str:
+    """1234567 -> '1.2 MB' (the table's width matters more than the last byte)."""
+    if not isinstance(count, int):
+        return ""
+    if count < 1000:
+        return f"{count} B"
+    size, units = count / 1000, ["kB", "MB", "GB"]
+    while size >= 1000 and len(units) > 1:
+        size, units = size / 1000, units[1:]
+    return f"{size:.1f} {units[0]}"
+
+
+def _carrying_nodes(s: Settings, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each connection with the node carrying it, from the operator's placement; unchanged for a token that
+    may not read it (a tenant's: the fabric is not its business)."""
+    try:
+        placed = client.request(s, "GET", "/admin/placement")["placed"]
+    except CliError:
+        return rows
+    node_of = {p["virtualNetworkGateway"].lower(): p["node"] for p in placed}
+    return [{**row, "node": node_of.get(str(ref(props("virtualNetworkGateway1")(row)) or "").lower())}
+            for row in rows]  # fmt: skip
+
+
 def _connection(where: Where, body: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
     p = body.setdefault("properties", {})
     if creating:
@@ -455,6 +479,10 @@ CONNECTION = Noun(
         Column("vnet gateway", lambda r: ref(props("virtualNetworkGateway1")(r)), drop=1),
         Column("local gateway", lambda r: ref(props("localNetworkGateway2")(r)), drop=2),
         Column("status", props("connectionStatus")),
+        Column("in", lambda r: _bytes(props("ingressBytesTransferred")(r)), drop=6),
+        Column("out", lambda r: _bytes(props("egressBytesTransferred")(r)), drop=6),
+        Column("node", lambda r: r.get("node"), drop=7),
+        Column("reason", props("connectionStatusReason"), drop=8),
         Column("state", props("provisioningState"), drop=4),
     ),
     (
@@ -465,7 +493,9 @@ CONNECTION = Noun(
         Opt("--routing-weight", "Routing weight.", type=int),
     ),
     _connection,
-    help="Connections of a virtual network gateway to a local network gateway.",
+    enrich=lambda s, rows: _carrying_nodes(s, rows),
+    help="Connections of a virtual network gateway to a local network gateway (status, bytes, the gateway "
+    "node carrying it when the token may read the placement, why it is not connected).",
     example="isthmus connection create to-onprem -g lab --vnet-gateway gw1 --local-gateway onprem --shared-key …",
 )
 
