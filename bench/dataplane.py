@@ -84,22 +84,6 @@ def router_topology(tag: str) -> Iterator[dict[str, str]]:
             delete_netns(names["b"])
 
 
-def iperf(server_ns: str, address: str, client_ns: str, seconds: float) -> float:
-    """Gbit/s received by an iperf3 server in `server_ns` on `address` from one TCP stream."""
-    server = subprocess.Popen(in_netns(server_ns, ["iperf3", "-s", "-1", "-B", address, "-p", str(IPERF_PORT)]),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        time.sleep(0.3)
-        out = subprocess.run(
-            in_netns(client_ns, ["iperf3", "-c", address, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]),
-            capture_output=True, text=True, timeout=seconds + 20, check=True,
-        )  # fmt: skip
-        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
-    finally:
-        server.kill()
-        server.wait()
-
-
 def load_nsg(router: str, rules: list[dict[str, Any]], *, in_place: bool = True) -> tuple[float, float]:
     """Seconds to compile + render the rules, and to load them into the kernel, as the agent does it."""
     started = time.perf_counter()
@@ -186,13 +170,13 @@ def without_lab(quick: bool) -> dict[str, Any]:
         with_rules, without = [], []
         for _round in range(1 if quick else 2):  # alternate: the machine is shared and noisy
             load_nsg(ns["router"], rules)
-            with_rules.append(iperf(ns["vm"], VM, ns["peer"], seconds))
+            with_rules.append(probe.iperf_gbps(ns["vm"], VM, ns["peer"], seconds))
             load_nsg(ns["router"], [rule("allow-iperf", 100, protocol="Tcp", ports=str(IPERF_PORT), source=PEER)])
-            without.append(iperf(ns["vm"], VM, ns["peer"], seconds))
+            without.append(probe.iperf_gbps(ns["vm"], VM, ns["peer"], seconds))
         figures["routed_gbps_1000_rules"] = round(statistics.median(with_rules), 2)
         figures["routed_gbps_1_rule"] = round(statistics.median(without), 2)
         figures["nsg_throughput_ratio"] = round(figures["routed_gbps_1000_rules"] / figures["routed_gbps_1_rule"], 3)
-        figures["veth_gbps"] = round(iperf(ns["b"], "198.19.0.1", ns["a"], seconds), 2)
+        figures["veth_gbps"] = round(probe.iperf_gbps(ns["b"], "198.19.0.1", ns["a"], seconds), 2)
     return figures
 
 
@@ -217,7 +201,7 @@ def with_lab(quick: bool, workdir: Path, veth_gbps: float) -> dict[str, Any]:
         tenant.nic("b", "vnet1", "back")
         a = vms.create(lab, "a", tenant.id("networkInterfaces/a"), "h1")
         b = vms.create(lab, "b", tenant.id("networkInterfaces/b"), "h2")
-        vxlan = iperf(b.netns, b.addresses[0], a.netns, 1.0 if quick else 3.0)
+        vxlan = probe.iperf_gbps(b.netns, b.addresses[0], a.netns, 1.0 if quick else 3.0)
         figures["vxlan_gbps"] = round(vxlan, 2)
         figures["vxlan_vs_veth_ratio"] = round(vxlan / veth_gbps, 3)
 

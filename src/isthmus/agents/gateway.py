@@ -62,6 +62,7 @@ class _Carried:
     generations: dict[str, int] = field(default_factory=dict)  # conn name -> the reset generation it runs
     connections: dict[str, Connection] = field(default_factory=dict)  # conn name -> its document entry
     attempts: dict[str, _Attempts] = field(default_factory=dict)
+    forced: set[str] = field(default_factory=set)  # conn names to initiate now, whatever SA they have
     log_offset: int = 0
     reasons: dict[str, str] = field(default_factory=dict)  # conn name -> why it last failed
     established: dict[str, str] = field(default_factory=dict)  # conn name -> lastConnectionEstablishedUtcTime
@@ -175,20 +176,21 @@ class GatewayReconciler:
                     vici.load_shared({"id": name, "type": "IKE", "data": connection.shared_key,
                                       "owners": [vip, str(connection.remote_address)]})  # fmt: skip
                     carried.keys[name] = connection.shared_key
-                    if rekeyed:  # a rotated key: the tunnel is keyed again with it
+                    if rekeyed:  # a rotated key: a new IKE SA with it replaces the old (make before break)
                         carried.attempts[name] = _Attempts()
-                        _terminate(vici, name)
+                        carried.forced.add(name)
                 if carried.generations.setdefault(name, connection.reset_generation) != connection.reset_generation:
                     carried.generations[name] = connection.reset_generation  # resetconnection: keyed anew
                     carried.attempts[name] = _Attempts()
-                    _terminate(vici, name)
+                    carried.forced.add(name)
                 if carried.loaded.get(name) != config:
                     changed = name in carried.loaded
                     vici.load_conn(config)
                     carried.loaded[name] = config
                     carried.attempts[name] = _Attempts()
-                    if changed:  # its SAs were negotiated under the old configuration
+                    if changed:  # its SAs were negotiated under the old configuration: they go first
                         _terminate(vici, name)
+                        carried.forced.add(name)
             self._initiate(carried, vici)
 
     def _initiate(self, carried: _Carried, vici: Any) -> None:
@@ -196,10 +198,12 @@ class GatewayReconciler:
         now = time.monotonic()
         for name, connection in sorted(carried.connections.items()):
             tunnel = up.get(name)
-            if not strongswan.initiates(connection) or (tunnel is not None and tunnel.state):
+            forced = name in carried.forced
+            carried.forced.discard(name)
+            if not strongswan.initiates(connection) or (tunnel is not None and tunnel.state and not forced):
                 continue
             attempts = carried.attempts.setdefault(name, _Attempts())
-            if now < attempts.next_at:
+            if now < attempts.next_at and not forced:
                 continue
             attempts.failed(now)  # counted as failed until charon reports it up (reset in `observe`)
             for _ in vici.initiate({"ike": name, "child": name, "timeout": -1}):

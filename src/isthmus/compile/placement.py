@@ -9,7 +9,8 @@ gateway states (role, liveness) and returns the next ones, with every move and i
   pool, which becomes active (M+N takeover); without a standby (or room on it) each VNet gateway goes to
   an active elsewhere, as a new one would.
 - A new VNet gateway goes to a pool whose type serves all its connections and whose tier is its SKU's,
-  onto the active with the most capacity left that fits all its connections (each takes the tier's kbps).
+  onto the active with the most capacity left that fits all its connections (each takes the tier's kbps; a
+  VNet gateway without connections yet holds one tier's worth, as a gateway of that SKU would).
 - Roles are explicit and sticky. A pool that carries nothing takes them from name order (the last
   `redundantGatewayCount` by name are standbys). A gateway that joins, or comes back, is a standby while
   its pool has fewer available standbys than that, else an active. A gateway that is not available
@@ -247,7 +248,7 @@ class _VnetGateway:
 
     @property
     def need(self) -> int:
-        return self.tier * len(self.connections)
+        return self.tier * max(1, len(self.connections))  # a gateway holds its tier before its first connection
 
 
 class _Planner:

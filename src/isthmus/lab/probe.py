@@ -4,6 +4,7 @@ here (linux/sockets.py), so a probe costs microseconds, not a process. Every wai
 from __future__ import annotations
 
 import contextlib
+import json
 import select
 import socket
 import subprocess
@@ -36,6 +37,22 @@ def tcp_open(netns: str, address: str, port: int, timeout: float = 1.0, source_p
         return False
     finally:
         sock.close()
+
+
+def iperf_gbps(server_ns: str, address: str, client_ns: str, seconds: float, port: int = 5201) -> float:
+    """Gbit/s received by an iperf3 server in `server_ns` on `address` from one TCP stream of `client_ns`."""
+    server = subprocess.Popen(in_netns(server_ns, ["iperf3", "-s", "-1", "-B", address, "-p", str(port)]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.3)
+        out = subprocess.run(
+            in_netns(client_ns, ["iperf3", "-c", address, "-p", str(port), "-t", str(seconds), "-J"]),
+            capture_output=True, text=True, timeout=seconds + 20, check=True,
+        )  # fmt: skip
+        return float(json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        server.kill()
+        server.wait()
 
 
 @dataclass
