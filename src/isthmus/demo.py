@@ -1,5 +1,6 @@
 """`make demo`: the whole fabric in namespaces, two tenants with the same address space, and their VMs
-used for real: east-west across hosts, public IPs behind NSGs, outbound NAT, isolation, flow verify.
+used for real: east-west across hosts, public IPs behind NSGs, outbound NAT, isolation, flow verify, and a
+site-to-site VPN from tenant A's VNet to an on-premises site.
 
 The lab is removed at the end (ISTHMUS_DEMO_KEEP=1 keeps it: `isthmus lab status --workdir var/demo`).
 """
@@ -9,11 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
 
-from isthmus.lab import fabric, probe, vms
+from isthmus.lab import fabric, probe, sites, vms
 from isthmus.lab.tenant import Tenant, TenantError, rule
 from isthmus.lab.topology import INTERNET_HOST, Topology
 from isthmus.linux.run import ip_json
@@ -23,6 +25,7 @@ WORKDIR = Path("var/demo")
 PREFIX = "demo-"
 TENANT_A = "5f2c0a4e-0000-4000-8000-00000000de0a"
 TENANT_B = "5f2c0a4e-0000-4000-8000-00000000de0b"
+SITE, ON_PREMISES = "198.51.100.20", "192.0.2.0/26"  # tenant A's on-premises site
 
 
 def step(title: str) -> None:
@@ -51,6 +54,42 @@ def build_tenant(lab: fabric.LabState, subscription: str, tag: str) -> tuple[Ten
         "app": vms.create(lab, f"{tag}-app", t.id(f"networkInterfaces/{tag}-app"), "h2"),
     }
     return t, made
+
+
+def vpn(lab: fabric.LabState, a: Tenant, web: vms.Vm) -> None:
+    """Tenant A's VPN to its on-premises site: the site's strongSwan configured from the script the API
+    writes for it (its shared key filled in from getSharedKey, which only the owner may call)."""
+    step("a site-to-site VPN: a gateway on the 2+1 pool, IKEv2 by strongSwan (userspace ESP on this kernel)")
+    a.vnet("vnet1", "100.64.0.0/16", {"web": "100.64.1.0/24", "app": "100.64.2.0/24",
+                                      "GatewaySubnet": "100.64.255.0/27"}, nsg="web")  # fmt: skip
+    a.public_ip("vpn-ip")
+    a.vpn_gateway("vpn", "vnet1", "vpn-ip")
+    a.local_gateway("onprem", SITE, [ON_PREMISES])
+    started = time.monotonic()
+    a.connection("to-onprem", "vpn", "onprem", "Demo-Shared-Key-1")
+    api = {"api-version": "2026-03-01"}
+    device = {"vendor": "strongSwan", "deviceFamily": "swanctl", "firmwareVersion": "5.9"}
+    script = a.http.post(a.id("connections/to-onprem/vpndeviceconfigurationscript"), params=api, json=device).json()
+    key = a.http.get(a.id("connections/to-onprem/sharedkey"), params=api).json()["value"]
+    site = sites.create(lab, "onprem", SITE, ON_PREMISES, script.replace("PUT-THE-SHARED-KEY-HERE", key))
+    console.print(
+        f"  site {SITE} ({ON_PREMISES}, host {site.host_address}) configured from vpndeviceconfigurationscript"
+    )
+    done = a.wait_connection("to-onprem", timeout=30)["properties"]
+    show(f"connection to-onprem is {done['connectionStatus']} {time.monotonic() - started:.2f} s after its PUT",
+         done["connectionStatus"] == "Connected")  # fmt: skip
+    on_prem = site.host_address
+    show(f"A web (h1) pings the on-premises host {on_prem} through the tunnel", probe.ping(web.netns, on_prem, 2))
+    with probe.server(site.host_netns, on_prem, 7000) as server:
+        show(f"A web -> {on_prem} TCP 7000 and back, from {web.addresses[0]} (no NAT on the way)",
+             probe.tcp_echo(web.netns, on_prem, 7000) and server.peers[-1][0] == web.addresses[0])  # fmt: skip
+    deadline = time.monotonic() + 8  # counters travel with the heartbeat (every 5 s), not with each change
+    counters = a.get("connections/to-onprem")["properties"]
+    while not counters["egressBytesTransferred"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        counters = a.get("connections/to-onprem")["properties"]
+    console.print(f"  bytes in/out as the gateway counts them: {counters['ingressBytesTransferred']} / "
+                  f"{counters['egressBytesTransferred']}")  # fmt: skip
 
 
 def main() -> None:
@@ -113,6 +152,8 @@ def run(lab: fabric.LabState) -> None:
         for server in servers:
             server.close()
 
+    vpn(lab, a, web)
+
     step("bad input is refused with Azure's error and changes nothing")
     try:
         a.security_rule("web", rule("too-low", 50))
@@ -137,6 +178,8 @@ def run(lab: fabric.LabState) -> None:
         f"{INTERNET_HOST}:40000",
     )
     cli(tenant_env, "publicip", "list")
+    cli(tenant_env, "connection", "list")
+    cli({**env, "ISTHMUS_TOKEN": lab.operator_token}, "gateway", "list")
     cli({**env, "ISTHMUS_TOKEN": lab.operator_token}, "node", "list")
     cli(env, "lab", "vm", "list", "--workdir", str(WORKDIR))
 

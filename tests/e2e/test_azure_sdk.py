@@ -240,6 +240,7 @@ def test_full_lifecycle(network: NetworkManagementClient) -> None:
         m.VpnDeviceScriptParameters(vendor="strongSwan", device_family="swanctl", firmware_version="5.9"),
     )
     assert "remote_ts = 100.64.0.0/16" in script and "aes256-sha384-modp2048" in script and "rotated" not in script
+    assert f"remote_addrs = {network.public_ip_addresses.get(GROUP, 'gw-ip').ip_address}" in script
 
     # list and get
     assert [v.name for v in network.virtual_networks.list(GROUP)] == ["vnet1"]

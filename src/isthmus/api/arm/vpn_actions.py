@@ -41,6 +41,7 @@ CONNECTION = PROVIDER + "/connections/{name}"
 GATEWAY = PROVIDER + "/virtualNetworkGateways/{name}"
 CONNECTIONS = BY_COLLECTION["connections"]
 GATEWAYS = BY_COLLECTION["virtualnetworkgateways"]
+PUBLIC_IPS = BY_COLLECTION["publicipaddresses"]
 DEVICE = ("strongSwan", "swanctl", "5.9")  # vendor, device family, firmware version
 SUPPORTED = (
     f'<RpList><Vendor name="{DEVICE[0]}"><DeviceFamily name="{DEVICE[1]}">'
@@ -152,7 +153,8 @@ def swanctl_conf(tx: Tx, connection: Doc) -> str:
     assert gateway is not None and local is not None  # references are kept by the store
     config = gateway.body["properties"]["ipConfigurations"][0]["properties"]
     public_ip = tx.get(config["publicIPAddress"]["id"].lower())
-    vip = (public_ip.body["properties"].get("ipAddress") if public_ip else None) or "VIP-NOT-ALLOCATED"
+    rendered = PUBLIC_IPS.render(tx, public_ip)["properties"] if public_ip else {}
+    vip = rendered.get("ipAddress") or "VIP-NOT-ALLOCATED"
     vnet = tx.get(vnet_key_of(config["subnet"]["id"]))
     space = vnet.body["properties"]["addressSpace"]["addressPrefixes"] if vnet else []
     site = local.body["properties"]
