@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.lab import fabric, probe, sites, vms
-from isthmus.lab.tenant import Tenant
+from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.run import in_netns, ip_json, list_netns
 from tests.support import wait_for
 
@@ -231,3 +232,39 @@ def test_charon_killed_is_restarted_and_the_tunnel_comes_back(gateway_lab: fabri
     with gateway_lab.operator() as http:
         events = http.get("/admin/events", params={"scope": "admin", "limit": 500}).json()["value"]
     assert any(e["kind"] == "daemon.restarted" and victim in e["message"] for e in events), events
+
+
+def test_the_vnets_nsg_applies_to_the_site_and_its_virtualnetwork_tag_covers_it(vpn: dict[str, Side]) -> None:
+    """As Azure's: traffic from the site is VirtualNetwork traffic (AllowVnetInBound lets it in), and a rule
+    on the tag filters it like any VNet source."""
+    a = vpn["a"]
+    vm = a.vm.addresses[0]
+    a.tenant.nsg("guard", [rule("deny-vnet-7103", 100, "Deny", protocol="Tcp", ports="7103", source="VirtualNetwork")])
+    a.tenant.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"},
+                  nsg="guard")  # fmt: skip
+    try:
+        a.tenant.wait_succeeded("virtualNetworks/vnet1")
+        with probe.server(a.vm.netns, vm, 7103), probe.server(a.vm.netns, vm, 7104):
+            assert wait_for(lambda: not probe.tcp_open(a.site.host_netns, vm, 7103, 0.5), 10)
+            assert probe.tcp_echo(a.site.host_netns, vm, 7104)
+    finally:
+        a.tenant.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
+
+
+def test_lab_site_commands(gateway_lab: fabric.LabState, tmp_path: Path) -> None:
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text(site_conf("198.51.100.30", "203.0.113.250"))
+
+    def isthmus(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "isthmus", "lab", "site", *args, "--workdir", gateway_lab.workdir],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+    made = isthmus("create", "t1", "--address", "198.51.100.30", "--prefix", "192.0.2.64/26", "--swanctl", str(conf))
+    assert made.returncode == 0, made.stderr
+    assert "192.0.2.74" in made.stdout
+    assert "t1" in isthmus("list").stdout
+    outside = isthmus("create", "t2", "--address", "203.0.113.9", "--prefix", "192.0.2.128/26", "--swanctl", str(conf))
+    assert outside.returncode == 1 and "internet segment" in outside.stderr
+    assert not [n for n in list_netns() if n.startswith(gateway_lab.topology.netns("site-t2"))]
+    assert isthmus("delete", "t1").returncode == 0
+    assert not [n for n in list_netns() if n.startswith(gateway_lab.topology.netns("site-t1"))]

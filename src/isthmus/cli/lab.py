@@ -13,7 +13,7 @@ import httpx
 import typer
 
 from isthmus.cli.client import CliError, Column, emit, health, settings, show, when
-from isthmus.lab import fabric, vms
+from isthmus.lab import fabric, sites, vms
 from isthmus.lab.mux_routes import collect
 from isthmus.lab.topology import Topology
 from isthmus.model.ids import ResourceId
@@ -23,6 +23,8 @@ lab_app = typer.Typer(
 )
 vm_app = typer.Typer(help="Lab VMs: namespaces a host agent plugs a NIC into.", no_args_is_help=True)
 lab_app.add_typer(vm_app, name="vm")
+site_app = typer.Typer(help="Remote sites: an on-premises network behind its own strongSwan.", no_args_is_help=True)
+lab_app.add_typer(site_app, name="site")
 WORKDIR = typer.Option(
     Path("var/lab"), "--workdir", envvar="ISTHMUS_LAB", help="The lab's directory: its state file, store and logs."
 )
@@ -62,7 +64,7 @@ def up(
     workdir: Path = WORKDIR,
     hosts: int = typer.Option(2, min=1, max=50, help="Host nodes (h1..hN), each with a host agent."),
     muxes: int = typer.Option(1, min=1, max=8, help="SLB MUX nodes, each with a MUX agent and a BGP speaker."),
-    gateways: int = typer.Option(3, min=0, max=20, help="Gateway nodes (declared; no agents yet)."),
+    gateways: int = typer.Option(3, min=0, max=20, help="Gateway nodes of the pool (N=1 from two on), with agents."),
     prefix: str = typer.Option("isl-", help="Every namespace of the lab starts with this."),
     kernel_nodes: str = typer.Option(
         "", help="Nodes to run as qemu guests on Debian's kernel instead of namespaces, e.g. h2,gw3."
@@ -249,3 +251,44 @@ def vm_exec(
         raise typer.Exit(code)
     command = ctx.args or ["sh"]
     os.execvp("nsenter", ["nsenter", f"--net=/run/netns/{vm.netns}", *command])
+
+
+@site_app.command("create")
+def site_create(
+    name: str = typer.Argument(..., help="The site's name (up to 8 letters and digits)."),
+    address: str = typer.Option(..., help="Its public address on the internet segment, e.g. 198.51.100.20."),
+    prefix: str = typer.Option(..., help="Its on-premises network, e.g. 192.0.2.0/26 (a host at .10)."),
+    swanctl: Path = typer.Option(..., exists=True, dir_okay=False, help="The swanctl.conf its charon loads."),
+    workdir: Path = WORKDIR,
+) -> None:
+    """A site on the internet segment with a host behind it, its strongSwan configured from your swanctl.conf
+    (`isthmus` can write one: POST …/connections/NAME/vpndeviceconfigurationscript)."""
+    state = lab_state(workdir)
+    with lab_errors():
+        site = sites.create(state, name, address, prefix, swanctl.read_text())
+    print(f"site {site.name}: {site.address}, {site.prefix} with host {site.host_address} (netns {site.netns})")
+
+
+@site_app.command("list")
+def site_list(ctx: typer.Context, workdir: Path = WORKDIR) -> None:
+    """The lab's sites, and what their charon says of its SAs."""
+    state = lab_state(workdir)
+    rows = [{**site.__dict__, "sas": sites.swanctl(site, "--list-sas").count("ESTABLISHED")}
+            for site in sites.listing(state)]  # fmt: skip
+    show(settings(ctx), rows, [
+        Column("name", _key("name")),
+        Column("address", _key("address")),
+        Column("prefix", _key("prefix")),
+        Column("host", _key("host_address")),
+        Column("IKE SAs up", _key("sas"), drop=1),
+        Column("netns", _key("netns"), drop=2),
+    ], "lab sites")  # fmt: skip
+
+
+@site_app.command("delete")
+def site_delete(name: str = typer.Argument(..., help="The site's name."), workdir: Path = WORKDIR) -> None:
+    """Stop the site's charon and remove its namespaces."""
+    state = lab_state(workdir)
+    with lab_errors():
+        sites.delete(state, name)
+    print(f"site {name} deleted")
