@@ -24,6 +24,7 @@ bench: bootstrap
 	$(VENV)/python bench/dataplane.py --quick
 	$(VENV)/python bench/bgp.py --quick
 	$(VENV)/python bench/kernel_tier.py --quick
+	$(VENV)/python bench/ipsec.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis
