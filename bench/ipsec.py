@@ -34,6 +34,8 @@ ON_PREMISES = "192.0.2.0/26"
 KEY = "Bench-Key-0"
 ECHO_PORT = 7200
 
+# Written here, not by isthmus (tests/lab/test_ipsec.py has its own): the sites must not depend on the code
+# they measure, so the bench does not use vpndeviceconfigurationscript (the demo does).
 SITE_CONF = """connections {{
   azure {{
     version = 2
