@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from isthmus.lab import fabric, probe, sites, vms
 from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.run import in_netns, ip_json, list_netns
+from isthmus.store import tokens
+from isthmus.store.db import make_engine
 from tests.support import wait_for
 
 SUB_A = "00000000-0000-0000-0000-0000000000a1"
@@ -268,3 +271,26 @@ def test_lab_site_commands(gateway_lab: fabric.LabState, tmp_path: Path) -> None
     assert not [n for n in list_netns() if n.startswith(gateway_lab.topology.netns("site-t2"))]
     assert isthmus("delete", "t1").returncode == 0
     assert not [n for n in list_netns() if n.startswith(gateway_lab.topology.netns("site-t1"))]
+
+
+def test_the_shared_key_is_in_no_log_and_no_other_nodes_document(gateway_lab: fabric.LabState,
+                                                                    vpn: dict[str, Side]) -> None:  # fmt: skip
+    """Only the carrying gateway's document and getSharedKey hold it; the sites' own swanctl.conf are theirs."""
+    logs = [*Path(gateway_lab.workdir, "logs").glob("*.log"),
+            *(Path("/run/isthmus") / gateway_lab.topology.netns("gw1")).glob("*/charon.log")]  # fmt: skip
+    assert len(logs) > 5
+    for path in logs:
+        assert KEY not in path.read_text(errors="replace"), path
+    engine = make_engine(gateway_lab.db)
+    try:
+        as_node = {node: tokens.create(engine, "node", node) for node in ("gw1", "gw2", "h1", "h2", "mux1")}
+    finally:
+        engine.dispose()
+    with httpx.Client(base_url=gateway_lab.controller, verify=gateway_lab.ca) as http:
+        for node, token in as_node.items():
+            document = http.get(f"/v1/nodes/{node}/desired", headers={"Authorization": f"Bearer {token}"})
+            assert document.status_code == 200, document.text
+            assert (KEY in document.text) == (node == "gw1"), node  # the carrying node's alone
+    with gateway_lab.operator() as http:
+        events = http.get("/admin/events", params={"limit": 1000}).text
+    assert KEY not in events
