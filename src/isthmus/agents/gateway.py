@@ -285,6 +285,11 @@ class GatewayReconciler:
                         "connectionStatus": "Connected" if child[0] == "INSTALLED" else "Connecting",
                         "ingressBytesTransferred": child[3],
                         "egressBytesTransferred": child[4],
+                        **(
+                            {"lastConnectionEstablishedUtcTime": carried.established[name]}
+                            if name in carried.established
+                            else {}
+                        ),
                     }
                     for child in (tunnel.children if tunnel else ())
                 ],

@@ -75,6 +75,7 @@ class TunnelReport(BaseModel):
     connectionStatus: ConnectionStatus
     ingressBytesTransferred: Counter = 0
     egressBytesTransferred: Counter = 0
+    lastConnectionEstablishedUtcTime: str | None = Field(default=None, max_length=40)
 
 
 IkeText = Annotated[str, StringConstraints(max_length=64)]
