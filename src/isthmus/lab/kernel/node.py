@@ -31,6 +31,9 @@ MEMORY_MB = 512
 MODULES: tuple[str, ...] = tuple(dict.fromkeys((*capabilities.MODULES, "bridge", "nf_conntrack", "nf_nat")))
 MODULES += ("nft_chain_nat", "nft_ct", "nft_nat", "nft_masq", "nft_reject_inet", "nft_fib_inet", "nft_limit")
 MODULES += ("sch_htb", "ifb")
+# A gateway's first ESP SA (AES-GCM, Azure's default) instantiates rfc4106(gcm(aes)) and its IV generator: the
+# kernel would otherwise request each module in turn, a modprobe process apiece.
+MODULES += ("gcm", "ctr", "ghash_generic", "seqiv", "drbg", "jitterentropy_rng")
 
 _SERVE = f"""mkdir -p {EXEC_DIR}
 while [ ! -e {STOP} ]; do

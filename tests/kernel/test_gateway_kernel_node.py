@@ -1,0 +1,182 @@
+"""The lab with gateway gw1 as a kernel node (a qemu guest on Debian's kernel, its gateway agent inside): its
+compartment's charon keys kernel ESP (XFRM), not charon's userspace libipsec, and a VM on h1 (a namespace node)
+talks to the host behind a strongSwan site (libipsec, configured from the swanctl.conf below, written by hand)
+through it. One guest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from isthmus.lab import fabric, probe, sites, vms
+from isthmus.lab.kernel.image import KernelImage
+from isthmus.lab.tenant import Tenant
+from isthmus.lab.topology import Topology
+from isthmus.linux.run import in_netns
+from tests.support import wait_for
+
+SUB = "00000000-0000-0000-0000-0000000000d1"
+ON_PREMISES = "192.0.2.0/26"
+SITE_ADDRESS = "198.51.100.31"
+KEY = "Sh4red-Key-for-the-kernel-lab"
+PORT = 7200
+
+SITE_CONF = """connections {{
+  azure {{
+    version = 2
+    local_addrs = {me}
+    remote_addrs = {vip}
+    proposals = aes256-sha384-ecp384
+    dpd_delay = 5s
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {vip}
+    }}
+    children {{
+      azure {{
+        local_ts = {prefix}
+        remote_ts = 100.64.0.0/16
+        esp_proposals = aes256gcm16-ecp384
+        dpd_action = clear
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-azure {{
+    id-1 = {vip}
+    id-2 = {me}
+    secret = "{secret}"
+  }}
+}}
+"""
+
+
+@dataclass
+class World:
+    lab: fabric.LabState
+    tenant: Tenant
+    vm: vms.Vm
+    vip: str
+    site: sites.Site
+    compartment: str  # the compartment's namespace inside gw1's guest
+    connected_s: float  # from the connection's PUT to Connected
+
+
+@pytest.fixture(scope="module")
+def lab(kernel: KernelImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[fabric.LabState]:
+    workdir = tmp_path_factory.mktemp("kgwlab")
+    prefix = f"ik{os.getpid() % 10000}x{zlib.crc32(__name__.encode()) % 100:02d}-"
+    try:
+        yield fabric.up(workdir, Topology(prefix, hosts=1, muxes=1, gateways=1), kernel_nodes=["gw1"])
+    finally:
+        fabric.down(Path(workdir), prefix)
+        assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+        assert not fabric.load_state(Path(workdir))
+
+
+def guest(lab: fabric.LabState, script: str, timeout: float = 60.0) -> str:
+    code, out = fabric.run_in_node(lab, "gw1", script, timeout)
+    assert code == 0, out
+    return out
+
+
+def compartments(lab: fabric.LabState) -> list[str]:
+    out = guest(lab, "ip netns list")
+    return sorted(w for w in out.split() if w.startswith(lab.topology.netns("gw1-gw")))
+
+
+@pytest.fixture(scope="module")
+def world(lab: fabric.LabState) -> Iterator[World]:
+    t = Tenant(lab, SUB)
+    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
+    t.nic("v1", "vnet1", "front")
+    vm = vms.create(lab, "v1", t.id("networkInterfaces/v1"), "h1")
+    vip = t.public_ip("gw-pip")
+    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t.local_gateway("onprem", SITE_ADDRESS, [ON_PREMISES])
+    conf = SITE_CONF.format(me=SITE_ADDRESS, vip=vip, prefix=ON_PREMISES, secret=KEY)
+    site = sites.create(lab, "sk", SITE_ADDRESS, ON_PREMISES, conf)
+    started = time.monotonic()
+    t.connection("to-onprem", "gw", "onprem", KEY)
+    doc = t.wait_connection("to-onprem", timeout=120)
+    connected_s = time.monotonic() - started
+    assert doc["properties"]["connectionStatus"] == "Connected", doc
+    found = compartments(lab)
+    assert len(found) == 1, found
+    print(f"\nconnected over kernel ESP {connected_s:.1f} s after the connection's PUT")
+    yield World(lab, t, vm, vip, site, found[0], connected_s)
+
+
+def test_the_gateway_node_in_the_guest_registered_with_kernel_esp(lab: fabric.LabState) -> None:
+    code, out = fabric.run_in_node(lab, "gw1", "uname -r")
+    assert code == 0 and out.strip() != os.uname().release  # Debian's kernel, not this machine's
+    with lab.operator() as http:
+        nodes = {n["name"]: n for n in http.get("/admin/nodes").json()["value"]}
+    gw1 = nodes["gw1"]
+    assert gw1["capabilities"]["esp"] and gw1["capabilities"]["kernel"] != os.uname().release
+    assert gw1["datapath"]["ipsec"] == "xfrm"
+
+
+def test_the_compartment_is_named_by_the_lab_prefix_and_its_vni(world: World) -> None:
+    vni = world.compartment.rsplit("-gw", 1)[1]
+    assert vni.isdigit() and world.compartment == world.lab.topology.netns(f"gw1-gw{vni}")
+
+
+def test_a_vm_and_its_on_premises_host_talk_through_kernel_esp(world: World) -> None:
+    on_prem = world.site.host_address
+    assert wait_for(lambda: probe.ping(world.vm.netns, on_prem, timeout=2), 20)
+    with probe.server(world.site.host_netns, on_prem, PORT):
+        assert wait_for(lambda: probe.tcp_echo(world.vm.netns, on_prem, PORT, timeout=3), 15)
+        assert wait_for(lambda: probe.udp_echo(world.vm.netns, on_prem, PORT, timeout=2), 15)
+    with probe.server(world.vm.netns, world.vm.addresses[0], PORT + 1):  # the other way: the site opens the flow
+        assert wait_for(lambda: probe.tcp_echo(world.site.host_netns, world.vm.addresses[0], PORT + 1, timeout=3), 15)
+    assert probe.ping(world.site.host_netns, world.vm.addresses[0], timeout=2)
+
+
+def test_the_compartment_holds_kernel_esp_sas_and_policies(world: World) -> None:
+    """ESP in UDP (the libipsec site forces NAT-T), both directions, and tunnel policies for the prefixes."""
+    states = guest(world.lab, f"ip netns exec {world.compartment} ip xfrm state")
+    policies = guest(world.lab, f"ip netns exec {world.compartment} ip xfrm policy")
+    assert states.count("proto esp") >= 2, states
+    assert f"src {world.vip} dst {SITE_ADDRESS}" in states and f"src {SITE_ADDRESS} dst {world.vip}" in states
+    assert "encap type espinudp sport 4500 dport 4500" in states, states
+    assert "rfc4106(gcm(aes))" in states, states
+    for direction in ("out", "in", "fwd"):
+        assert f"dir {direction}" in policies, policies
+    assert f"src 100.64.0.0/16 dst {ON_PREMISES}" in policies and f"src {ON_PREMISES} dst 100.64.0.0/16" in policies
+    # and no userspace ESP: charon has no TUN device there
+    links = guest(world.lab, f"ip netns exec {world.compartment} ip -br link")
+    assert "ipsec" not in links, links
+
+
+def test_the_connection_counts_the_traffic(world: World) -> None:
+    def counters() -> tuple[int, int]:
+        p = world.tenant.get("connections/to-onprem")["properties"]
+        return int(p["ingressBytesTransferred"]), int(p["egressBytesTransferred"])
+
+    before = counters()
+    assert probe.ping(world.vm.netns, world.site.host_address, timeout=2, count=5)
+    assert wait_for(lambda: all(a > b for a, b in zip(counters(), before, strict=True)), 30), (before, counters())
+
+
+def test_ping_rtt_through_the_tunnel(world: World) -> None:
+    """Not a bound on speed (TCG emulates the cipher), a figure for the record."""
+    command = in_netns(
+        world.vm.netns, ["ping", "-n", "-q", "-c", "10", "-i", "0.2", "-W", "2", world.site.host_address]
+    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]  # rtt min/avg/max/mdev = …
+    print(f"\nping through the tunnel: {summary}")
