@@ -66,6 +66,7 @@ class _Carried:
     log_offset: int = 0
     reasons: dict[str, str] = field(default_factory=dict)  # conn name -> why it last failed
     established: dict[str, str] = field(default_factory=dict)  # conn name -> lastConnectionEstablishedUtcTime
+    established_by: dict[str, str] = field(default_factory=dict)  # conn name -> the IKE SA it was stamped for
 
 
 class GatewayReconciler:
@@ -232,8 +233,11 @@ class GatewayReconciler:
     # --- observed state -----------------------------------------------------------------------------
 
     def observe(self) -> bool:
-        """Sample every connection's SAs and charon's log; True if what `observed` reports changed."""
-        with self._lock:
+        """Sample every connection's SAs and charon's log; True if what `observed` reports changed. Skipped
+        (False) while a pass runs: the pass samples when it ends."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
             observed: dict[str, dict[str, Any]] = {}
             for carried in self.carried.values():
                 observed.update(self._observe(carried))
@@ -241,6 +245,8 @@ class GatewayReconciler:
                 k: _without_counters(v) for k, v in self._observed.items()
             }
             self._observed = observed
+        finally:
+            self._lock.release()
         return changed
 
     def observed(self) -> dict[str, Any]:
@@ -268,9 +274,11 @@ class GatewayReconciler:
                 status = "Connected"
                 carried.reasons.pop(name, None)
                 carried.attempts[name] = _Attempts()
-                if tunnel.established_s is not None:
+                if tunnel.established_s is not None and carried.established_by.get(name) != tunnel.unique_id:
+                    # Stamped once per IKE SA: recomputed from charon's whole seconds it would wobble by one.
                     since = datetime.now(UTC).timestamp() - tunnel.established_s
                     carried.established[name] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    carried.established_by[name] = tunnel.unique_id
             elif tunnel is not None and tunnel.state in ("CONNECTING", "ESTABLISHED", "REKEYING", "PASSIVE"):
                 status = "Connecting"
             else:

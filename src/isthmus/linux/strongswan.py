@@ -154,6 +154,7 @@ class Tunnel:
     children: tuple[tuple[str, str, str, int, int], ...]  # (state, local ts, remote ts, bytes in, bytes out)
     established_s: int | None  # seconds since the IKE SA was established
     summary: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the IKE SA, for getikesas
+    unique_id: str = ""  # charon's number for the IKE SA: a new one is a new SA
 
     @property
     def connected(self) -> bool:
@@ -189,7 +190,7 @@ def tunnels(sas: Iterable[Mapping[str, Any]]) -> dict[str, Tunnel]:
             )
             established = ike.get("established")
             tunnel = Tunnel(_text(ike.get("state", "")), children, int(_text(established)) if established else None,
-                            _summary(ike))  # fmt: skip
+                            _summary(ike), _text(ike.get("uniqueid", "")))  # fmt: skip
             held = out.get(_text(name))
             if held is None or (tunnel.connected and not held.connected):
                 out[_text(name)] = tunnel
