@@ -64,6 +64,7 @@ class _Carried:
     attempts: dict[str, _Attempts] = field(default_factory=dict)
     forced: set[str] = field(default_factory=set)  # conn names to initiate now, whatever SA they have
     log_offset: int = 0
+    applied: tuple[RouterSpec, Compartment] | None = None  # what the last successful pass made of it
     reasons: dict[str, str] = field(default_factory=dict)  # conn name -> why it last failed
     established: dict[str, str] = field(default_factory=dict)  # conn name -> lastConnectionEstablishedUtcTime
     established_by: dict[str, str] = field(default_factory=dict)  # conn name -> the IKE SA it was stamped for
@@ -99,11 +100,16 @@ class GatewayReconciler:
                 assert compartment.vni is not None
                 try:
                     spec = self._spec(doc, compartment, transit[compartment.vni])
-                    realize(spec, None, check_vms=full)
                     if compartment.vip is not None:
                         node_routes.append(Route(str(compartment.vip), spec.uplink, spec.transit[1]))
-                    carried = self._charon(key, spec.netns)
-                    self._connections(carried, compartment)
+                    held = self.carried.get(key)
+                    if full or held is None or held.applied != (spec, compartment) or not held.charon.alive():
+                        # Only what changed: a pool node carries many compartments, a change touches one.
+                        realize(spec, None, check_vms=full)
+                        carried = self._charon(key, spec.netns)
+                        carried.applied = None
+                        self._connections(carried, compartment)
+                        carried.applied = (spec, compartment)
                     outcome.resources[compartment.virtual_network_gateway] = {"state": "Succeeded", "message": ""}
                     for connection in compartment.connections:
                         outcome.resources[connection.id] = {"state": "Succeeded", "message": ""}
@@ -194,8 +200,9 @@ class GatewayReconciler:
                         carried.forced.add(name)
             self._initiate(carried, vici)
 
-    def _initiate(self, carried: _Carried, vici: Any) -> None:
-        up = strongswan.tunnels(vici.list_sas())
+    def _initiate(self, carried: _Carried, vici: Any, up: dict[str, strongswan.Tunnel] | None = None) -> None:
+        """Initiate what has no SA and whose retry is due, and what must be keyed anew (`forced`)."""
+        up = strongswan.tunnels(vici.list_sas()) if up is None else up
         now = time.monotonic()
         for name, connection in sorted(carried.connections.items()):
             tunnel = up.get(name)
@@ -264,6 +271,7 @@ class GatewayReconciler:
         try:
             with strongswan.session(carried.run_dir, timeout=2.0) as vici:
                 up = strongswan.tunnels(vici.list_sas())
+                self._initiate(carried, vici, up)  # retries fall due between passes
         except OSError:
             up = {}
         carried.reasons.update(strongswan.reason_in(self._new_log_lines(carried)))
