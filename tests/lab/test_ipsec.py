@@ -47,9 +47,10 @@ SITE_CONF = """connections {{
     children {{
       azure {{
         local_ts = {prefix}
-        remote_ts = 100.64.0.0/16
+        remote_ts = {remote}
         esp_proposals = {esp}
         dpd_action = clear
+        start_action = {start}
       }}
     }}
   }}
@@ -65,8 +66,10 @@ secrets {{
 
 
 def site_conf(me: str, vip: str, secret: str = KEY, ike: str = "aes256-sha384-ecp384",
-              esp: str = "aes256gcm16-ecp384") -> str:  # fmt: skip
-    return SITE_CONF.format(me=me, vip=vip, prefix=ON_PREMISES, secret=secret, ike=ike, esp=esp)
+              esp: str = "aes256gcm16-ecp384", local: str = ON_PREMISES, remote: str = "100.64.0.0/16",
+              start: str = "none") -> str:  # fmt: skip
+    return SITE_CONF.format(me=me, vip=vip, prefix=local, secret=secret, ike=ike, esp=esp, remote=remote,
+                            start=start)  # fmt: skip
 
 
 @dataclass
@@ -77,7 +80,8 @@ class Side:
     site: sites.Site
 
 
-def _side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY) -> Side:
+def _side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY,
+          **conf: str) -> Side:  # fmt: skip
     t = Tenant(lab, subscription)
     t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
     t.nic(f"{tag}1", "vnet1", "front")
@@ -85,7 +89,7 @@ def _side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_add
     vip = t.public_ip("gw-pip")
     t.vpn_gateway("gw", "vnet1", "gw-pip")
     t.local_gateway("onprem", site_address, [ON_PREMISES])
-    site = sites.create(lab, f"s{tag}", site_address, ON_PREMISES, site_conf(site_address, vip, secret))
+    site = sites.create(lab, f"s{tag}", site_address, ON_PREMISES, site_conf(site_address, vip, secret, **conf))
     t.connection("to-onprem", "gw", "onprem", KEY)
     return Side(t, vm, vip, site)
 
@@ -182,7 +186,9 @@ def test_a_wrong_key_is_not_connected_with_its_reason_without_a_storm_and_a_rota
     other tenants' tunnels are untouched throughout."""
     untouched = sites.swanctl(vpn["a"].site, "--list-sas").split("\n")[0]  # its IKE SA: name, number, SPIs
     held = set(_compartments(gateway_lab))
-    c = _side(gateway_lab, SUB_C, "c", "h1", "198.51.100.23", secret="not-the-same-key")
+    # This site initiates too, proposing narrower selectors than the connection's (one subnet, a /28).
+    c = _side(gateway_lab, SUB_C, "c", "h1", "198.51.100.23", secret="not-the-same-key", local="192.0.2.0/28",
+              remote="100.64.1.0/24", start="start")  # fmt: skip
     try:
         compartment = wait_for(lambda: set(_compartments(gateway_lab)) - held, 15).pop()
         log = Path("/run/isthmus") / gateway_lab.topology.netns("gw1") / compartment / "charon.log"
@@ -199,7 +205,10 @@ def test_a_wrong_key_is_not_connected_with_its_reason_without_a_storm_and_a_rota
         put = c.tenant.http.put(c.tenant.id("connections/to-onprem/sharedkey"), params={"api-version": "2026-03-01"},
                                 json={"value": "not-the-same-key"})  # fmt: skip
         assert put.status_code == 200
-        assert c.tenant.wait_connection("to-onprem", timeout=30)["properties"]["connectionStatus"] == "Connected"
+        connected = c.tenant.wait_connection("to-onprem", timeout=30)["properties"]
+        assert connected["connectionStatus"] == "Connected"
+        tunnels = [t["tunnel"] for t in connected["tunnelConnectionStatus"]]
+        assert "100.64.1.0/24==192.0.2.0/28" in tunnels, tunnels  # narrowed to what the site asked for
         policy = {"saLifeTimeSeconds": 3600, "saDataSizeKilobytes": 102400000, "ipsecEncryption": "AES128",
                   "ipsecIntegrity": "SHA1", "ikeEncryption": "AES128", "ikeIntegrity": "SHA1",
                   "dhGroup": "DHGroup14", "pfsGroup": "None"}  # fmt: skip
@@ -216,7 +225,10 @@ def test_a_wrong_key_is_not_connected_with_its_reason_without_a_storm_and_a_rota
         node_routes = [r["dst"] for r in ip_json(gateway_lab.topology.netns("gw1"), "route", "show", "proto", "77")]
         assert c.vip not in node_routes and not (log.parent).exists()
         assert sites.swanctl(vpn["a"].site, "--list-sas").split("\n")[0] == untouched
-    finally:
+    finally:  # whatever failed, the later tests find the pool as the fixture made it
+        for leftover in ("connections/to-onprem", "virtualNetworkGateways/gw"):
+            if c.tenant.http.get(c.tenant.id(leftover), params={"api-version": "2026-03-01"}).status_code == 200:
+                c.tenant.delete(leftover)
         sites.delete(gateway_lab, "sc")
 
 

@@ -34,7 +34,7 @@ def test_commands_and_down_after_a_crash(tmp_path: Path) -> None:
         assert again.returncode == 1 and "lab down" in again.stderr  # never two labs in one workdir
 
         status = json.loads(isthmus("lab", "status", "-o", "json", workdir=tmp_path).stdout)
-        assert {n["name"] for n in status["nodes"] if n["live"]} == {"h1", "mux1"} and status["dead"] == []
+        assert {n["name"] for n in status["nodes"] if n["live"]} == {"gw1", "h1", "mux1"} and status["dead"] == []
         assert all(p["running"] for p in status["processes"].values())
 
         state = fabric.load_state(tmp_path)

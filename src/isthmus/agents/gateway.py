@@ -127,6 +127,7 @@ class GatewayReconciler:
     def _spec(self, doc: GatewayDocument, compartment: Compartment, transit: tuple[str, str]) -> RouterSpec:
         assert compartment.vni is not None and doc.address is not None and compartment.router_mac is not None
         own = [str(a) for a in (compartment.private_ip_address, compartment.vip) if a is not None]
+        own += [str(a) for a in compartment.subnet_gateways if a.version == 4]
         remotes = tuple(
             Remote(str(r.vtep), r.router_mac, tuple(str(a) for a in r.addresses if a.version == 4))
             for r in compartment.remotes
@@ -137,7 +138,7 @@ class GatewayReconciler:
             router_mac=compartment.router_mac,
             underlay=str(doc.address),
             transit=transit,
-            gateways=tuple(sorted(own)),
+            gateways=tuple(sorted(set(own))),
             ports=(),
             remotes=remotes,
             filter_body=compartment_guard(str(compartment.vip) if compartment.vip else None),

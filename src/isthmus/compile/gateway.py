@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from ipaddress import ip_interface
 from typing import Any
 
-from isthmus.compile.host import HostIndex, HostMemo, address, remote_hosts, router_mac
+from isthmus.compile.host import HostIndex, HostMemo, address, gateway_address, remote_hosts, router_mac
 from isthmus.compile.placement import Placed, Placement
-from isthmus.model.addresses import parse_network
+from isthmus.model.addresses import Address, parse_network
 from isthmus.model.documents import (
     BgpSettings,
     Compartment,
@@ -223,4 +223,14 @@ def _compartment(
         router_mac=router_mac(own, vni) if own and vni is not None else None,
         address_space=tuple(parse_network(p) for p in space),
         remotes=remotes,
+        subnet_gateways=_subnet_gateways(vnet_doc),
     )
+
+
+def _subnet_gateways(vnet: Mapping[str, Any] | None) -> tuple[Address, ...]:
+    out = []
+    for subnet in (vnet or {}).get("properties", {}).get("subnets", []):
+        props = subnet.get("properties", {})
+        if subnet.get("name", "").lower() != "gatewaysubnet":
+            out += [gateway_address(parse_network(p)) for p in props.get("addressPrefixes") or [props["addressPrefix"]]]
+    return tuple(out)

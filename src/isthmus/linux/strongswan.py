@@ -57,6 +57,7 @@ def strongswan_conf(libipsec: bool) -> str:
       default = 0
       ike = 1
       cfg = 1
+      knl = 1
     }}
   }}
   plugins {{

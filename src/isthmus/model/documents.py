@@ -244,6 +244,9 @@ class Compartment(_Wire):
     router_mac: str | None = None  # the compartment's MAC on its VXLAN leg
     address_space: tuple[IPNetwork, ...] = ()  # the VNet's: the local traffic selector
     remotes: tuple[RemoteHost, ...] = ()  # the hosts with VMs in the VNet, and their addresses
+    # The VNet's subnet gateways (x.x.x.1), on the compartment's lo too: charon (kernel-libipsec) routes a
+    # child SA only with a local address inside its local selector, and a site may narrow that to a subnet.
+    subnet_gateways: tuple[IPAddress, ...] = ()
 
     @property
     def key(self) -> str:
