@@ -47,3 +47,47 @@ def speaker_pids(netns: str) -> list[int]:
         if os.path.basename(program) in SPEAKERS:
             pids.append(pid)
     return pids
+
+
+# A remote site's swanctl.conf, written by hand (the sites must not depend on the code they test): the lab's
+# IPsec tests and the kernel tier's share it.
+SITE_CONF = """connections {{
+  azure {{
+    version = 2
+    local_addrs = {me}
+    remote_addrs = {vip}
+    proposals = {ike}
+    dpd_delay = 5s
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {vip}
+    }}
+    children {{
+      azure {{
+        local_ts = {prefix}
+        remote_ts = {remote}
+        esp_proposals = {esp}
+        dpd_action = clear
+        start_action = {start}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-azure {{
+    id-1 = {vip}
+    id-2 = {me}
+    secret = "{secret}"
+  }}
+}}
+"""
+
+
+def site_conf(me: str, vip: str, secret: str, ike: str = "aes256-sha384-ecp384", esp: str = "aes256gcm16-ecp384",
+              local: str = "192.0.2.0/26", remote: str = "100.64.0.0/16", start: str = "none") -> str:  # fmt: skip
+    return SITE_CONF.format(me=me, vip=vip, prefix=local, secret=secret, ike=ike, esp=esp, remote=remote,
+                            start=start)  # fmt: skip

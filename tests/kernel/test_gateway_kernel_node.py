@@ -20,47 +20,13 @@ from isthmus.lab.kernel.image import KernelImage
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
 from isthmus.linux.run import in_netns
-from tests.support import wait_for
+from tests.support import site_conf, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000d1"
 ON_PREMISES = "192.0.2.0/26"
 SITE_ADDRESS = "198.51.100.31"
 KEY = "Sh4red-Key-for-the-kernel-lab"
 PORT = 7200
-
-SITE_CONF = """connections {{
-  azure {{
-    version = 2
-    local_addrs = {me}
-    remote_addrs = {vip}
-    proposals = aes256-sha384-ecp384
-    dpd_delay = 5s
-    local {{
-      auth = psk
-      id = {me}
-    }}
-    remote {{
-      auth = psk
-      id = {vip}
-    }}
-    children {{
-      azure {{
-        local_ts = {prefix}
-        remote_ts = 100.64.0.0/16
-        esp_proposals = aes256gcm16-ecp384
-        dpd_action = clear
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-azure {{
-    id-1 = {vip}
-    id-2 = {me}
-    secret = "{secret}"
-  }}
-}}
-"""
 
 
 @dataclass
@@ -106,7 +72,7 @@ def world(lab: fabric.LabState) -> Iterator[World]:
     vip = t.public_ip("gw-pip")
     t.vpn_gateway("gw", "vnet1", "gw-pip")
     t.local_gateway("onprem", SITE_ADDRESS, [ON_PREMISES])
-    conf = SITE_CONF.format(me=SITE_ADDRESS, vip=vip, prefix=ON_PREMISES, secret=KEY)
+    conf = site_conf(SITE_ADDRESS, vip, KEY, local=ON_PREMISES)
     site = sites.create(lab, "sk", SITE_ADDRESS, ON_PREMISES, conf)
     started = time.monotonic()
     t.connection("to-onprem", "gw", "onprem", KEY)

@@ -21,55 +21,13 @@ from isthmus.lab.tenant import Tenant, rule
 from isthmus.linux.run import in_netns, ip_json, list_netns
 from isthmus.store import tokens
 from isthmus.store.db import make_engine
-from tests.support import wait_for
+from tests.support import site_conf, wait_for
 
 SUB_A = "00000000-0000-0000-0000-0000000000a1"
 SUB_B = "00000000-0000-0000-0000-0000000000b1"
 SUB_C = "00000000-0000-0000-0000-0000000000c1"
 ON_PREMISES = "192.0.2.0/26"  # the same behind every site, as the same VNet space in every tenant
 KEY = "Sh4red-Key-for-the-lab"
-
-SITE_CONF = """connections {{
-  azure {{
-    version = 2
-    local_addrs = {me}
-    remote_addrs = {vip}
-    proposals = {ike}
-    dpd_delay = 5s
-    local {{
-      auth = psk
-      id = {me}
-    }}
-    remote {{
-      auth = psk
-      id = {vip}
-    }}
-    children {{
-      azure {{
-        local_ts = {prefix}
-        remote_ts = {remote}
-        esp_proposals = {esp}
-        dpd_action = clear
-        start_action = {start}
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-azure {{
-    id-1 = {vip}
-    id-2 = {me}
-    secret = "{secret}"
-  }}
-}}
-"""
-
-
-def site_conf(me: str, vip: str, secret: str = KEY, ike: str = "aes256-sha384-ecp384",
-              esp: str = "aes256gcm16-ecp384", local: str = ON_PREMISES, remote: str = "100.64.0.0/16",
-              start: str = "none") -> str:  # fmt: skip
-    return SITE_CONF.format(me=me, vip=vip, prefix=local, secret=secret, ike=ike, esp=esp, remote=remote,
-                            start=start)  # fmt: skip
 
 
 @dataclass
@@ -272,7 +230,7 @@ def test_the_vnets_nsg_applies_to_the_site_and_its_virtualnetwork_tag_covers_it(
 
 def test_lab_site_commands(gateway_lab: fabric.LabState, tmp_path: Path) -> None:
     conf = tmp_path / "swanctl.conf"
-    conf.write_text(site_conf("198.51.100.30", "203.0.113.250"))
+    conf.write_text(site_conf("198.51.100.30", "203.0.113.250", KEY))
 
     def isthmus(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "isthmus", "lab", "site", *args, "--workdir", gateway_lab.workdir],
