@@ -128,10 +128,7 @@ class GatewayReconciler:
         assert compartment.vni is not None and doc.address is not None and compartment.router_mac is not None
         own = [str(a) for a in (compartment.private_ip_address, compartment.vip) if a is not None]
         own += [str(a) for a in compartment.subnet_gateways if a.version == 4]
-        remotes = tuple(
-            Remote(str(r.vtep), r.router_mac, tuple(str(a) for a in r.addresses if a.version == 4))
-            for r in compartment.remotes
-        )
+        remotes = tuple(Remote.of(r) for r in compartment.remotes)
         return RouterSpec(
             netns=self.netns_of(compartment.vni),
             vni=compartment.vni,

@@ -138,10 +138,9 @@ class HostReconciler:
                 if config.public_ip_address:
                     public[str(config.public_ip_address)] = str(config.private_ip_address)
         gateways = sorted({str(g) for s in vnet.subnets for g in s.gateways if g.version == 4})
-        remotes = tuple(
-            Remote(str(r.vtep), r.router_mac, tuple(str(a) for a in r.addresses if a.version == 4))
-            for r in vnet.remotes
-        ) + tuple(Remote(str(s.vtep), s.router_mac, (str(s.next_hop),)) for s in vnet.site_routes)
+        remotes = tuple(Remote.of(r) for r in vnet.remotes) + tuple(
+            Remote(str(s.vtep), s.router_mac, (str(s.next_hop),)) for s in vnet.site_routes
+        )
         sites = tuple((str(p), str(s.next_hop)) for s in vnet.site_routes for p in s.prefixes if p.version == 4)
         assert vnet.router_mac is not None and doc.address is not None, "a host with VNets has an address"
         spec = RouterSpec(

@@ -18,6 +18,7 @@ from isthmus.linux import nft
 from isthmus.linux.nat_nft import TRANSIT
 from isthmus.linux.routes import Route, ensure_fdb, ensure_neighbours, ensure_routes
 from isthmus.linux.run import add_netns, ip_batch, ip_json, list_netns, sysctl
+from isthmus.model.documents import RemoteHost
 
 ROUTER_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -44,6 +45,11 @@ class Remote:
     vtep: str
     router_mac: str
     addresses: tuple[str, ...]
+
+    @classmethod
+    def of(cls, remote: RemoteHost) -> Remote:
+        """A document's remote router, with its IPv4 addresses (the routers are IPv4 only)."""
+        return cls(str(remote.vtep), remote.router_mac, tuple(str(a) for a in remote.addresses if a.version == 4))
 
 
 @dataclass(frozen=True)

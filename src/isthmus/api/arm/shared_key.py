@@ -42,6 +42,15 @@ class ConnectionSharedKey(BaseModel):
     value: str = Field(min_length=1, max_length=128)
 
 
+def update_properties(tx: Tx, doc: Doc, changes: dict[str, Any]) -> None:
+    """Store `doc` with `changes` over its properties and a new etag: the actions on a connection that are
+    not PUTs of it (its key, a reset)."""
+    etag = new_etag()
+    body = {**doc.body, "etag": etag, "properties": {**doc.body["properties"], **changes}}
+    tx.put(doc.key, scope=doc.scope, resource_group=doc.resource_group, type=doc.type, name=doc.name, body=body,
+           etag=etag)  # fmt: skip
+
+
 def _connection(tx: Tx, subscription: str, group: str, name: str) -> Doc:
     service.check_name(name, "name")
     doc = service.get(tx, CONNECTIONS, ResourceId(subscription, group, "connections", name))
@@ -113,11 +122,7 @@ async def _store_key(
     def work() -> JSONResponse:
         with write(st) as tx:
             doc = _connection(tx, subscription, group, name)
-            etag = new_etag()
-            stored: dict[str, Any] = {**doc.body, "etag": etag}
-            stored["properties"] = {**doc.body["properties"], SEALED: tx.seal(value, doc.key)}
-            tx.put(doc.key, scope=doc.scope, resource_group=doc.resource_group, type=doc.type, name=doc.name,
-                   body=stored, etag=etag)  # fmt: skip
+            update_properties(tx, doc, {SEALED: tx.seal(value, doc.key)})
             tx.event(doc.scope, "connections.sharedKeySet", doc.body["id"], f"shared key of {doc.name} set")
         return JSONResponse(answer, headers=NO_STORE)
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from isthmus.api.arm import service
 from isthmus.api.arm.kinds import BY_COLLECTION
 from isthmus.api.arm.routes import async_headers
+from isthmus.api.arm.shared_key import update_properties
 from isthmus.api.deps import network_api_version, read, state, tenant, write
 from isthmus.api.errors import bad_request
 from isthmus.api.state import State
@@ -32,7 +33,7 @@ from isthmus.compile.gateway import RESET_GENERATION, ipsec_policy
 from isthmus.model.ids import ResourceId
 from isthmus.model.ipsec import DEFAULT_ESP, DEFAULT_IKE, esp_proposal, ike_proposal
 from isthmus.model.snapshot import vnet_key_of
-from isthmus.store.repo import Doc, Tx, new_etag
+from isthmus.store.repo import Doc, Tx
 from isthmus.store.tokens import Principal
 
 router = APIRouter()
@@ -80,11 +81,7 @@ async def reset_connection(
     def work() -> Response:
         with write(st) as tx:
             doc = _ipsec_connection(tx, subscriptionId, resourceGroupName, name)
-            etag = new_etag()
-            props = {**doc.body["properties"]}
-            props[RESET_GENERATION] = int(props.get(RESET_GENERATION, 0)) + 1
-            tx.put(doc.key, scope=doc.scope, resource_group=doc.resource_group, type=doc.type, name=doc.name,
-                   body={**doc.body, "etag": etag, "properties": props}, etag=etag)  # fmt: skip
+            update_properties(tx, doc, {RESET_GENERATION: int(doc.body["properties"].get(RESET_GENERATION, 0)) + 1})
             tx.event(doc.scope, "connections.reset", doc.body["id"], f"connection {doc.name} reset")
             headers = async_headers(request, tx, subscriptionId, doc.body["location"], doc.key)
         return Response(status_code=202, headers=headers)
