@@ -13,7 +13,7 @@ from isthmus.api.state import State
 from isthmus.compile.documents import Compiler
 from isthmus.compile.placement import plan
 from isthmus.model.documents import to_json
-from isthmus.model.placement import ACTIVE, DOWN, UP, GatewayState
+from isthmus.model.placement import ACTIVE, FAILED, UP, GatewayState
 from isthmus.store import placements, tables
 from isthmus.store.db import reading, writing
 from isthmus.store.repo import Tx
@@ -191,7 +191,7 @@ def test_replicas_agree_and_a_stale_plan_is_not_written(seeded: Controller) -> N
         set_gateway(seeded, "gw1", "OutOfService")  # through the first replica, which plans and persists
         after = seeded.dump()
         # The second replica planned from before that write (gw2 Down, say): its plan differs, and is refused.
-        states = {**stale.gateway_states, "gw2": GatewayState(ACTIVE, DOWN, True)}
+        states = {**stale.gateway_states, "gw2": GatewayState(ACTIVE, FAILED, True)}
         outdated = plan(stale, stale.assignment, states)
         assert outdated.changes(stale.assignment, stale.gateway_states)
         with writing(seeded.engine) as conn:
@@ -205,10 +205,10 @@ def test_liveness_down_moves_to_the_standby_and_up_rejoins_as_standby(seeded: Co
     a, b = world(seeded)
     state: State = seeded.client.app.state.isthmus  # type: ignore[attr-defined]
     with write(state) as tx:
-        placements.set_liveness(tx, "gw2", DOWN)
+        placements.set_liveness(tx, "gw2", FAILED)
     assert where(seeded) == {a: "gw1", b: "gw3"}
-    assert gateways(seeded)["gw2"]["liveness"] == "Down"
-    assert events(seeded, "placement.moved")[0]["message"] == "gateway gw2 is Down: moved to standby gw3"
+    assert gateways(seeded)["gw2"]["liveness"] == "Failed"
+    assert events(seeded, "placement.moved")[0]["message"] == "gateway gw2 is Failed: moved to standby gw3"
     with write(state) as tx:
         placements.set_liveness(tx, "gw2", UP)
     assert where(seeded) == {a: "gw1", b: "gw3"}

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isthmus.compile.placement import Plan, plan
-from isthmus.model.placement import ACTIVE, DOWN, STANDBY, UP, Assigned, GatewayState
+from isthmus.model.placement import ACTIVE, FAILED, STANDBY, UP, Assigned, GatewayState
 from isthmus.model.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot, build
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network"
@@ -143,7 +143,7 @@ def run(full: World, ops: list[tuple[str, str]], draw_gateway: Any) -> None:
             gateway = draw_gateway(sorted(world.gateways))
             pool, _service = world.gateways[gateway]
             if verb == "down":
-                states[gateway] = replace(states[gateway], liveness=DOWN)
+                states[gateway] = replace(states[gateway], liveness=FAILED)
             elif verb == "up":
                 states[gateway] = replace(states[gateway], liveness=UP)
             elif verb in ("out-of-service", "in-service"):
@@ -238,11 +238,12 @@ def test_no_standby_left_spreads_over_the_actives_and_says_when_nothing_fits() -
     world.vnet_gateways = {"a": ("Standard", ["IPsec", "IPsec"]), "b": ("Standard", ["IPsec"])}
     first = plan(world.snapshot(), {}, {})
     assert {k[-1]: a.gateway for k, a in first.assignment.items()} == {"a": "g1", "b": "g2"}
-    down = plan(world.snapshot(), first.assignment, {**first.states, "g1": replace(first.states["g1"], liveness=DOWN)})
+    failed = {**first.states, "g1": replace(first.states["g1"], liveness=FAILED)}
+    down = plan(world.snapshot(), first.assignment, failed)
     [move] = down.moves
     assert (move.source, move.target) == ("g1", None)
     assert move.reason == (
-        "gateway g1 is Down, and pool p has no standby left; capacity exhausted on pool p (needs 200000 kbps, "
+        "gateway g1 is Failed, and pool p has no standby left; capacity exhausted on pool p (needs 200000 kbps, "
         "the most an active gateway has left is 100000 kbps: 100000 kbps short)"
     )
     assert down.assignment[vgw_key("b")].gateway == "g2"

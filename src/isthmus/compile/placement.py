@@ -405,7 +405,7 @@ class _Planner:
         states, roles = {}, []
         for name in sorted(self.gateways):
             g = self.gateways[name]
-            state = GatewayState(g.role or STANDBY, g.liveness, g.available)
+            state = GatewayState(g.role or STANDBY, g.liveness, g.available, g.stored.epoch if g.stored else 0)
             states[name] = state
             if g.stored is None or (g.stored.role, g.stored.available) != (state.role, state.available):
                 roles.append(RoleChange(g.name, state.role, g.role_reason))

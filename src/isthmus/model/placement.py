@@ -1,7 +1,7 @@
 """The stored M+N state: where each virtual network gateway runs, and each gateway's role and liveness.
 
 Not intent. The controller writes it: the assignment and roles after planning (compile.placement.plan),
-liveness from what it learns of a gateway (leases, later). The operator's intent about a gateway is its
+liveness and lease epoch from the gateway's lease (api/leases.py). The operator's intent about a gateway is its
 `serviceState` on the admin object. store/ reads and writes it; compile/ reads it from the Snapshot.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from isthmus.model.snapshot import CONNECTION, GATEWAYS, LOCAL_GATEWAY, POOLS, VNET_GATEWAY
 
 ACTIVE, STANDBY = "active", "standby"
-UP, DOWN = "Up", "Down"
+UP, FAILED = "Up", "Failed"  # liveness: Failed once its lease ended (leases.py), until it acquires a new one
 IN_SERVICE, OUT_OF_SERVICE = "InService", "OutOfService"
 GATEWAY_STATES = "gatewayStates"  # what a write of gateway states touches (next to resource types)
 # What planning reads: a write touching any of these may move placement.
@@ -36,5 +36,6 @@ class GatewayState:
     """One admin gateway's role (explicit, not name order) and liveness."""
 
     role: str  # active | standby
-    liveness: str = UP  # Up | Down
+    liveness: str = UP  # Up | Failed
     available: bool = True  # Up and InService when its role was last decided (False: it must join again)
+    epoch: int = 0  # the lease epoch: a new one with every lease acquired after the last one ended

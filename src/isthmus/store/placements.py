@@ -23,7 +23,7 @@ def load(conn: Connection) -> tuple[dict[str, Assigned], dict[str, GatewayState]
         for row in conn.execute(select(t.placements))
     }
     states = {
-        row.gateway: GatewayState(row.role, row.liveness, bool(row.available))
+        row.gateway: GatewayState(row.role, row.liveness, bool(row.available), int(row.epoch))
         for row in conn.execute(select(t.gateway_states))
     }
     return assignment, states
@@ -63,7 +63,7 @@ def save(
                 "moved_from": a.moved_from}  # fmt: skip
 
     def state(s: GatewayState) -> dict[str, Any]:
-        return {"role": s.role, "liveness": s.liveness, "available": s.available}
+        return {"role": s.role, "liveness": s.liveness, "available": s.available, "epoch": s.epoch}
 
     _write_difference(tx, t.placements.c.virtual_network_gateway, old, new, assigned)
     _write_difference(tx, t.gateway_states.c.gateway, old_states, new_states, state)
@@ -91,7 +91,7 @@ def _write_difference(
 
 
 def set_liveness(tx: Tx, gateway: str, liveness: str) -> None:
-    """Record what the controller learnt of a gateway (Up | Down); planning moves what that affects."""
+    """Record what the controller learnt of a gateway (Up | Failed); planning moves what that affects."""
     name = gateway.lower()
     stamp = {"liveness": liveness, "revision": tx.revision}
     updated = tx.conn.execute(update(t.gateway_states).where(t.gateway_states.c.gateway == name).values(stamp))

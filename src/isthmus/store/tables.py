@@ -166,7 +166,8 @@ gateway_states = Table(
     metadata,
     Column("gateway", String(96), primary_key=True),  # lower-cased admin gateway name
     Column("role", String(16), nullable=False),  # active | standby
-    Column("liveness", String(16), nullable=False),  # Up | Down
+    Column("liveness", String(16), nullable=False),  # Up | Failed
     Column("available", Boolean, nullable=False),  # Up and InService when its role was last decided
+    Column("epoch", BigInteger, nullable=False, server_default="0"),  # its lease epoch
     Column("revision", BigInteger, nullable=False, index=True),
 )
