@@ -283,10 +283,17 @@ class Tx:
 
     # --- events and operations ----------------------------------------------------------------------
 
-    def event(self, scope: str, kind: str, subject: str, message: str) -> None:
+    def event(self, scope: str, kind: str, subject: str, message: str, details: dict[str, Any] | None = None) -> None:
+        """`details`: what a story of several events is told by (node, virtualNetworkGateway, epoch, ms)."""
         self.conn.execute(
             insert(t.events).values(
-                at=now(), revision=self.revision, scope=scope, kind=kind, subject=subject, message=message
+                at=now(),
+                revision=self.revision,
+                scope=scope,
+                kind=kind,
+                subject=subject,
+                message=message,
+                details=dumps(details) if details else None,
             )
         )
 
@@ -322,6 +329,7 @@ class Tx:
                 "kind": r.kind,
                 "subject": r.subject,
                 "message": r.message,
+                **({"details": json.loads(r.details)} if r.details else {}),
             }
             for r in rows
         ]

@@ -134,6 +134,7 @@ events = Table(
     Column("kind", String(64), nullable=False),
     Column("subject", String(512), nullable=False),
     Column("message", Text, nullable=False),
+    Column("details", Text),  # JSON: the node, virtual network gateway, epoch and timings of the step
     Index("ix_events_scope_id", "scope", "id"),
 )
 
