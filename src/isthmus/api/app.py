@@ -30,6 +30,9 @@ from isthmus.api.arm.shared_key import router as shared_key_router
 from isthmus.api.arm.vpn_actions import router as vpn_actions_router
 from isthmus.api.deps import authenticate
 from isthmus.api.errors import ArmError
+from isthmus.api.lease_protocol import expire_forever
+from isthmus.api.lease_protocol import router as lease_router
+from isthmus.api.leases import Leases
 from isthmus.api.nodes import router as nodes_router
 from isthmus.api.placement import replan_logged
 from isthmus.api.state import State
@@ -109,13 +112,15 @@ def create_app(
     page_size: int = 100,
     settings: FabricSettings | None = None,
     secrets_key: Path | None = None,
+    leases: Leases | None = None,
 ) -> FastAPI:
     """The application over `engine`. `secrets_key` is the key file that seals pre-shared keys at rest
     (isthmus.sealing; None: a key held in memory only, for tests). Clear keys a store from before sealing
     holds are sealed here, at start-up, and a key that does not open the stored ones stops it here."""
     keyring = Keyring.load(secrets_key) if secrets_key is not None else Keyring.ephemeral()
     seal_stored(engine, keyring)
-    state = State(engine=engine, page_size=page_size, settings=settings or FabricSettings(), keyring=keyring)
+    state = State(engine=engine, page_size=page_size, settings=settings or FabricSettings(), keyring=keyring,
+                  leases=leases or Leases())  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -126,7 +131,10 @@ def create_app(
         state.notifier.bind(asyncio.get_running_loop())
         state.notifier.revision = state.revision()
         replan_logged(state, "start-up")  # a store from before sticky placement gets its assignment stored
+        state.leases.restore(state.documents.snapshot())
+        expiry = asyncio.create_task(expire_forever(state), name="lease-expiry")
         yield
+        expiry.cancel()
         state.writer.shutdown(wait=True)
 
     app = FastAPI(
@@ -147,6 +155,7 @@ def create_app(
     app.include_router(vpn_actions_router)
     app.include_router(admin_router)
     app.include_router(nodes_router)
+    app.include_router(lease_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

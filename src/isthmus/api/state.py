@@ -14,6 +14,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from isthmus.api.documents import DocumentCache
+from isthmus.api.leases import Leases
 from isthmus.model.limits import LIVE_SECONDS
 from isthmus.model.snapshot import FabricSettings
 from isthmus.sealing import Keyring
@@ -69,6 +70,7 @@ class State:
     settings: FabricSettings = field(default_factory=FabricSettings)
     notifier: Notifier = field(default_factory=Notifier)
     keyring: Keyring = field(default_factory=Keyring.ephemeral)  # seals and opens pre-shared keys
+    leases: Leases = field(default_factory=Leases)
     _tokens: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

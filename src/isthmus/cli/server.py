@@ -101,6 +101,9 @@ def controller(
     location: list[str] = typer.Option(
         list(FabricSettings.locations), help="A location name tenants may create resources in (repeat)."
     ),
+    lease_interval: float = typer.Option(0.1, help="Seconds between a gateway's lease renewals."),
+    lease_duration: float = typer.Option(0.6, help="Seconds a renewal holds, from its receipt: then failover."),
+    lease_grace: float = typer.Option(3.0, help="At start-up, seconds a gateway has to renew before it is failed."),
 ) -> None:
     """Run the controller: tenant API, operator API and agent protocol."""
     # Imported here: the application and its web stack take a second to import, which every other command
@@ -108,6 +111,7 @@ def controller(
     from isthmus.api import listener
     from isthmus.api.app import create_app
     from isthmus.api.arm.service import normal_location
+    from isthmus.api.leases import Leases
     from isthmus.sealing import SealError
 
     locations = tuple(normal_location(name) for name in location)
@@ -117,6 +121,10 @@ def controller(
         settings = FabricSettings(tuple(ip_network(p) for p in azure_load_balancer), locations)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--azure-load-balancer") from None
+    try:
+        leases = Leases(interval=lease_interval, duration=lease_duration, grace=lease_grace)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--lease-interval") from None
     tls = None if tls_dir is None else _tls_material(tls_dir)
     engine = open_store(db)
     logging.basicConfig(level=log_level.upper())
@@ -132,7 +140,7 @@ def controller(
         sockets.append(_listening(spec, functools.partial(listen_in_netns, netns, address, int(listen_port))))
         addresses.append(f"{scheme}://{_joined(address, int(listen_port))} in netns {netns}")
     try:
-        app = create_app(engine, settings=settings, secrets_key=key)
+        app = create_app(engine, settings=settings, secrets_key=key, leases=leases)
     except SealError as error:
         raise typer.BadParameter(str(error), param_hint="--secrets-key") from None
     say = functools.partial(print, file=sys.stderr, flush=True)

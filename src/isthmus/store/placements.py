@@ -90,10 +90,13 @@ def _write_difference(
             tx.conn.execute(insert(table).values({key.name: name, **values}))
 
 
-def set_liveness(tx: Tx, gateway: str, liveness: str) -> None:
-    """Record what the controller learnt of a gateway (Up | Failed); planning moves what that affects."""
+def set_liveness(tx: Tx, gateway: str, liveness: str, epoch: int | None = None) -> None:
+    """Record what the controller learnt of a gateway's lease (Up | Failed, and its epoch if given);
+    planning moves what that affects."""
     name = gateway.lower()
-    stamp = {"liveness": liveness, "revision": tx.revision}
+    stamp: dict[str, Any] = {"liveness": liveness, "revision": tx.revision}
+    if epoch is not None:
+        stamp["epoch"] = epoch
     updated = tx.conn.execute(update(t.gateway_states).where(t.gateway_states.c.gateway == name).values(stamp))
     if updated.rowcount == 0:  # never planned yet: it joins its pool when it is next planned
         tx.conn.execute(insert(t.gateway_states).values(gateway=name, role=STANDBY, available=False, **stamp))
