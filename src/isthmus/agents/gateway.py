@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import Outcome
+from isthmus.agents.watchdog import WITNESSES, LeaseView, read_view, stamp_agent
 from isthmus.linux import strongswan
 from isthmus.linux.nat_nft import NO_NAT, compartment_guard
 from isthmus.linux.router import Remote, RouterSpec, realize, transit_pairs
 from isthmus.linux.routes import Route, ensure_routes
-from isthmus.linux.run import LinuxError, delete_netns, ip_json, list_netns, sysctl
-from isthmus.linux.supervisor import DaemonError, Supervisor
+from isthmus.linux.run import LinuxError, delete_netns, ip_batch, ip_json, list_netns, sysctl
+from isthmus.linux.supervisor import Daemon, DaemonError, Supervisor
 from isthmus.model import limits
 from isthmus.model.documents import Compartment, Connection, Delta, GatewayDocument
 
@@ -71,7 +72,12 @@ class _Carried:
 
 
 class GatewayReconciler:
-    def __init__(self, node: str, prefix: str, run_root: Path, *, libipsec: bool) -> None:
+    """`watchdog`: the node's lease holder and fence (agents/watchdog.py), supervised here; None runs the
+    compartments unfenced (tests of the compartments alone)."""
+
+    def __init__(
+        self, node: str, prefix: str, run_root: Path, *, libipsec: bool, watchdog: Daemon | None = None
+    ) -> None:
         self.node = node
         self.compartment_prefix = f"{prefix}{node}-gw"
         self.run_root = run_root
@@ -79,10 +85,36 @@ class GatewayReconciler:
         self.carried: dict[str, _Carried] = {}  # compartment key -> what runs for it
         self._lock = threading.Lock()  # the pass and `observe` share `carried`
         self._observed: dict[str, dict[str, Any]] = {}
+        self.watchdog = Supervisor(watchdog) if watchdog is not None else None
+        self.fenced_by: str | None = None  # why the last pass ran no compartment (the watchdog fenced them)
+        self._document_revision = 0
+        run_root.mkdir(parents=True, exist_ok=True)
+        stamp_agent(run_root)
         sysctl(None, {"net.ipv4.ip_forward": "1"})
 
     def healthy(self) -> bool:
+        if self.watchdog is not None and not self.watchdog.healthy():
+            return False
+        fenced = self.fenced()
+        if fenced is not None:
+            return True  # nothing may run: nothing to repair
+        if self.fenced_by is not None:
+            return False  # the watchdog holds a lease again: a pass brings the compartments back
         return all(c.charon.healthy() for c in list(self.carried.values()))
+
+    def fenced(self) -> str | None:
+        """Why this node may run no compartment now (None: it may): the watchdog fenced them, or the lease it
+        holds began after the document this agent holds (which may still assign what moved away)."""
+        if self.watchdog is None:
+            return None
+        view: LeaseView | None = read_view(self.run_root)
+        if view is None:
+            return "no lease yet"
+        if view.fenced:
+            return f"fenced: {view.reason}"
+        if self._document_revision < view.document:
+            return f"waiting for a document at least as new as lease epoch {view.epoch} (revision {view.document})"
+        return None
 
     def netns_of(self, vni: int) -> str:
         return f"{self.compartment_prefix}{vni}"
@@ -92,7 +124,13 @@ class GatewayReconciler:
     def reconcile(self, doc: GatewayDocument, *, full: bool, deltas: tuple[Delta, ...] = ()) -> Outcome:
         outcome = Outcome()
         with self._lock:
+            self._document_revision = doc.revision
+            self._keep_watchdog(doc)
             wanted = {c.key: c for c in doc.compartments if c.vni is not None}
+            fenced = self.fenced()
+            if fenced is not None:
+                return self._fenced_pass(wanted, fenced)
+            unfenced, self.fenced_by = self.fenced_by is not None, None
             links = ip_json(None, "addr", "show")
             transit = transit_pairs({c.vni for c in wanted.values() if c.vni is not None}, links)
             node_routes: list[Route] = []
@@ -103,7 +141,15 @@ class GatewayReconciler:
                     if compartment.vip is not None:
                         node_routes.append(Route(str(compartment.vip), spec.uplink, spec.transit[1]))
                     held = self.carried.get(key)
-                    if full or held is None or held.applied != (spec, compartment) or not held.charon.alive():
+                    if unfenced:
+                        ip_batch(None, [f"link set {spec.uplink} up"])  # the watchdog took it down
+                    if (
+                        full
+                        or unfenced
+                        or held is None
+                        or held.applied != (spec, compartment)
+                        or not held.charon.alive()
+                    ):
                         # Only what changed: a pool node carries many compartments, a change touches one.
                         realize(spec, None, check_vms=full)
                         carried = self._charon(key, spec.netns)
@@ -120,9 +166,41 @@ class GatewayReconciler:
             removed = self._remove_stale(set(wanted))
             changes = ensure_routes(None, node_routes)
             outcome.details = {"compartments": len(wanted), "removed": removed, "changes": changes,
-                               "datapath": "libipsec" if self.libipsec else "xfrm"}  # fmt: skip
+                               "datapath": "libipsec" if self.libipsec else "xfrm", **self._lease()}  # fmt: skip
         self.observe()
         return outcome
+
+    def _fenced_pass(self, wanted: dict[str, Compartment], why: str) -> Outcome:
+        """Run nothing (the watchdog stopped the charons and cut the transit links); remove what is no longer
+        wanted; report the rest as not applied, with why."""
+        if self.fenced_by is None:
+            log.warning("compartments fenced: %s", why)
+        self.fenced_by = why
+        for carried in self.carried.values():
+            carried.applied = None
+        outcome = Outcome()
+        for compartment in wanted.values():
+            for rid in (compartment.virtual_network_gateway, *(c.id for c in compartment.connections)):
+                outcome.resources[rid] = {"state": "Failed", "message": why}
+        outcome.details = {"compartments": len(wanted), "removed": self._remove_stale(set(wanted)),
+                           "fenced": why, **self._lease()}  # fmt: skip
+        return outcome
+
+    def _keep_watchdog(self, doc: GatewayDocument) -> None:
+        if self.watchdog is None:
+            return
+        witnesses = "".join(f"{address}\n" for address in doc.witnesses)
+        path = self.run_root / WITNESSES
+        if not path.exists() or path.read_text() != witnesses:
+            path.write_text(witnesses)
+        if self.watchdog.ensure():
+            log.info("watchdog started (%s)", self.watchdog.reason)
+
+    def _lease(self) -> dict[str, Any]:
+        view = read_view(self.run_root) if self.watchdog is not None else None
+        if view is None:
+            return {}
+        return {"lease": {"epoch": view.epoch, "fenced": view.fenced, "holding": view.holding, "reason": view.reason}}
 
     def _spec(self, doc: GatewayDocument, compartment: Compartment, transit: tuple[str, str]) -> RouterSpec:
         assert compartment.vni is not None and doc.address is not None and compartment.router_mac is not None
@@ -239,7 +317,9 @@ class GatewayReconciler:
 
     def observe(self) -> bool:
         """Sample every connection's SAs and charon's log; True if what `observed` reports changed. Skipped
-        (False) while a pass runs: the pass samples when it ends."""
+        (False) while a pass runs: the pass samples when it ends. (Every sample is the agent's sign of life
+        to the watchdog.)"""
+        stamp_agent(self.run_root)
         if not self._lock.acquire(blocking=False):
             return False
         try:
@@ -261,6 +341,10 @@ class GatewayReconciler:
             state = carried.charon.state()
             alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
             daemons[f"charon {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+        if self.watchdog is not None:
+            state = self.watchdog.state()
+            alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
+            daemons["watchdog"] = f"{alive} restarts={state.restarts}"
         return {"connections": dict(self._observed), "daemons": daemons}
 
     def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:

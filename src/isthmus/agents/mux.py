@@ -52,6 +52,10 @@ class MuxReconciler:
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
+    def routes_via(self, next_hop: str) -> list[str]:
+        """The VIPs this MUX now forwards to `next_hop` (what it tells a gateway that asks: agents/witness.py)."""
+        return sorted(str(address) for address, route in (self.routes or {}).items() if route.via == next_hop)
+
     def healthy(self) -> bool:
         bfd_ok = self.bfdd.daemon is None or self.bfdd.alive()
         return self.gobgpd.healthy() and bfd_ok

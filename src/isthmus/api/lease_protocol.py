@@ -54,7 +54,7 @@ async def lease(
 
 def _answer(st: State, held: Held) -> JSONResponse:
     return JSONResponse({"epoch": held.epoch, "durationMs": round(st.leases.duration * 1000),
-                         "intervalMs": round(st.leases.interval * 1000)})  # fmt: skip
+                         "intervalMs": round(st.leases.interval * 1000), "document": held.document})  # fmt: skip
 
 
 def _decide(st: State, node: str, body: Renewal) -> JSONResponse:
@@ -75,7 +75,10 @@ def _decide(st: State, node: str, body: Renewal) -> JSONResponse:
         tx.event(SCOPE, "lease.acquired", f"/admin/gateways/{stored.gateway}",
                  f"gateway {stored.gateway} on {node} acquired lease epoch {epoch}",
                  {"node": node, "gateway": stored.gateway, "epoch": epoch})  # fmt: skip
-    return _answer(st, st.leases.hold(node, epoch, sequence=body.sequence))
+    # Its document once placement followed (it joins as a standby): the node acts on no older one, since an
+    # older one may still assign it what moved away while its lease had ended.
+    document = st.documents.revisions().get(node, 0)
+    return _answer(st, st.leases.hold(node, epoch, sequence=body.sequence, document=document))
 
 
 def _record_once(st: State, node: str, epoch: int, kind: str, message: str, gateway: str | None = None) -> None:

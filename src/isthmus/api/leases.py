@@ -39,6 +39,7 @@ class Held:
     expires: float  # this process's monotonic clock
     received: float
     sequence: int = -1  # the last renewal taken: the renewer's monotonic clock at sending, in ms
+    document: int = 0  # the node's document revision when the epoch began: what it acts on must be as new
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,14 @@ class Leases:
                 held.expires, held.received, held.sequence = now + self.duration, now, sequence
             return held
 
-    def hold(self, node: str, epoch: int, *, seconds: float | None = None, sequence: int = -1) -> Held:
+    def hold(
+        self, node: str, epoch: int, *, seconds: float | None = None, sequence: int = -1, document: int = 0
+    ) -> Held:
         """Begin holding `node`'s lease at `epoch` (acquired, or restored at start-up for `seconds`)."""
         now = time.monotonic()
         expires = now + (self.duration if seconds is None else seconds)
         with self._lock:
-            held = self._held[node] = Held(node, epoch, expires, now, sequence)
+            held = self._held[node] = Held(node, epoch, expires, now, sequence, document)
             return held
 
     def held(self, node: str) -> Held | None:

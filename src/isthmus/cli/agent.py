@@ -71,9 +71,15 @@ def mux(
     log_level: str = typer.Option("info"),
 ) -> None:
     """An SLB MUX: every public IP announced over BGP (BIRD or gobgpd) and routed to its backend."""
+    from isthmus.agents.lease import LeaseClient
     from isthmus.agents.mux import MuxReconciler
+    from isthmus.agents.witness import ControllerContact, WitnessServer
 
     reconciler = MuxReconciler(node, run_dir or Path("/run/isthmus") / node, speaker.value)
+    if address:  # a witness for the gateways (agents/witness.py): it holds a lease to know the controller lives
+        contact = ControllerContact(LeaseClient(controller, token_file.read_text().strip(), ca, node))
+        threading.Thread(target=contact.run, args=(threading.Event(),), name="lease", daemon=True).start()
+        WitnessServer(node, address, contact.age, reconciler.routes_via)
     _start("mux", node, controller, token_file, ca, address, reconciler, log_level)
 
 
@@ -89,12 +95,18 @@ def gateway(
     log_level: str = typer.Option("info"),
 ) -> None:
     """A gateway node of a pool: one compartment per virtual network gateway it carries, IKEv2 by charon."""
+    from isthmus.agents import watchdog
     from isthmus.agents.gateway import GatewayReconciler
     from isthmus.linux.datapath import probe_for_registration
+    from isthmus.linux.supervisor import Daemon
 
     _logging("gateway", node, log_level)
     capabilities = probe_for_registration()
     ipsec = (capabilities or {}).get("datapath", {}).get("ipsec", "libipsec")
-    reconciler = GatewayReconciler(node, netns_prefix, run_dir or Path("/run/isthmus") / node,
-                                   libipsec=ipsec != "xfrm")  # fmt: skip
+    run_root = run_dir or Path("/run/isthmus") / node
+    prefix = f"{netns_prefix}{node}-gw"
+    # The lease holder and fence, a process of its own: it outlives this agent (agents/watchdog.py).
+    guard = Daemon("watchdog", watchdog.command(node, controller, token_file, ca, run_root, prefix, address), run_root,
+                   probe=lambda: (run_root / watchdog.LEASE_FILE).exists(), stop_timeout=2.0)  # fmt: skip
+    reconciler = GatewayReconciler(node, netns_prefix, run_root, libipsec=ipsec != "xfrm", watchdog=guard)
     _start("gateway", node, controller, token_file, ca, address, reconciler, log_level, capabilities)

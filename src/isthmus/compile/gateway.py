@@ -70,7 +70,14 @@ def gateway_document(
         state=state,
         compartments=compartments,
         address=address(own) if own else None,
+        witnesses=_witnesses(snapshot),
     )
+
+
+def _witnesses(snapshot: Snapshot) -> tuple[Address, ...]:
+    """The MUXes' underlay addresses, which a gateway's watchdog asks when the controller does not answer."""
+    muxes = (info.get("address") for info in snapshot.nodes.values() if info.get("role") == "mux")
+    return tuple(address(a) for a in sorted(a for a in muxes if a))
 
 
 def vnet_of_gateway(snapshot: Snapshot, gateway_id: str) -> str | None:

@@ -262,6 +262,7 @@ class GatewayDocument(_Wire):
     state: Literal["active", "standby", "unassigned"]
     compartments: tuple[Compartment, ...]
     address: IPAddress | None = None  # the node's underlay address: its VTEP
+    witnesses: tuple[IPAddress, ...] = ()  # the MUXes' underlay addresses: whom its watchdog asks (agents/witness.py)
     role: Literal["gateway"] = "gateway"
 
 

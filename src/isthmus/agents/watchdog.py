@@ -1,0 +1,264 @@
+"""The gateway node's watchdog: it holds the node's lease, and fences the node's compartments when the lease
+ends and the node may no longer answer for their VIPs.
+
+A process of its own (the gateway agent starts it as a supervised daemon in its own session, and adopts it
+after a restart), so fencing does not depend on the agent: an agent killed with -9 and not restarted stops
+being heard of (its `agent.alive` stamp ages past AGENT_GRACE_S), the watchdog stops renewing, the
+controller fails the node and a standby takes over, and the watchdog fences when its own view of the lease
+ends, which is first: it counts from when it *sent* the renewal that was answered. An agent restarted within
+the grace changes nothing (the lease never lapses; the new agent adopts the compartments).
+
+While renewals fail the watchdog asks the MUXes (agents/witness.py) whether to fence or hold: a controller
+that is down costs the data plane nothing; a gateway cut off from a live controller fences before the
+controller hands its VIPs to a standby.
+
+To fence is to make the node's compartments unreachable and silent at once, without the agent: each
+compartment's charon is killed (by its pid file, checked) and the node's side of every compartment's transit
+link goes down (the VIP routes into them go with it). The agent, seeing `fenced` in lease.json, runs no charon
+until the watchdog holds a lease again and the agent holds a document at least as new as the lease's.
+
+Files in the run directory (the gateway agent's):
+    lease.json   written here, atomically: epoch, deadline (monotonic), fenced, reason, document
+    agent.alive  written by the agent every 0.25 s: its monotonic clock
+    witnesses    written by the agent: the MUXes' underlay addresses, one per line
+
+Standard library only (plus the two modules beside it): it starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from isthmus.agents import witness
+from isthmus.agents.lease import LeaseClient, Refused, Unreachable
+
+log = logging.getLogger("isthmus.watchdog")
+AGENT_GRACE_S = 3.0  # an agent not heard of for this long is gone: the lease is let go
+MARGIN_S = 0.25  # ask the MUXes once the lease has less than this left and renewals fail
+LEASE_FILE = "lease.json"
+AGENT_STAMP = "agent.alive"
+WITNESSES = "witnesses"
+TRANSIT = re.compile(r"t\d+")
+
+
+@dataclass
+class LeaseView:
+    """What lease.json holds: this node's view of its lease."""
+
+    epoch: int | None = None
+    deadline: float = 0.0  # monotonic
+    fenced: bool = True
+    reason: str = "not yet leased"
+    document: int = 0  # the document revision the agent must hold before acting on the compartments
+    holding: bool = False  # renewals fail, the lease ended, and the MUXes say the controller is down
+
+
+def read_view(run_dir: Path) -> LeaseView | None:
+    try:
+        data = json.loads((run_dir / LEASE_FILE).read_text())
+        return LeaseView(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_view(run_dir: Path, view: LeaseView) -> None:
+    path = run_dir / LEASE_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(asdict(view)))
+    os.replace(temporary, path)
+
+
+def stamp_agent(run_dir: Path) -> None:
+    """The agent's sign of life (its monotonic clock), which the watchdog reads."""
+    path = run_dir / AGENT_STAMP
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f"{time.monotonic():.3f}")
+    os.replace(temporary, path)
+
+
+def fence_compartments(run_dir: Path, prefix: str) -> list[str]:
+    """Kill every compartment's charon and take the node's side of every transit link down; what it did."""
+    done = []
+    for directory in sorted(run_dir.glob(f"{prefix}*")):
+        pid = _charon_pid(directory)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                done.append(f"killed charon {pid} of {directory.name}")
+            except ProcessLookupError:
+                pass
+    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
+    up = [link["ifname"] for link in links if TRANSIT.fullmatch(link["ifname"]) and "UP" in link.get("flags", [])]
+    if up:
+        lines = "".join(f"link set {name} down\n" for name in up)
+        subprocess.run(["ip", "-force", "-batch", "-"], input=lines, text=True, capture_output=True, check=False)
+        done.append(f"transit links down: {' '.join(up)}")
+    return done
+
+
+def _charon_pid(directory: Path) -> int | None:
+    try:
+        pid = int((directory / "charon.pid").read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return pid if comm == "charon" else None
+
+
+class Watchdog:
+    def __init__(
+        self,
+        node: str,
+        client: LeaseClient,
+        run_dir: Path,
+        compartment_prefix: str,
+        address: str | None,
+        *,
+        interval: float = 0.1,
+        agent_grace: float = AGENT_GRACE_S,
+    ) -> None:
+        self.node = node
+        self.client = client
+        self.run_dir = run_dir
+        self.prefix = compartment_prefix
+        self.address = address
+        self.interval = interval
+        self.agent_grace = agent_grace
+        self.started = time.monotonic()
+        self.failing_since: float | None = None
+        held = read_view(run_dir)
+        if held is None:  # nothing says what this node may run: nothing runs until it holds a lease
+            self.view = LeaseView()
+            self._fence("the watchdog started without a lease")
+        else:
+            self.view = held
+
+    def agent_alive(self, now: float) -> bool:
+        try:
+            stamp = float((self.run_dir / AGENT_STAMP).read_text())
+        except (OSError, ValueError):
+            return now - self.started < self.agent_grace
+        return now - stamp < self.agent_grace
+
+    def step(self) -> None:
+        now = time.monotonic()
+        alive = self.agent_alive(now)
+        if alive:
+            self._renew()
+        now = time.monotonic()
+        left = self.view.deadline - now
+        if self.view.fenced or left > MARGIN_S:
+            return
+        if not alive:
+            if left <= 0:
+                self._fence(f"the agent was not heard of for {self.agent_grace:.0f} s and the lease ended")
+            return
+        since = self.failing_since if self.failing_since is not None else now
+        testimonies = witness.ask(self._witnesses(), self.node, self.address)
+        decision = witness.verdict(testimonies, since, now, left)
+        if decision == "fence":
+            why = "no MUX answers" if not testimonies else "the MUXes hear the controller and this gateway does not"
+            self._fence(f"lease ending without a renewal: {why}")
+        elif decision == "hold" and not self.view.holding:
+            self.view.holding = True
+            self.view.reason = f"holding: none of {len(testimonies)} MUXes has heard the controller lately"
+            log.warning("%s", self.view.reason)
+            write_view(self.run_dir, self.view)
+
+    def _renew(self) -> None:
+        try:
+            granted = self.client.renew(None if self.view.epoch is None else self.view.epoch)
+        except Refused as refused:
+            self._fence(f"the controller refused the lease: {refused}")
+            self.view.epoch = None  # acquire a new one: this node then joins as a standby
+            write_view(self.run_dir, self.view)
+            return
+        except Unreachable as error:
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+                log.warning("lease renewal failed: %s", error)
+            return
+        self.failing_since = None
+        view = self.view
+        changed = view.fenced or view.holding or view.epoch != granted.epoch
+        if view.fenced:
+            log.warning("lease epoch %s held: unfenced", granted.epoch)
+            view.document = granted.document
+            view.reason = f"leased at epoch {granted.epoch}"
+        view.epoch, view.deadline, view.fenced, view.holding = (
+            granted.epoch,
+            granted.sent + granted.duration,
+            False,
+            False,
+        )
+        self.interval = granted.interval
+        write_view(self.run_dir, view)
+        if changed:
+            log.info("lease epoch %s: %s", granted.epoch, view.reason)
+
+    def _fence(self, why: str) -> None:
+        self.view.fenced, self.view.holding, self.view.reason = True, False, why
+        write_view(self.run_dir, self.view)  # first: the agent must not restart what is stopped next
+        done = fence_compartments(self.run_dir, self.prefix)
+        log.warning("fenced: %s (%s)", why, "; ".join(done) or "nothing ran")
+
+    def _witnesses(self) -> list[str]:
+        try:
+            return [line.strip() for line in (self.run_dir / WITNESSES).read_text().splitlines() if line.strip()]
+        except OSError:
+            return []
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                self.step()
+            except Exception:
+                log.exception("watchdog step failed")
+            stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+
+def command(node: str, controller: str, token_file: Path, ca: str | None, run_dir: Path, compartment_prefix: str,
+            address: str | None) -> tuple[str, ...]:  # fmt: skip
+    """The watchdog's command line (what the agent supervises, and what /proc shows)."""
+    import sys
+
+    argv = [sys.executable, "-m", "isthmus.agents.watchdog", "--node", node, "--controller", controller,
+            "--token-file", str(token_file), "--run-dir", str(run_dir), "--prefix", compartment_prefix]  # fmt: skip
+    if ca:
+        argv += ["--ca", ca]
+    if address:
+        argv += ["--address", address]
+    return tuple(argv)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--controller", required=True)
+    parser.add_argument("--token-file", required=True, type=Path)
+    parser.add_argument("--ca")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--prefix", required=True, help="the node's compartment namespaces' prefix")
+    parser.add_argument("--address", help="this node's underlay address (the MUXes route its VIPs to it)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s watchdog {args.node} %(levelname)s %(message)s")
+    client = LeaseClient(args.controller, args.token_file.read_text().strip(), args.ca, args.node)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Watchdog(args.node, client, args.run_dir, args.prefix, args.address).run(stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The MUXes as witnesses: may a gateway that cannot reach the controller keep answering for its VIPs?
+
+A gateway whose lease is running out without an answer asks every MUX over the underlay (one UDP datagram
+each): "do you still hear from the controller, and which of my VIPs do you route to me?" The MUX's route
+for a VIP is the data plane's answer to "who is active", and a MUX renews a lease of its own with the
+controller, so it can say how long ago the controller last answered it.
+
+- Some MUX heard the controller after this gateway's renewals started failing: the controller is alive and
+  this gateway is cut off from it, so the controller is about to hand its VIPs to a standby: **fence**.
+- No MUX answers: nothing reaches this gateway's VIPs anyway (all of their traffic comes through the
+  MUXes), so fencing costs nothing: **fence** once the lease has ended.
+- The MUXes answer and none has heard the controller lately: the controller is down, and nothing can move
+  a VIP while it is: **hold** (established tunnels carry on; a controller outage costs the data plane nothing).
+
+Standard library only (the watchdog imports it). Answers are not authenticated: the underlay is the
+operator's own network, and the worst a forged answer can do is make a gateway hold or fence early.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from isthmus.agents.lease import LeaseClient, Refused, Unreachable
+
+PORT = 4793
+FRESH_S = 1.0  # a MUX that heard the controller less than this long ago vouches that it is alive
+QUESTION_BYTES = 512
+
+
+@dataclass(frozen=True)
+class Testimony:
+    mux: str
+    controller_age: float | None  # seconds since the controller last answered the MUX (None: never)
+    routes: tuple[str, ...]  # the asker's VIPs the MUX routes to the asker
+
+    def heard_since(self, moment: float, now: float) -> bool:
+        """Whether the MUX heard the controller after `moment` (both on the asker's monotonic clock)."""
+        return self.controller_age is not None and now - self.controller_age > moment
+
+
+def verdict(testimonies: list[Testimony], failing_since: float, now: float, lease_left: float) -> str:
+    """`fence` | `hold` | `wait` (ask again) for a gateway whose renewals fail since `failing_since`."""
+    if any(t.heard_since(failing_since, now) for t in testimonies):
+        return "fence"
+    if not testimonies:
+        return "fence" if lease_left <= 0 else "wait"
+    return "hold" if lease_left <= 0 else "wait"
+
+
+def ask(muxes: Iterable[str], node: str, address: str | None, timeout: float = 0.1) -> list[Testimony]:
+    """One question to each MUX (address, or address:port); the answers that come within `timeout`."""
+    targets = []
+    for mux in muxes:
+        host, _, port = mux.partition(":")
+        targets.append((host, int(port) if port else PORT))
+    if not targets:
+        return []
+    nonce = os.urandom(8).hex()
+    question = json.dumps({"node": node, "address": address, "nonce": nonce}).encode()
+    answers: list[Testimony] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for target in targets:
+            try:
+                sock.sendto(question, target)
+            except OSError:
+                continue
+        deadline = time.monotonic() + timeout
+        while len(answers) < len(targets):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                break
+            try:
+                data = sock.recv(65536)
+                answer = json.loads(data)
+            except (OSError, ValueError):
+                continue
+            if answer.get("nonce") != nonce:
+                continue
+            age = answer.get("controllerMs")
+            routes = tuple(str(r) for r in answer.get("routes", ()))
+            answers.append(Testimony(str(answer.get("mux")), None if age is None else age / 1000, routes))
+    return answers
+
+
+class WitnessServer:
+    """The MUX's side: answers questions on `address`:PORT from a thread, until `close`."""
+
+    def __init__(
+        self,
+        mux: str,
+        address: str,
+        controller_age: Callable[[], float | None],
+        routes_to: Callable[[str], list[str]],
+        port: int = PORT,
+    ) -> None:
+        self.mux = mux
+        self.controller_age = controller_age
+        self.routes_to = routes_to
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.settimeout(0.5)  # so that `close` is seen within half a second
+        self.answered = 0
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="witness", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data, peer = self.sock.recvfrom(QUESTION_BYTES)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                question = json.loads(data)
+                asker = question.get("address")
+                age = self.controller_age()
+                answer = {
+                    "mux": self.mux,
+                    "nonce": str(question.get("nonce", ""))[:32],
+                    "controllerMs": None if age is None else round(age * 1000),
+                    "routes": self.routes_to(str(asker))[:64] if asker else [],
+                }
+                self.sock.sendto(json.dumps(answer).encode(), peer)
+                self.answered += 1
+            except (OSError, ValueError, AttributeError):
+                continue
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+class ControllerContact:
+    """A MUX's own lease with the controller, renewed from a thread: how long ago the controller answered."""
+
+    def __init__(self, client: LeaseClient, interval: float = 0.1) -> None:
+        self.client = client
+        self.interval = interval
+        self.last: float | None = None  # monotonic
+        self._epoch: int | None = None
+
+    def age(self) -> float | None:
+        return None if self.last is None else time.monotonic() - self.last
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                granted = self.client.renew(self._epoch)
+                self._epoch, self.last, self.interval = granted.epoch, began, granted.interval
+            except Refused:
+                self._epoch = None
+            except Unreachable:
+                pass
+            stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
