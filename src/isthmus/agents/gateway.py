@@ -134,6 +134,7 @@ class GatewayReconciler:
             links = ip_json(None, "addr", "show")
             transit = transit_pairs({c.vni for c in wanted.values() if c.vni is not None}, links)
             node_routes: list[Route] = []
+            loaded: list[_Carried] = []  # compartments (re)loaded by this pass: initiated at its end
             for key, compartment in sorted(wanted.items()):
                 assert compartment.vni is not None
                 try:
@@ -155,6 +156,7 @@ class GatewayReconciler:
                         carried = self._charon(key, spec.netns)
                         carried.applied = None
                         self._connections(carried, compartment)
+                        loaded.append(carried)
                         carried.applied = (spec, compartment)
                     outcome.resources[compartment.virtual_network_gateway] = {"state": "Succeeded", "message": ""}
                     for connection in compartment.connections:
@@ -165,6 +167,8 @@ class GatewayReconciler:
                         outcome.resources[rid] = {"state": "Failed", "message": str(error)}
             removed = self._remove_stale(set(wanted))
             changes = ensure_routes(None, node_routes)
+            for carried in loaded:  # only now does the node route the site's answers (to the VIP) in
+                self._initiate_now(carried)
             outcome.details = {"compartments": len(wanted), "removed": removed, "changes": changes,
                                "datapath": "libipsec" if self.libipsec else "xfrm", **self._lease()}  # fmt: skip
         self.observe()
@@ -233,7 +237,7 @@ class GatewayReconciler:
         return carried
 
     def _connections(self, carried: _Carried, compartment: Compartment) -> None:
-        """Load what differs, unload what went, initiate what has no SA (when its retry is due)."""
+        """Load what differs, unload what went (initiating is `_initiate_now`'s, once the node routes the VIP)."""
         vip = str(compartment.vip) if compartment.vip else None
         local_ts = [str(p) for p in compartment.address_space if p.version == 4]
         wanted = {
@@ -274,7 +278,13 @@ class GatewayReconciler:
                     if changed:  # its SAs were negotiated under the old configuration: they go first
                         _terminate(vici, name)
                         carried.forced.add(name)
-            self._initiate(carried, vici)
+
+    def _initiate_now(self, carried: _Carried) -> None:
+        try:
+            with strongswan.session(carried.run_dir) as vici:
+                self._initiate(carried, vici)
+        except OSError as error:
+            log.warning("initiating in %s: %s", carried.netns, error)
 
     def _initiate(self, carried: _Carried, vici: Any, up: dict[str, strongswan.Tunnel] | None = None) -> None:
         """Initiate what has no SA and whose retry is due, and what must be keyed anew (`forced`)."""
