@@ -5,8 +5,10 @@ each): "do you still hear from the controller, and which of my VIPs do you route
 for a VIP is the data plane's answer to "who is active", and a MUX renews a lease of its own with the
 controller, so it can say how long ago the controller last answered it.
 
-- Some MUX heard the controller after this gateway's renewals started failing: the controller is alive and
+- Some MUX has heard the controller without a break since before this gateway's renewals started failing
+  (or for CONFIRM_S since the controller came back while they still fail): the controller is alive and
   this gateway is cut off from it, so the controller is about to hand its VIPs to a standby: **fence**.
+  (A MUX that hears a controller just back from an outage is no reason: the gateway renews again first.)
 - No MUX answers: nothing reaches this gateway's VIPs anyway (all of their traffic comes through the
   MUXes), so fencing costs nothing: **fence** once the lease has ended.
 - The MUXes answer and none has heard the controller lately: the controller is down, and nothing can move
@@ -31,6 +33,8 @@ from isthmus.agents.lease import LeaseClient, Refused, Unreachable
 
 PORT = 4793
 FRESH_S = 1.0  # a MUX that heard the controller less than this long ago vouches that it is alive
+CONFIRM_S = 1.0  # renewals still failing this long after the controller came back for a MUX: cut off
+GAP_S = 0.5  # a MUX that did not hear the controller for this long starts a new streak
 QUESTION_BYTES = 512
 
 
@@ -38,19 +42,23 @@ QUESTION_BYTES = 512
 class Testimony:
     mux: str
     controller_age: float | None  # seconds since the controller last answered the MUX (None: never)
+    streak: float  # seconds the MUX has heard the controller without a break of GAP_S
     routes: tuple[str, ...]  # the asker's VIPs the MUX routes to the asker
 
-    def heard_since(self, moment: float, now: float) -> bool:
-        """Whether the MUX heard the controller after `moment` (both on the asker's monotonic clock)."""
-        return self.controller_age is not None and now - self.controller_age > moment
+    def hears(self) -> bool:
+        return self.controller_age is not None and self.controller_age < FRESH_S
 
 
 def verdict(testimonies: list[Testimony], failing_since: float, now: float, lease_left: float) -> str:
-    """`fence` | `hold` | `wait` (ask again) for a gateway whose renewals fail since `failing_since`."""
-    if any(t.heard_since(failing_since, now) for t in testimonies):
-        return "fence"
-    if not testimonies:
-        return "fence" if lease_left <= 0 else "wait"
+    """`fence` | `hold` | `wait` (renew, and ask again) for a gateway whose renewals fail since
+    `failing_since` (its monotonic clock, as `now`)."""
+    hearing = [t for t in testimonies if t.hears()]
+    for t in hearing:
+        streak_began = now - t.streak
+        if streak_began <= failing_since or now - streak_began >= CONFIRM_S:
+            return "fence"
+    if hearing or not testimonies:
+        return "fence" if not testimonies and lease_left <= 0 else "wait"
     return "hold" if lease_left <= 0 else "wait"
 
 
@@ -85,7 +93,8 @@ def ask(muxes: Iterable[str], node: str, address: str | None, timeout: float = 0
                 continue
             age = answer.get("controllerMs")
             routes = tuple(str(r) for r in answer.get("routes", ()))
-            answers.append(Testimony(str(answer.get("mux")), None if age is None else age / 1000, routes))
+            streak = float(answer.get("streakMs") or 0) / 1000
+            answers.append(Testimony(str(answer.get("mux")), None if age is None else age / 1000, streak, routes))
     return answers
 
 
@@ -96,12 +105,12 @@ class WitnessServer:
         self,
         mux: str,
         address: str,
-        controller_age: Callable[[], float | None],
+        contact: ControllerContact,
         routes_to: Callable[[str], list[str]],
         port: int = PORT,
     ) -> None:
         self.mux = mux
-        self.controller_age = controller_age
+        self.contact = contact
         self.routes_to = routes_to
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -123,11 +132,12 @@ class WitnessServer:
             try:
                 question = json.loads(data)
                 asker = question.get("address")
-                age = self.controller_age()
+                age = self.contact.age()
                 answer = {
                     "mux": self.mux,
                     "nonce": str(question.get("nonce", ""))[:32],
                     "controllerMs": None if age is None else round(age * 1000),
+                    "streakMs": round(self.contact.streak() * 1000),
                     "routes": self.routes_to(str(asker))[:64] if asker else [],
                 }
                 self.sock.sendto(json.dumps(answer).encode(), peer)
@@ -148,17 +158,31 @@ class ControllerContact:
         self.client = client
         self.interval = interval
         self.last: float | None = None  # monotonic
+        self.streak_began: float | None = None  # the first answer after a break of GAP_S or more
         self._epoch: int | None = None
 
     def age(self) -> float | None:
         return None if self.last is None else time.monotonic() - self.last
+
+    def streak(self) -> float:
+        """Seconds the controller has answered without a break (0 if it does not now)."""
+        age = self.age()
+        if age is None or age >= GAP_S or self.streak_began is None:
+            return 0.0
+        return time.monotonic() - self.streak_began
+
+    def heard(self, at: float) -> None:
+        if self.last is None or at - self.last >= GAP_S:
+            self.streak_began = at
+        self.last = at
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             began = time.monotonic()
             try:
                 granted = self.client.renew(self._epoch)
-                self._epoch, self.last, self.interval = granted.epoch, began, granted.interval
+                self._epoch, self.interval = granted.epoch, granted.interval
+                self.heard(began)
             except Refused:
                 self._epoch = None
             except Unreachable:

@@ -114,9 +114,19 @@ def fail_expired(st: State) -> list[str]:
 
 
 async def expire_forever(st: State) -> None:
-    """The controller's lease clock: every CHECK seconds, fail what ran out (until cancelled)."""
+    """The controller's lease clock: every CHECK seconds, fail what ran out (until cancelled). A tick that
+    comes later than a lease lasts means this controller itself was not running (stopped, starved): it did
+    not see the renewals of that time, so it cannot say anyone was silent, and holds every lease anew for the
+    grace instead."""
+    last = time.monotonic()
     while True:
         await asyncio.sleep(st.leases.check)
+        now = time.monotonic()
+        late, last = now - last, now
+        if late > st.leases.duration:
+            held = st.leases.extend_all(st.leases.grace)
+            log.warning("the lease clock did not run for %.1f s: %d leases held anew for the grace", late, held)
+            continue
         try:
             await st.in_writer(lambda: fail_expired(st))
         except asyncio.CancelledError:

@@ -114,6 +114,14 @@ class Leases:
                 del self._held[held.node]
             return gone
 
+    def extend_all(self, seconds: float) -> int:
+        """Hold every lease at least `seconds` from now (after this process did not run); how many."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            for held in self._held.values():
+                held.expires = max(held.expires, until)
+            return len(self._held)
+
     def first_stale(self, node: str, epoch: int, kind: str) -> bool:
         """Whether a refusal (`kind`) of `node`'s `epoch` is the first: only the first is recorded."""
         with self._lock:

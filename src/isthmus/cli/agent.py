@@ -79,7 +79,7 @@ def mux(
     if address:  # a witness for the gateways (agents/witness.py): it holds a lease to know the controller lives
         contact = ControllerContact(LeaseClient(controller, token_file.read_text().strip(), ca, node))
         threading.Thread(target=contact.run, args=(threading.Event(),), name="lease", daemon=True).start()
-        WitnessServer(node, address, contact.age, reconciler.routes_via)
+        WitnessServer(node, address, contact, reconciler.routes_via)
     _start("mux", node, controller, token_file, ca, address, reconciler, log_level)
 
 
