@@ -36,10 +36,15 @@ def leases(c: Controller) -> Leases:
     return state.leases
 
 
-def until(check: Any, seconds: float = 5.0) -> None:
+def until(check: Any, seconds: float = 5.0, *, bystander: tuple[Controller, str, Any] | None = None) -> None:
+    """Until `check()`; meanwhile `bystander` (controller, node, client) renews: a controller that hears
+    nobody fails nobody."""
     deadline = time.monotonic() + seconds
     while not check():
         assert time.monotonic() < deadline, "not within the deadline"
+        if bystander is not None:
+            c, node, client = bystander
+            assert renew(c, node, None, client=client).status_code == 200
         time.sleep(0.02)
 
 
@@ -58,7 +63,7 @@ def test_a_lease_that_ends_fails_the_gateway_and_its_load_moves_to_the_standby(s
         assert renew(seeded, "gw2", 1).status_code == 200
         time.sleep(0.1)
     assert where(seeded)[b] == "gw2"  # renewed: nothing moves
-    until(lambda: where(seeded)[b] == "gw3")  # silent: it fails, the standby takes over
+    until(lambda: where(seeded)[b] == "gw3", bystander=(seeded, "mux1", None))  # silent: the standby takes over
     assert gateways(seeded)["gw2"]["liveness"] == "Failed"
     [lost] = events(seeded, "lease.lost")
     assert lost["details"]["node"] == "gw2" and lost["details"]["epoch"] == 1
@@ -84,6 +89,14 @@ def test_a_renewal_older_than_the_last_is_refused_and_recorded(seeded: Controlle
     assert [e["details"]["node"] for e in events(seeded, "lease.ignored")] == ["gw1"]
 
 
+def test_a_controller_that_hears_nobody_fails_nobody(seeded: Controller) -> None:
+    a, b = world(seeded)
+    assert renew(seeded, "gw2", None).status_code == 200
+    time.sleep(1.0)  # nobody renews: this controller may be the one cut off
+    assert leases(seeded).held("gw2") is not None
+    assert where(seeded) == {a: "gw1", b: "gw2"} and not events(seeded, "lease.lost")
+
+
 def test_a_mux_holds_a_lease_and_nothing_is_stored(seeded: Controller) -> None:
     world(seeded)
     node_token(seeded, "mux1")
@@ -103,6 +116,6 @@ def test_a_restarted_controller_holds_leased_gateways_for_its_grace(seeded: Cont
     with TestClient(create_app(seeded.engine, secrets_key=seeded.secrets_key, leases=grace)) as other:
         assert grace.held("gw2") is not None and grace.held("gw1") is None  # gw1 never held a lease
         assert renew(seeded, "gw2", 1, client=other).status_code == 200  # renewed within the grace
-        until(lambda: grace.held("gw2") is None, 3.0)  # then silent: failed
+        until(lambda: grace.held("gw2") is None, 3.0, bystander=(seeded, "mux1", other))  # then silent: failed
         assert gateways(seeded)["gw2"]["liveness"] == "Failed"
         assert where(seeded) == {a: "gw1", b: "gw3"}

@@ -21,6 +21,11 @@ def test_cut_off_from_a_controller_the_muxes_hear_all_along_fences_at_once() -> 
     assert verdict([deaf(), hears(streak=60)], failing_since=NOW - 0.4, now=NOW, lease_left=0.2) == "fence"
 
 
+def test_a_mux_that_heard_the_controller_just_as_it_stopped_proves_nothing() -> None:
+    stopped = Testimony("mux1", 0.45, 60.0, ())  # its last answer came 50 ms after the gateway's first failure
+    assert verdict([stopped], failing_since=NOW - 0.5, now=NOW, lease_left=0.1) == "wait"
+
+
 def test_a_controller_just_back_from_an_outage_is_renewed_with_first() -> None:
     assert verdict([hears(streak=0.2)], failing_since=NOW - 30, now=NOW, lease_left=-29) == "wait"
     # ... but renewals still failing CONFIRM_S after it came back: this gateway is the one cut off

@@ -37,6 +37,7 @@ from isthmus.model.documents import Compartment, Connection, Delta, GatewayDocum
 log = logging.getLogger("isthmus.agent.gateway")
 RETRY_FIRST_S = 2.0
 RETRY_CAP_S = 60.0
+STAMP_S = 0.25  # how often the agent tells its watchdog it lives
 
 
 @dataclass
@@ -90,7 +91,18 @@ class GatewayReconciler:
         self._document_revision = 0
         run_root.mkdir(parents=True, exist_ok=True)
         stamp_agent(run_root)
+        if watchdog is not None:  # its own thread: the heartbeat's may wait seconds on a controller that is down
+            threading.Thread(target=self._stamp_forever, name="alive", daemon=True).start()
         sysctl(None, {"net.ipv4.ip_forward": "1"})
+
+    def _stamp_forever(self) -> None:
+        """The agent's sign of life to the watchdog, every STAMP_S while this process runs."""
+        while True:
+            try:
+                stamp_agent(self.run_root)
+            except OSError as error:
+                log.warning("sign of life: %s", error)
+            time.sleep(STAMP_S)
 
     def healthy(self) -> bool:
         if self.watchdog is not None and not self.watchdog.healthy():
@@ -132,6 +144,7 @@ class GatewayReconciler:
                 return self._fenced_pass(wanted, fenced)
             unfenced, self.fenced_by = self.fenced_by is not None, None
             links = ip_json(None, "addr", "show")
+            by_name = {link["ifname"]: link for link in links}
             transit = transit_pairs({c.vni for c in wanted.values() if c.vni is not None}, links)
             node_routes: list[Route] = []
             loaded: list[_Carried] = []  # compartments (re)loaded by this pass: initiated at its end
@@ -142,8 +155,10 @@ class GatewayReconciler:
                     if compartment.vip is not None:
                         node_routes.append(Route(str(compartment.vip), spec.uplink, spec.transit[1]))
                     held = self.carried.get(key)
-                    if unfenced:
-                        ip_batch(None, [f"link set {spec.uplink} up"])  # the watchdog took it down
+                    uplink = by_name.get(spec.uplink)
+                    down = uplink is not None and "UP" not in uplink.get("flags", ())
+                    if down:  # the watchdog fenced it
+                        ip_batch(None, [f"link set {spec.uplink} up"])
                     if (
                         full
                         or unfenced
@@ -327,9 +342,11 @@ class GatewayReconciler:
 
     def observe(self) -> bool:
         """Sample every connection's SAs and charon's log; True if what `observed` reports changed. Skipped
-        (False) while a pass runs: the pass samples when it ends. (Every sample is the agent's sign of life
-        to the watchdog.)"""
-        stamp_agent(self.run_root)
+        (False) while a pass runs: the pass samples when it ends."""
+        why = self.fenced()
+        if why is not None and self.fenced_by is None:  # fenced between passes: a pass follows the lease back
+            log.warning("compartments fenced: %s", why)
+            self.fenced_by = why
         if not self._lock.acquire(blocking=False):
             return False
         try:

@@ -176,6 +176,7 @@ class Watchdog:
             write_view(self.run_dir, self.view)
 
     def _renew(self) -> None:
+        sent = time.monotonic()
         try:
             granted = self.client.renew(None if self.view.epoch is None else self.view.epoch)
         except Refused as refused:
@@ -185,7 +186,7 @@ class Watchdog:
             return
         except Unreachable as error:
             if self.failing_since is None:
-                self.failing_since = time.monotonic()
+                self.failing_since = sent  # when the first renewal that failed left
                 log.warning("lease renewal failed: %s", error)
             return
         self.failing_since = None
@@ -195,6 +196,8 @@ class Watchdog:
             log.warning("lease epoch %s held: unfenced", granted.epoch)
             view.document = granted.document
             view.reason = f"leased at epoch {granted.epoch}"
+        elif view.holding:
+            view.reason = f"leased at epoch {granted.epoch}, held through a controller outage"
         view.epoch, view.deadline, view.fenced, view.holding = (
             granted.epoch,
             granted.sent + granted.duration,

@@ -34,6 +34,7 @@ from isthmus.agents.lease import LeaseClient, Refused, Unreachable
 PORT = 4793
 FRESH_S = 1.0  # a MUX that heard the controller less than this long ago vouches that it is alive
 CONFIRM_S = 1.0  # renewals still failing this long after the controller came back for a MUX: cut off
+SLACK_S = 0.25  # a MUX's last answer this close after the gateway's first failed renewal proves nothing
 GAP_S = 0.5  # a MUX that did not hear the controller for this long starts a new streak
 QUESTION_BYTES = 512
 
@@ -54,8 +55,10 @@ def verdict(testimonies: list[Testimony], failing_since: float, now: float, leas
     `failing_since` (its monotonic clock, as `now`)."""
     hearing = [t for t in testimonies if t.hears()]
     for t in hearing:
-        streak_began = now - t.streak
-        if streak_began <= failing_since or now - streak_began >= CONFIRM_S:
+        assert t.controller_age is not None
+        heard_at, streak_began = now - t.controller_age, now - t.streak
+        # Heard well after this gateway's renewals began to fail: the controller lives, for the MUXes.
+        if heard_at > failing_since + SLACK_S and (streak_began <= failing_since or now - streak_began >= CONFIRM_S):
             return "fence"
     if hearing or not testimonies:
         return "fence" if not testimonies and lease_left <= 0 else "wait"

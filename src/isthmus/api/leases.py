@@ -75,6 +75,7 @@ class Leases:
         self.grace = grace
         self.check = check
         self._held: dict[str, Held] = {}
+        self.last_heard = time.monotonic()  # the last renewal taken from any node
         self._recorded: set[tuple[str, int, str]] = set()  # (node, epoch, kind) refusals already recorded
         self._lock = threading.Lock()
 
@@ -89,6 +90,7 @@ class Leases:
                 return None
             if sequence > held.sequence:
                 held.expires, held.received, held.sequence = now + self.duration, now, sequence
+                self.last_heard = now
             return held
 
     def hold(
@@ -99,6 +101,8 @@ class Leases:
         expires = now + (self.duration if seconds is None else seconds)
         with self._lock:
             held = self._held[node] = Held(node, epoch, expires, now, sequence, document)
+            if seconds is None:
+                self.last_heard = now
             return held
 
     def held(self, node: str) -> Held | None:
@@ -106,8 +110,12 @@ class Leases:
             return self._held.get(node)
 
     def expired(self) -> list[Held]:
-        """The leases that ran out, no longer held from here on."""
+        """The leases that ran out, no longer held from here on. A controller that hears nobody (it is the
+        one cut off, or shutting down) fails nobody: it holds every lease anew for the grace instead."""
         now = time.monotonic()
+        if self._held and now - self.last_heard > self.duration:
+            self.extend_all(self.grace)
+            return []
         with self._lock:
             gone = [h for h in self._held.values() if h.expires < now]
             for held in gone:

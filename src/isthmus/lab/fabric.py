@@ -364,6 +364,26 @@ def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
     return state.pids[name]
 
 
+def stop_controller(state: LabState) -> None:
+    """Stop the lab's controller (by its recorded PID): the agents and the data plane carry on without it."""
+    pid = state.pids.get("controller")
+    if pid is not None and state.running("controller"):
+        stop(pid)
+    state.pids.pop("controller", None)
+    state.save()
+
+
+def start_again_controller(state: LabState) -> None:
+    """Start the lab's controller again on the same store, CA and management address."""
+    topology = state.topology
+    extra = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
+    controller = start_controller(state.db, Path(state.workdir), names=("localhost", "127.0.0.1", CONTROLLER),
+                                  extra=extra)  # fmt: skip
+    state.controller = controller.url
+    state.record("controller", controller.pid)
+    state.save()
+
+
 def _wait_registered(state: LabState, names: list[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     with state.operator() as http:
