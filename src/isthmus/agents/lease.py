@@ -39,7 +39,7 @@ class Unreachable(Exception):
 
 
 class LeaseClient:
-    def __init__(self, url: str, token: str, ca: str | None, node: str, *, timeout: float = 0.25) -> None:
+    def __init__(self, url: str, token: str, ca: str | None, node: str, *, timeout: float = 0.2) -> None:
         parts = urlsplit(url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"

@@ -45,6 +45,9 @@ from isthmus.agents.lease import LeaseClient, Refused, Unreachable
 log = logging.getLogger("isthmus.watchdog")
 AGENT_GRACE_S = 3.0  # an agent not heard of for this long is gone: the lease is let go
 MARGIN_S = 0.25  # ask the MUXes once the lease has less than this left and renewals fail
+EARLY_S = 0.15  # fence this long before the lease ends by this node's count (the controller's ends later)
+CHECK_S = 0.02  # the fence's clock
+ASK_EVERY_S = 0.1  # while the lease is running out, the MUXes are asked at most this often
 LEASE_FILE = "lease.json"
 AGENT_STAMP = "agent.alive"
 WITNESSES = "witnesses"
@@ -116,6 +119,9 @@ def _charon_pid(directory: Path) -> int | None:
 
 
 class Watchdog:
+    """Two loops: renewals every `interval` (a thread: a renewal may wait for its timeout), and the fence's
+    clock every CHECK_S, which never waits on the controller, so it fences on time whatever the network does."""
+
     def __init__(
         self,
         node: str,
@@ -135,7 +141,9 @@ class Watchdog:
         self.interval = interval
         self.agent_grace = agent_grace
         self.started = time.monotonic()
-        self.failing_since: float | None = None
+        self.failing_since: float | None = None  # when the first renewal that failed was sent
+        self._asked = 0.0
+        self._lock = threading.Lock()
         held = read_view(run_dir)
         if held is None:  # nothing says what this node may run: nothing runs until it holds a lease
             self.view = LeaseView()
@@ -150,69 +158,77 @@ class Watchdog:
             return now - self.started < self.agent_grace
         return now - stamp < self.agent_grace
 
-    def step(self) -> None:
+    def check(self) -> None:
+        """The fence's clock: fence, hold or wait, from the lease's time left and (renewals failing) the MUXes."""
         now = time.monotonic()
-        alive = self.agent_alive(now)
-        if alive:
-            self._renew()
-        now = time.monotonic()
-        left = self.view.deadline - now
-        if self.view.fenced or left > MARGIN_S:
+        with self._lock:
+            if self.view.fenced:
+                return
+            left = self.view.deadline - now - EARLY_S  # the controller's view ends after ours: fence before it
+            failing_since = self.failing_since
+        if left > MARGIN_S:
             return
-        if not alive:
+        if not self.agent_alive(now):
             if left <= 0:
                 self._fence(f"the agent was not heard of for {self.agent_grace:.0f} s and the lease ended")
             return
-        since = self.failing_since if self.failing_since is not None else now
+        if now - self._asked < ASK_EVERY_S:
+            return
+        self._asked = now
+        since = failing_since if failing_since is not None else now - self.interval
         testimonies = witness.ask(self._witnesses(), self.node, self.address)
-        decision = witness.verdict(testimonies, since, now, left)
+        decision = witness.verdict(testimonies, since, time.monotonic(), left - (time.monotonic() - now))
         if decision == "fence":
             why = "no MUX answers" if not testimonies else "the MUXes hear the controller and this gateway does not"
             self._fence(f"lease ending without a renewal: {why}")
-        elif decision == "hold" and not self.view.holding:
-            self.view.holding = True
-            self.view.reason = f"holding: none of {len(testimonies)} MUXes has heard the controller lately"
+        elif decision == "hold":
+            with self._lock:
+                if self.view.holding or self.view.fenced:
+                    return
+                self.view.holding = True
+                self.view.reason = f"holding: none of {len(testimonies)} MUXes has heard the controller lately"
+                write_view(self.run_dir, self.view)
             log.warning("%s", self.view.reason)
-            write_view(self.run_dir, self.view)
 
-    def _renew(self) -> None:
+    def renew(self) -> None:
+        with self._lock:
+            epoch = self.view.epoch
         sent = time.monotonic()
         try:
-            granted = self.client.renew(None if self.view.epoch is None else self.view.epoch)
+            granted = self.client.renew(epoch)
         except Refused as refused:
             self._fence(f"the controller refused the lease: {refused}")
-            self.view.epoch = None  # acquire a new one: this node then joins as a standby
-            write_view(self.run_dir, self.view)
+            with self._lock:
+                self.view.epoch = None  # acquire a new one: this node then joins as a standby
+                write_view(self.run_dir, self.view)
             return
         except Unreachable as error:
             if self.failing_since is None:
-                self.failing_since = sent  # when the first renewal that failed left
+                self.failing_since = sent
                 log.warning("lease renewal failed: %s", error)
             return
-        self.failing_since = None
-        view = self.view
-        changed = view.fenced or view.holding or view.epoch != granted.epoch
-        if view.fenced:
-            log.warning("lease epoch %s held: unfenced", granted.epoch)
-            view.document = granted.document
-            view.reason = f"leased at epoch {granted.epoch}"
-        elif view.holding:
-            view.reason = f"leased at epoch {granted.epoch}, held through a controller outage"
-        view.epoch, view.deadline, view.fenced, view.holding = (
-            granted.epoch,
-            granted.sent + granted.duration,
-            False,
-            False,
-        )
-        self.interval = granted.interval
-        write_view(self.run_dir, view)
+        with self._lock:
+            self.failing_since = None
+            view = self.view
+            changed = view.fenced or view.holding or view.epoch != granted.epoch
+            if view.fenced:
+                log.warning("lease epoch %s held: unfenced", granted.epoch)
+                view.document = granted.document
+                view.reason = f"leased at epoch {granted.epoch}"
+            elif view.holding:
+                view.reason = f"leased at epoch {granted.epoch}, held through a controller outage"
+            view.epoch, view.deadline = granted.epoch, granted.sent + granted.duration
+            view.fenced = view.holding = False
+            self.interval = granted.interval
+            write_view(self.run_dir, view)
         if changed:
             log.info("lease epoch %s: %s", granted.epoch, view.reason)
 
     def _fence(self, why: str) -> None:
-        self.view.fenced, self.view.holding, self.view.reason = True, False, why
-        write_view(self.run_dir, self.view)  # first: the agent must not restart what is stopped next
-        done = fence_compartments(self.run_dir, self.prefix)
+        with self._lock:
+            self.view.fenced, self.view.holding, self.view.reason = True, False, why
+            write_view(self.run_dir, self.view)  # first: the agent must not restart what is stopped next
+            done = fence_compartments(self.run_dir, self.prefix)
         log.warning("fenced: %s (%s)", why, "; ".join(done) or "nothing ran")
 
     def _witnesses(self) -> list[str]:
@@ -221,14 +237,26 @@ class Watchdog:
         except OSError:
             return []
 
-    def run(self, stop: threading.Event) -> None:
+    def _renew_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             began = time.monotonic()
             try:
-                self.step()
+                if self.agent_alive(began):
+                    self.renew()
             except Exception:
-                log.exception("watchdog step failed")
+                log.exception("renewal failed")
             stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def run(self, stop: threading.Event) -> None:
+        renewer = threading.Thread(target=self._renew_forever, args=(stop,), name="renew", daemon=True)
+        renewer.start()
+        while not stop.is_set():
+            try:
+                self.check()
+            except Exception:
+                log.exception("watchdog check failed")
+            stop.wait(CHECK_S)
+        renewer.join(timeout=2)
 
 
 def command(node: str, controller: str, token_file: Path, ca: str | None, run_dir: Path, compartment_prefix: str,
