@@ -5,7 +5,6 @@
                           └──────────────────────────────────────────────────┘
     heartbeat thread: every HEARTBEAT s ─► report status (revision applied, per-resource results)
                                        ─► daemons unhealthy? reconcile now
-                                       ─► lease deadline passed without a report? fence()
 
 Level-triggered: every pass gets the whole document (deltas only say what changed since the last, as a
 hint); every RESYNC seconds a full pass re-reads everything from the kernel. A failed pass is retried with
@@ -57,14 +56,6 @@ class Reconciler(Protocol):
 
 
 @runtime_checkable
-class Fencing(Protocol):
-    def fence(self) -> None:
-        """Stop serving what this node might no longer own (its lease ran out without the controller
-        hearing from it): the gateway agent's step before a standby may take over."""
-        ...
-
-
-@runtime_checkable
 class Observing(Protocol):
     def observe(self) -> bool:
         """Sample observed state (a gateway's tunnels), cheaply; True if it changed since the last sample."""
@@ -93,7 +84,6 @@ class Agent:
         *,
         heartbeat: float = HEARTBEAT,
         resync: float = RESYNC,
-        lease: float | None = None,
         long_poll: float = LONG_POLL,
         observe_every: float = 0.25,
         capabilities: dict[str, Any] | None = None,
@@ -104,14 +94,12 @@ class Agent:
         self.capabilities = capabilities  # probed once at start; every registration repeats them
         self.heartbeat = heartbeat
         self.resync = resync
-        self.lease = lease  # seconds without a report reaching the controller before fence()
         self.long_poll = long_poll
         self.observe_every = observe_every  # how often an Observing reconciler is sampled
         self.document: Document | None = None
         self.applied = 0
         self.outcome = Outcome()
         self.passes = 0
-        self.fenced = False
         self.registered = False  # the heartbeat reports only once the node is registered
         self.waiting = False  # in a long-poll: nothing half-done if the process ends now
         self.last_report = time.monotonic()
@@ -206,7 +194,6 @@ class Agent:
             due = time.monotonic() + self.heartbeat
             if self.registered:
                 self._beat()
-            self._check_lease()
 
     def _observe(self) -> bool:
         try:
@@ -227,17 +214,8 @@ class Agent:
             observed = self.reconciler.observed() if isinstance(self.reconciler, Observing) else {}
             self.client.report(self.applied, self.outcome.resources, self.outcome.details, observed)
             self.last_report = time.monotonic()
-            self.fenced = False
         except httpx.HTTPError as error:
             log.warning("status report: %s", error)
-
-    def _check_lease(self) -> None:
-        if self.lease is None or self.fenced or not isinstance(self.reconciler, Fencing):
-            return
-        if time.monotonic() - self.last_report > self.lease:
-            log.warning("no report reached the controller for %.1f s: fencing", self.lease)
-            self.reconciler.fence()
-            self.fenced = True
 
 
 def run(
