@@ -48,6 +48,7 @@ MARGIN_S = 0.25  # ask the MUXes once the lease has less than this left and rene
 EARLY_S = 0.15  # fence this long before the lease ends by this node's count (the controller's ends later)
 CHECK_S = 0.02  # the fence's clock
 ASK_EVERY_S = 0.1  # while the lease is running out, the MUXes are asked at most this often
+SILENT_ASKS = 3  # questions nobody answered, in a row, before "no MUX answers" is taken as the truth
 LEASE_FILE = "lease.json"
 AGENT_STAMP = "agent.alive"
 WITNESSES = "witnesses"
@@ -89,8 +90,10 @@ def stamp_agent(run_dir: Path) -> None:
     os.replace(temporary, path)
 
 
-def fence_compartments(run_dir: Path, prefix: str) -> list[str]:
-    """Kill every compartment's charon and take the node's side of every transit link down; what it did."""
+def fence_compartments(run_dir: Path, prefix: str, netns: str | None = None) -> list[str]:
+    """Kill every compartment's charon and take the node's side of every transit link down (in `netns`, or
+    the namespace this process runs in); what it did."""
+    ip = ["ip", "-n", netns] if netns else ["ip"]
     done = []
     for directory in sorted(run_dir.glob(f"{prefix}*")):
         pid = _charon_pid(directory)
@@ -100,11 +103,11 @@ def fence_compartments(run_dir: Path, prefix: str) -> list[str]:
                 done.append(f"killed charon {pid} of {directory.name}")
             except ProcessLookupError:
                 pass
-    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
+    links = json.loads(subprocess.run([*ip, "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
     up = [link["ifname"] for link in links if TRANSIT.fullmatch(link["ifname"]) and "UP" in link.get("flags", [])]
     if up:
         lines = "".join(f"link set {name} down\n" for name in up)
-        subprocess.run(["ip", "-force", "-batch", "-"], input=lines, text=True, capture_output=True, check=False)
+        subprocess.run([*ip, "-force", "-batch", "-"], input=lines, text=True, capture_output=True, check=False)
         done.append(f"transit links down: {' '.join(up)}")
     return done
 
@@ -132,8 +135,10 @@ class Watchdog:
         *,
         interval: float = 0.1,
         agent_grace: float = AGENT_GRACE_S,
+        netns: str | None = None,
     ) -> None:
         self.node = node
+        self.netns = netns  # where the transit links are (None: this process's namespace, the node's)
         self.client = client
         self.run_dir = run_dir
         self.prefix = compartment_prefix
@@ -143,6 +148,7 @@ class Watchdog:
         self.started = time.monotonic()
         self.failing_since: float | None = None  # when the first renewal that failed was sent
         self._asked = 0.0
+        self._unanswered = 0  # questions to the MUXes in a row that nobody answered
         self._lock = threading.Lock()
         held = read_view(run_dir)
         if held is None:  # nothing says what this node may run: nothing runs until it holds a lease
@@ -177,7 +183,10 @@ class Watchdog:
         self._asked = now
         since = failing_since if failing_since is not None else now - self.interval
         testimonies = witness.ask(self._witnesses(), self.node, self.address)
+        self._unanswered = 0 if testimonies else self._unanswered + 1
         decision = witness.verdict(testimonies, since, time.monotonic(), left - (time.monotonic() - now))
+        if decision == "fence" and not testimonies and self._unanswered < SILENT_ASKS:
+            return  # one question unanswered may be a lost datagram: ask again
         if decision == "fence":
             why = "no MUX answers" if not testimonies else "the MUXes hear the controller and this gateway does not"
             self._fence(f"lease ending without a renewal: {why}")
@@ -228,7 +237,7 @@ class Watchdog:
         with self._lock:
             self.view.fenced, self.view.holding, self.view.reason = True, False, why
             write_view(self.run_dir, self.view)  # first: the agent must not restart what is stopped next
-            done = fence_compartments(self.run_dir, self.prefix)
+            done = fence_compartments(self.run_dir, self.prefix, self.netns)
         log.warning("fenced: %s (%s)", why, "; ".join(done) or "nothing ran")
 
     def _witnesses(self) -> list[str]:
