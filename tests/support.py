@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from isthmus.lab import fabric, sites, vms
+from isthmus.lab.tenant import Tenant
 from isthmus.linux.run import netns_pids
 
 SPEAKERS = (b"gobgpd", b"bird")  # the MUX's BGP speaker is one of these (isthmus agent mux --speaker)
@@ -91,3 +94,31 @@ def site_conf(me: str, vip: str, secret: str, ike: str = "aes256-sha384-ecp384",
               local: str = "192.0.2.0/26", remote: str = "100.64.0.0/16", start: str = "none") -> str:  # fmt: skip
     return SITE_CONF.format(me=me, vip=vip, prefix=local, secret=secret, ike=ike, esp=esp, remote=remote,
                             start=start)  # fmt: skip
+
+
+ON_PREMISES = "192.0.2.0/26"  # the same behind every site, as the same VNet space in every tenant
+KEY = "Sh4red-Key-for-the-lab"
+
+
+@dataclass
+class Side:
+    tenant: Tenant
+    vm: vms.Vm
+    vip: str
+    site: sites.Site
+
+
+def vpn_side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY,
+          **conf: str) -> Side:  # fmt: skip
+    """A tenant's VNet with one VM on `host`, a VPN gateway, and a connection to an independent strongSwan
+    site at `site_address` (its swanctl.conf is `site_conf`'s, written by hand) with ON_PREMISES behind it."""
+    t = Tenant(lab, subscription)
+    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
+    t.nic(f"{tag}1", "vnet1", "front")
+    vm = vms.create(lab, f"{tag}1", t.id(f"networkInterfaces/{tag}1"), host)
+    vip = t.public_ip("gw-pip")
+    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t.local_gateway("onprem", site_address, [ON_PREMISES])
+    site = sites.create(lab, f"s{tag}", site_address, ON_PREMISES, site_conf(site_address, vip, secret, **conf))
+    t.connection("to-onprem", "gw", "onprem", KEY)
+    return Side(t, vm, vip, site)

@@ -10,53 +10,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from isthmus.lab import fabric, probe, sites, vms
-from isthmus.lab.tenant import Tenant, rule
+from isthmus.lab import fabric, probe, sites
+from isthmus.lab.tenant import rule
 from isthmus.linux.run import in_netns, ip_json, list_netns
 from isthmus.store import tokens
 from isthmus.store.db import make_engine
-from tests.support import site_conf, wait_for
+from tests.support import KEY, ON_PREMISES, Side, site_conf, vpn_side, wait_for
 
 SUB_A = "00000000-0000-0000-0000-0000000000a1"
 SUB_B = "00000000-0000-0000-0000-0000000000b1"
 SUB_C = "00000000-0000-0000-0000-0000000000c1"
-ON_PREMISES = "192.0.2.0/26"  # the same behind every site, as the same VNet space in every tenant
-KEY = "Sh4red-Key-for-the-lab"
-
-
-@dataclass
-class Side:
-    tenant: Tenant
-    vm: vms.Vm
-    vip: str
-    site: sites.Site
-
-
-def _side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY,
-          **conf: str) -> Side:  # fmt: skip
-    t = Tenant(lab, subscription)
-    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
-    t.nic(f"{tag}1", "vnet1", "front")
-    vm = vms.create(lab, f"{tag}1", t.id(f"networkInterfaces/{tag}1"), host)
-    vip = t.public_ip("gw-pip")
-    t.vpn_gateway("gw", "vnet1", "gw-pip")
-    t.local_gateway("onprem", site_address, [ON_PREMISES])
-    site = sites.create(lab, f"s{tag}", site_address, ON_PREMISES, site_conf(site_address, vip, secret, **conf))
-    t.connection("to-onprem", "gw", "onprem", KEY)
-    return Side(t, vm, vip, site)
 
 
 @pytest.fixture(scope="module")
 def vpn(gateway_lab: fabric.LabState) -> Iterator[dict[str, Side]]:
     sides = {
-        "a": _side(gateway_lab, SUB_A, "a", "h1", "198.51.100.21"),
-        "b": _side(gateway_lab, SUB_B, "b", "h2", "198.51.100.22"),
+        "a": vpn_side(gateway_lab, SUB_A, "a", "h1", "198.51.100.21"),
+        "b": vpn_side(gateway_lab, SUB_B, "b", "h2", "198.51.100.22"),
     }
     for side in sides.values():
         doc = side.tenant.wait_connection("to-onprem", timeout=30)
@@ -145,7 +120,7 @@ def test_a_wrong_key_is_not_connected_with_its_reason_without_a_storm_and_a_rota
     untouched = sites.swanctl(vpn["a"].site, "--list-sas").split("\n")[0]  # its IKE SA: name, number, SPIs
     held = set(_compartments(gateway_lab))
     # This site initiates too, proposing narrower selectors than the connection's (one subnet, a /28).
-    c = _side(gateway_lab, SUB_C, "c", "h1", "198.51.100.23", secret="not-the-same-key", local="192.0.2.0/28",
+    c = vpn_side(gateway_lab, SUB_C, "c", "h1", "198.51.100.23", secret="not-the-same-key", local="192.0.2.0/28",
               remote="100.64.1.0/24", start="start")  # fmt: skip
     try:
         compartment = wait_for(lambda: set(_compartments(gateway_lab)) - held, 15).pop()

@@ -364,6 +364,12 @@ def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
     return state.pids[name]
 
 
+def kill_recorded(state: LabState, name: str) -> None:
+    """SIGKILL the recorded process `name` (a node's agent): what it started itself runs on."""
+    if name in state.pids and state.running(name):
+        _kill(state.pids[name])
+
+
 def stop_controller(state: LabState) -> None:
     """Stop the lab's controller (by its recorded PID): the agents and the data plane carry on without it."""
     pid = state.pids.get("controller")

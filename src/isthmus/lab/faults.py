@@ -2,6 +2,8 @@
 
   - a *dead* link, `silence(netns, device)` / `unsilence(netns)`: nft drops everything (no carrier loss, no
     FIN or RST), in both directions, for traffic the node forwards as well as its own (BGP, BFD);
+  - a *dead node*, `kill_node(netns)`: SIGKILL to every process of a node's namespace and of the namespaces
+    named after it (a gateway's compartments: agent, watchdog, charons), by the PIDs the kernel lists there;
   - a *bad* link, `degrade(netns, device, delay_ms=, jitter_ms=, loss_percent=, reorder_percent=,
     duplicate_percent=)` / `restore(netns, device)`: the device's root qdisc becomes netem (`tc qdisc replace
     dev D root netem ...`), which acts on what the device *sends*: degrade both ends for a link that is bad
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
-from isthmus.linux.run import LinuxError, in_netns, run
+from isthmus.linux.run import LinuxError, in_netns, list_netns, netns_pids, run
 
 TABLE = "isthmus_silent"
 NETEM_MISSING = "Specified qdisc kind is unknown"  # tc's message when the kernel cannot load the qdisc
@@ -25,6 +28,19 @@ NETEM_MISSING = "Specified qdisc kind is unknown"  # tc's message when the kerne
 
 class FaultUnavailable(LinuxError):
     """The node's kernel cannot inject this fault (nothing was changed)."""
+
+
+def kill_node(netns: str) -> list[int]:
+    """SIGKILL every process in namespace `netns` and in those named `netns-…` (its compartments); their PIDs."""
+    killed = []
+    for name in [netns, *sorted(n for n in list_netns() if n.startswith(f"{netns}-"))]:
+        for pid in netns_pids(name):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 def silence(netns: str, device: str) -> None:
