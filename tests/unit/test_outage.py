@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,7 +78,7 @@ def test_gaps_account_for_every_lost_datagram_once(arrived: list[bool]) -> None:
     assert sum(g.lost for g in gaps) == arrived.count(False)
     lost = {seq for g in gaps for seq in range(g.first_seq, g.last_seq + 1)}
     assert lost == {seq for seq, ok in enumerate(arrived) if not ok}
-    for before, after in zip(gaps, gaps[1:], strict=False):
+    for before, after in itertools.pairwise(gaps):
         assert before.last_seq + 1 < after.first_seq  # runs are maximal: a received datagram between
     for gap in gaps:
         assert gap.end_ns is None or gap.end_ns > gap.start_ns
