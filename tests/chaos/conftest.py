@@ -110,3 +110,9 @@ def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
         fabric.down(tmp_path / "lab", prefix)
         leftovers = [n for n in list_netns() if n.startswith(prefix)]
         assert not leftovers, leftovers
+
+
+def back(probe: OutageProbe, name: str, at_ns: int) -> bool:
+    """Whether stream `name` lost datagrams after `at_ns` (a fault) and is through again."""
+    gap = probe.report().get(name).outage_after(at_ns)
+    return gap is not None and gap.end_ns is not None

@@ -9,7 +9,7 @@ import time
 
 from isthmus.lab import fabric, faults, tor
 from isthmus.linux.run import in_netns, list_netns, netns_pids
-from tests.chaos.conftest import LONG, Chaos
+from tests.chaos.conftest import LONG, Chaos, back
 from tests.support import wait_for
 
 BACK_WITHIN_S = 5.0  # generous: the benchmark measures the outage itself (bench/failover.py)
@@ -41,7 +41,7 @@ def test_kill_9_of_an_active_node_moves_its_tunnel_to_the_standby_and_nothing_el
     assert victim is not None
     at = probe.mark("kill -9")
     assert faults.kill_node(chaos.netns(victim))
-    assert wait_for(lambda: probe.report().get("a").first_after(at) is not None, BACK_WITHIN_S)
+    assert wait_for(lambda: back(probe, "a", at), BACK_WITHIN_S)
     assert chaos.node_of("a") == "gw3" and chaos.node_of("b") != victim
     chaos.connected("a")
     time.sleep(0.5)
@@ -160,7 +160,7 @@ def test_a_mux_killed_during_a_failover_does_not_stop_it(chaos: Chaos) -> None:
     assert wait_for(lambda: chaos.node_of("a") == "gw3", 10)
     chaos.connected("a", 30)
     at = probe.mark("failed over")
-    assert wait_for(lambda: probe.report().get("a").first_after(at) is not None, BACK_WITHIN_S)
+    assert wait_for(lambda: back(probe, "a", at), BACK_WITHIN_S)
     probe.stop()
     sampler.stop()
     assert sampler.two_actives_seen == 0

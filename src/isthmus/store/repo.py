@@ -405,15 +405,13 @@ class Tx:
 
     def set_connection_status(self, node: str, reports: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
         """Record what `node` observed of the connections it carries (key -> report); returns (key, status
-        before, status now) of those whose connectionStatus changed."""
+        before, status now) of those whose connectionStatus changed, or that another node reported before (a
+        move: "Connected on gw1" -> "Connected")."""
         keys = list(reports)
+        columns = (t.connection_status.c.connection, t.connection_status.c.status, t.connection_status.c.node)
         held = {
-            row.connection: row.status
-            for row in self.conn.execute(
-                select(t.connection_status.c.connection, t.connection_status.c.status).where(
-                    t.connection_status.c.connection.in_(keys)
-                )
-            )
+            row.connection: row.status if row.node == node else f"{row.status} on {row.node}"
+            for row in self.conn.execute(select(*columns).where(t.connection_status.c.connection.in_(keys)))
         } if keys else {}  # fmt: skip
         changed = []
         for key, report in reports.items():
