@@ -76,6 +76,7 @@ class Leases:
         self.check = check
         self._held: dict[str, Held] = {}
         self.last_heard = time.monotonic()  # the last renewal taken from any node
+        self.stopped = False  # the controller is shutting down: it fails nobody any more
         self._recorded: set[tuple[str, int, str]] = set()  # (node, epoch, kind) refusals already recorded
         self._lock = threading.Lock()
 
@@ -113,6 +114,8 @@ class Leases:
         """The leases that ran out, no longer held from here on. A controller that hears nobody (it is the
         one cut off, or shutting down) fails nobody: it holds every lease anew for the grace instead."""
         now = time.monotonic()
+        if self.stopped:
+            return []
         if self._held and now - self.last_heard > self.duration:
             self.extend_all(self.grace)
             return []
@@ -121,6 +124,9 @@ class Leases:
             for held in gone:
                 del self._held[held.node]
             return gone
+
+    def stop(self) -> None:
+        self.stopped = True
 
     def extend_all(self, seconds: float) -> int:
         """Hold every lease at least `seconds` from now (after this process did not run); how many."""

@@ -233,7 +233,17 @@ class BoundedServer(uvicorn.Server):
     uvicorn passes no `ssl_handshake_timeout` to `create_server` (asyncio's default is 60 s, during which a
     client that never completes the handshake holds the connection), so this serves the sockets itself:
     uvicorn's start-up runs with no socket, then each socket is served with the same protocol factory and
-    the timeouts (and the receive buffer) added. uvicorn's shutdown closes these servers as its own."""
+    the timeouts (and the receive buffer) added. uvicorn's shutdown closes these servers as its own.
+    `on_exit` runs as soon as a signal asks it to stop (before the graceful shutdown's wait)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Any = None) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.on_exit is not None:
+            self.on_exit()
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
@@ -271,4 +281,6 @@ def serve(app: Any, sockets: list[socket.socket], *, log_level: str, tls: tuple[
         ssl_certfile=certificate,
         ssl_keyfile=key,
     )
-    BoundedServer(config).run(sockets=sockets)
+    # A controller on its way out judges no lease: it would fail gateways it merely stopped hearing.
+    leases = getattr(getattr(getattr(app, "state", None), "isthmus", None), "leases", None)
+    BoundedServer(config, on_exit=leases.stop if leases is not None else None).run(sockets=sockets)

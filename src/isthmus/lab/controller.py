@@ -39,11 +39,12 @@ def start_controller(
     names: tuple[str, ...] = ("localhost", "127.0.0.1"),
     extra: tuple[str, ...] = (),
     start_timeout: float = 30.0,
+    port: int | None = None,
 ) -> RunningController:
     """A controller process serving HTTPS on a free loopback port (plus `extra` arguments), with a CA in
     `workdir/pki`; returns once it answers. Its own session, so `stop` can end its whole process group."""
     ca = pki.init(workdir / "pki", names)
-    port = free_port()
+    port = port or free_port()
     log_path = workdir / "controller.log"
     command = [sys.executable, "-m", "isthmus", "controller", "--db", db, "--port", str(port),
                "--tls-dir", str(workdir / "pki"), *extra]  # fmt: skip

@@ -380,11 +380,13 @@ def stop_controller(state: LabState) -> None:
 
 
 def start_again_controller(state: LabState) -> None:
-    """Start the lab's controller again on the same store, CA and management address."""
+    """Start the lab's controller again on the same store, CA, loopback port and management address (so that
+    clients made before keep working)."""
     topology = state.topology
     extra = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
+    port = int(state.controller.rsplit(":", 1)[1])
     controller = start_controller(state.db, Path(state.workdir), names=("localhost", "127.0.0.1", CONTROLLER),
-                                  extra=extra)  # fmt: skip
+                                  extra=extra, port=port)  # fmt: skip
     state.controller = controller.url
     state.record("controller", controller.pid)
     state.save()
