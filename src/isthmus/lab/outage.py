@@ -11,8 +11,8 @@ taken by a test (or `probe.mark`) compares with them directly.
 A gap is a run of missing sequence numbers; it lasts from the arrival of the last datagram before it to the
 arrival of the first after it. Stopping stops the sender first and waits `grace` before the receiver, so
 datagrams still in flight are not lost; a report taken while running ignores the last `grace` the same way.
-The probe stops itself after `limit` seconds. The pure part (`find_gaps`, `first_after`, `outage_after`) is
-unit-tested (tests/unit/test_outage.py).
+The probe stops itself after `limit` seconds (the receiver `grace` later). The pure part (`find_gaps`,
+`first_after`, `outage_after`) is unit-tested (tests/unit/test_outage.py).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class Report:
     stray: int = 0  # datagrams that were not the probe's, or arrived on the wrong socket
 
     def __getitem__(self, key: str) -> StreamReport:
-        """`report["name"]` is a stream's forward direction, `report["name", REVERSE]`'s form is `get`."""
+        """`report["name"]`: the stream's forward direction (`get(name, REVERSE)` for the other)."""
         return self.get(key)
 
     def get(self, name: str, direction: str = FORWARD) -> StreamReport:
@@ -277,7 +277,7 @@ class OutageProbe:
             self._stop_sending.wait(delay)
 
     def _receive(self) -> None:
-        while not self._stop_receiving.is_set():
+        while not self._stop_receiving.is_set() and time.monotonic() < self._deadline + self.grace:
             for key, _events in self._selector.select(timeout=0.05):
                 path: _Path = key.data
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
@@ -331,6 +331,7 @@ class OutageProbe:
     def report(self) -> Report:
         """Per stream and direction: sent, received, lost, gaps. While running, datagrams sent in the last
         `grace` seconds are left out (they may still be on their way)."""
-        horizon = None if self._stopped else time.monotonic_ns() - int(self.grace * 1e9)
+        done = self._stopped or (self._started and not any(t.is_alive() for t in self._threads))  # or at `limit`
+        horizon = None if done else time.monotonic_ns() - int(self.grace * 1e9)
         streams = tuple(StreamReport(p.name, p.direction, p.records(horizon), p.duplicates) for p in self._paths)
         return Report(streams, tuple(self._marks), self._stray)
