@@ -25,6 +25,7 @@ bench: bootstrap
 	$(VENV)/python bench/bgp.py --quick
 	$(VENV)/python bench/kernel_tier.py --quick
 	$(VENV)/python bench/ipsec.py --quick
+	$(VENV)/python bench/failover.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis

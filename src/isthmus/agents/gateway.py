@@ -14,6 +14,7 @@ sampled on every heartbeat (`observe`) and reported at once when it changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -324,6 +325,10 @@ class GatewayReconciler:
         removed = 0
         for key in sorted(set(self.carried) - wanted):
             carried = self.carried.pop(key)
+            # Unreachable first (the VIP may be answered from elsewhere already), then stopped.
+            vni = carried.netns.removeprefix(self.compartment_prefix)
+            with contextlib.suppress(LinuxError):  # already gone
+                ip_batch(None, [f"link set t{vni} down"])
             carried.charon.stop()
             shutil.rmtree(carried.run_dir, ignore_errors=True)
             removed += 1
