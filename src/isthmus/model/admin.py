@@ -48,6 +48,12 @@ class GatewayProperties(AdminModel):
     provisioningState: str | None = None
 
 
+class FailoverRequest(AdminModel):
+    """POST /admin/placement/failover: the virtual network gateway a drill moves (its ARM id)."""
+
+    virtualNetworkGateway: str = Field(min_length=1, max_length=1024)
+
+
 class BgpPeer(AdminModel):
     address: IPAddressText
     asn: int = Field(ge=1, le=4294967295)
