@@ -17,6 +17,7 @@ from isthmus.api.arm.addressing import PUBLIC, allocate_public, pool_networks
 from isthmus.api.errors import bad_request, conflict
 from isthmus.compile.placement import plan
 from isthmus.model import admin, ids
+from isthmus.model.placement import STANDBY
 from isthmus.model.prefixes import first_overlap, overlap_between
 from isthmus.store.repo import Doc, Tx
 from isthmus.store.snapshots import load_snapshot
@@ -167,6 +168,17 @@ def _check_removal(tx: Tx, doc: Doc) -> None:
         )
     now = plan(snapshot, snapshot.assignment, snapshot.gateway_states)
     after = plan(snapshot, snapshot.assignment, snapshot.gateway_states, without=frozenset({name.lower()}))
+    members = {d.name.lower() for d in _pool_gateways(tx, pool_name)}
+
+    def standbys(states: Any) -> int:
+        return sum(1 for g, s in states.items() if g in members and s.role == STANDBY and s.available)
+
+    if standbys(after.states) < min(n, standbys(now.states)):
+        raise conflict(
+            "PoolWouldLoseStandby",
+            f"Removing gateway {name} would leave pool {pool_name} with {standbys(after.states)} of its {n} standbys. "
+            "Remove an active that carries nothing instead, or delete with force=true.",
+        )
     placed = {p.virtual_network_gateway for p in now.placement.placed}
     lost = [u for u in after.placement.unplaced if u.virtual_network_gateway in placed]
     if lost:
