@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isthmus.compile.placement import Plan, plan
+from isthmus.compile.placement import Plan, drain_step, failover_target, plan
 from isthmus.model.placement import ACTIVE, FAILED, STANDBY, UP, Assigned, GatewayState
 from isthmus.model.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot, build
 
@@ -63,7 +63,7 @@ def check_invariants(world: World, p: Plan, states: dict[str, GatewayState]) -> 
     for key, a in p.assignment.items():
         used[a.gateway] = used.get(a.gateway, 0) + a.kbps
         assert p.states[a.gateway.lower()].role == ACTIVE, (key, a)
-        assert world.gateways[a.gateway][1] == "InService" and p.states[a.gateway.lower()].liveness == UP
+        assert world.gateways[a.gateway][1] in ("InService", "Draining") and p.states[a.gateway.lower()].liveness == UP
         assert world.gateways[a.gateway][0] == a.pool
     for gateway, kbps in used.items():
         assert kbps <= pool_of(world, gateway)["gatewayCapacityKbps"], (gateway, kbps)
@@ -109,8 +109,9 @@ def scenario(draw: st.DrawFn) -> tuple[World, list[tuple[str, str]]]:
         world.vnet_gateways[f"v{index:02d}"] = (draw(st.sampled_from(["Standard", "Standard", "VpnGw1"])), kinds)
         ops.append(("add-vnet-gateway", f"v{index:02d}"))
     ops = draw(st.permutations(ops))
-    verbs = ["down", "up", "out-of-service", "in-service", "remove-gateway", "delete-vnet-gateway", "add-gateway"]
-    for _ in range(draw(st.integers(0, 12))):
+    verbs = ["down", "up", "out-of-service", "in-service", "remove-gateway", "delete-vnet-gateway", "add-gateway",
+             "drain", "drain-step", "drain-step", "failover"]  # fmt: skip
+    for _ in range(draw(st.integers(0, 16))):
         verb = draw(st.sampled_from(verbs))
         vnet_gateways = sorted(world.vnet_gateways) or ["none"]
         ops.append((verb, draw(st.sampled_from(vnet_gateways)) if "vnet" in verb else ""))  # "": drawn when run
@@ -137,12 +138,46 @@ def run(full: World, ops: list[tuple[str, str]], draw_gateway: Any) -> None:
             if target not in world.vnet_gateways:
                 continue
             del world.vnet_gateways[target]
+        elif verb == "failover":
+            if not prev.assignment:
+                continue
+            key = draw_gateway(sorted(prev.assignment))
+            drill = failover_target(world.snapshot(), prev.assignment, states, key)
+            if isinstance(drill, str):
+                continue
+            move, moved = drill
+            now = plan(world.snapshot(), moved, states)
+            assert now.assignment[key].gateway == move.target != prev.assignment[key].gateway, move
+            assert now.states[move.target.lower()].role == ACTIVE
+            assert all(now.assignment[k].gateway == a.gateway for k, a in prev.assignment.items() if k != key)
+            check_invariants(world, now, states)
+            prev = now
+            continue
         else:
             if not world.gateways:
                 continue
             gateway = draw_gateway(sorted(world.gateways))
             pool, _service = world.gateways[gateway]
-            if verb == "down":
+            if verb == "drain-step":
+                if _service != "Draining":
+                    continue
+                step = drain_step(world.snapshot(), prev.assignment, states, gateway)
+                now = plan(world.snapshot(), step.assignment, states)
+                if step.move is None:
+                    assert now.assignment == prev.assignment
+                else:
+                    moved = vgw_key_of(step.move.virtual_network_gateway)
+                    assert {k for k in prev.assignment if now.assignment.get(k) != prev.assignment[k]} == {moved}
+                    target = now.assignment[moved].gateway
+                    assert target != gateway and world.gateways[target][1] == "InService", step.move
+                    assert "is Draining" in step.move.reason, step.move
+                check_drained(world, prev, now)
+                check_invariants(world, now, states)
+                prev = now
+                continue
+            if verb == "drain":
+                world.gateways[gateway] = (pool, "Draining")
+            elif verb == "down":
                 states[gateway] = replace(states[gateway], liveness=FAILED)
             elif verb == "up":
                 states[gateway] = replace(states[gateway], liveness=UP)
@@ -152,18 +187,30 @@ def run(full: World, ops: list[tuple[str, str]], draw_gateway: Any) -> None:
                 del world.gateways[gateway]
         now = plan(world.snapshot(), prev.assignment, states)
         check_step(world, prev, now, verb, gateway or target)
+        check_drained(world, prev, now)
         check_invariants(world, now, states)
         prev = now
+
+
+def check_drained(world: World, prev: Plan, now: Plan) -> None:
+    """A Draining gateway is given nothing new: no VNet gateway, no takeover; it keeps what it has while Up."""
+    for name, (_pool, service) in world.gateways.items():
+        if service == "Draining":
+            assert carried(now, name) <= carried(prev, name), (name, now.moves)
+            assert not now.states[name.lower()].available, name  # never counted as a standby
+            assert now.states[name.lower()].role == (ACTIVE if carried(now, name) else STANDBY), name
 
 
 def check_step(world: World, prev: Plan, now: Plan, verb: str, subject: str) -> None:
     before = {k: a.gateway for k, a in prev.assignment.items()}
     after = {k: a.gateway for k, a in now.assignment.items()}
-    if verb in ("add-gateway", "add-vnet-gateway", "up", "in-service", "delete-vnet-gateway"):
+    if verb in ("add-gateway", "add-vnet-gateway", "up", "in-service", "delete-vnet-gateway", "drain"):
         assert now.moves == (), (verb, subject, now.moves)
         assert all(after[k] == g for k, g in before.items() if k in after), (verb, subject)
         assert set(before) - set(after) <= ({vgw_key(subject)} if verb == "delete-vnet-gateway" else set())
-    joining = verb == "add-gateway" or (verb in ("up", "in-service") and not prev.states[subject.lower()].available)
+    joining = verb == "add-gateway" or (
+        verb in ("up", "in-service") and not prev.states[subject.lower()].available and not carried(prev, subject)
+    )
     if joining and now.states[subject.lower()].available:
         pool = world.gateways[subject][0]
         if any(a.pool == pool for a in prev.assignment.values()):  # a busy pool: roles are sticky
@@ -266,3 +313,57 @@ def test_a_vnet_gateway_that_outgrows_its_gateway_moves_and_the_others_stay() ->
     assert (move.virtual_network_gateway[-1], move.source, move.target) == ("a", "g1", "g3")
     assert move.reason == "gateway g1 has no room left for it (200000 kbps free): moved to active g3"
     assert {k[-1]: a.gateway for k, a in grown.assignment.items()} == {"a": "g3", "b": "g2", "c": "g1"}
+
+
+def test_drain_moves_one_at_a_time_standby_first_and_the_draining_gateway_takes_nothing_new() -> None:
+    world = World({"p": {"type": "All", "redundantGatewayCount": 1, "gatewayCapacityKbps": 500_000,
+                         "tierBandwidthKbps": 100_000}})  # fmt: skip
+    world.gateways = {name: ("p", "InService") for name in ("g1", "g2", "g3")}
+    world.vnet_gateways = {f"v{i}": ("Standard", ["IPsec"]) for i in range(4)}
+    first = plan(world.snapshot(), {}, {})
+    world.gateways["g1"] = ("p", "Draining")
+    draining = plan(world.snapshot(), first.assignment, first.states)
+    assert draining.moves == () and draining.assignment == first.assignment  # sticky: it keeps what it has
+    assert draining.states["g1"] == GatewayState(ACTIVE, UP, False)
+    world.vnet_gateways["v9"] = ("Standard", ["IPsec"])
+    grown = plan(world.snapshot(), draining.assignment, draining.states)
+    assert grown.assignment[vgw_key("v9")].gateway == "g2"  # nothing new for g1, and the standby stays one
+
+    step = drain_step(world.snapshot(), grown.assignment, grown.states, "g1")
+    assert step.move is not None and step.stranded == ()
+    assert (step.move.virtual_network_gateway[-2:], step.move.target) == ("v0", "g3")
+    assert step.move.reason == "gateway g1 is Draining: moved to standby g3"
+    one = plan(world.snapshot(), step.assignment, grown.states)
+    assert {k[-2:]: a.gateway for k, a in one.assignment.items()} == {"v0": "g3", "v1": "g2", "v2": "g1",
+                                                                      "v3": "g2", "v9": "g2"}  # fmt: skip
+    assert (one.states["g3"].role, one.moves) == (ACTIVE, ())
+    two = plan(world.snapshot(), drain_step(world.snapshot(), one.assignment, one.states, "g1").assignment, one.states)
+    assert two.assignment[vgw_key("v2")].gateway == "g3"  # the active with most room left
+    done = drain_step(world.snapshot(), two.assignment, two.states, "g1")
+    assert (done.carried, done.move) == ((), None)
+    assert plan(world.snapshot(), two.assignment, two.states).states["g1"] == GatewayState(STANDBY, UP, False)
+
+
+def test_drain_that_would_strand_says_why_and_a_drill_goes_to_the_standby_or_says_why_not() -> None:
+    world = World({"p": {"type": "All", "redundantGatewayCount": 0, "gatewayCapacityKbps": 300_000,
+                         "tierBandwidthKbps": 100_000}})  # fmt: skip
+    world.gateways = {"g1": ("p", "InService"), "g2": ("p", "InService")}
+    world.vnet_gateways = {"a": ("Standard", ["IPsec"] * 2), "b": ("Standard", ["IPsec"]), "c": ("Standard", [])}
+    first = plan(world.snapshot(), {}, {})
+    assert {k[-1]: a.gateway for k, a in first.assignment.items()} == {"a": "g1", "b": "g2", "c": "g2"}
+    step = drain_step(world.snapshot(), first.assignment, first.states, "g1")
+    assert step.move is None and [u.virtual_network_gateway[-1] for u in step.stranded] == ["a"]
+    assert "capacity exhausted" in step.stranded[0].reason
+    assert "no standby" in failover_target(world.snapshot(), first.assignment, first.states, vgw_key("a"))  # type: ignore[operator]
+    drill = failover_target(world.snapshot(), first.assignment, first.states, vgw_key("b"))
+    assert not isinstance(drill, str)
+    move, moved = drill
+    assert (move.source, move.target, moved[vgw_key("b")].gateway) == ("g2", "g1", "g1")
+    assert move.reason == "failover drill: moved from g2 to active g1"
+    world.pools["p"]["redundantGatewayCount"] = 1
+    world.gateways["g3"] = ("p", "InService")
+    scaled = plan(world.snapshot(), first.assignment, first.states)
+    assert scaled.moves == () and scaled.states["g3"].role == STANDBY  # joins as the pool's standby
+    move, moved = failover_target(world.snapshot(), scaled.assignment, scaled.states, vgw_key("a"))  # type: ignore[misc]
+    assert (move.target, move.reason) == ("g3", "failover drill: moved from g1 to standby g3")
+    assert plan(world.snapshot(), moved, scaled.states).states["g3"].role == ACTIVE

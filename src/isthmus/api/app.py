@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from isthmus import __version__
 from isthmus.api import errors
+from isthmus.api.admin import moves
 from isthmus.api.admin.routes import router as admin_router
 from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
@@ -133,6 +134,7 @@ def create_app(
         replan_logged(state, "start-up")  # a store from before sticky placement gets its assignment stored
         state.leases.restore(state.documents.snapshot())
         expiry = asyncio.create_task(expire_forever(state), name="lease-expiry")
+        moves.start(_app, state)  # the drainer: moves Draining gateways' load (resumes stored drains)
         yield
         expiry.cancel()
         state.writer.shutdown(wait=True)

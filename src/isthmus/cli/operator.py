@@ -1,11 +1,12 @@
 """Operator commands over /admin: create|show|list|update|delete of gateway pools, gateways, MUXes, hosts,
 public IP pools and port bindings (one generic implementation, per-noun options), plus `node list|show`,
-`placement` and `events`."""
+`placement` and `events [--follow]`; `gateway drain|undrain|failover|remove` (planned moves)."""
 
 from __future__ import annotations
 
 import inspect
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -396,21 +397,132 @@ def placement(ctx: typer.Context) -> None:
         client.show(s, body["unplaced"], unplaced, "unplaced")
 
 
+# --- planned moves: drain, undrain, failover, remove; the events timeline followed --------------------------
+
+FOLLOW_SECONDS = 0.5
+
+
+def _details(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda r: (r.get("details") or {}).get(key)
+
+
+EVENT_COLUMNS = (
+    Column("id", lambda r: r["id"], drop=2),
+    Column("at", lambda r: client.when(r["at"])),
+    Column("rev", lambda r: r["revision"], drop=3),
+    Column("kind", lambda r: r["kind"], drop=1),
+    Column("node", _details("node"), drop=4),
+    Column("VNet gateway", _details("virtualNetworkGateway"), drop=5),
+    Column("ms", _details("ms"), drop=6),
+    Column("message", lambda r: r["message"]),
+)
+
+
+def _print_event(s: Settings, event: dict[str, Any]) -> None:
+    if s.output != "table":
+        emit(s, event)
+        return
+    d = event.get("details") or {}
+    extra = " ".join(f"{k}={client.short_id(str(d[k])) if not s.ids else d[k]}"
+                     for k in ("node", "virtualNetworkGateway", "ms") if d.get(k) is not None)  # fmt: skip
+    print(f"{event['id']} {client.when(event['at'])} {event['kind']} {extra} {event['message']}".replace("  ", " "))
+
+
+def _latest_event(s: Settings) -> int:
+    latest = get(s, "/admin/events", {"limit": "1"})["value"]
+    return int(latest[-1]["id"]) if latest else 0
+
+
+def _follow(s: Settings, after: int, until: Callable[[dict[str, Any]], bool] | None = None) -> None:
+    """Print the events after `after` as they come (every FOLLOW_SECONDS), until `until` says so or Ctrl-C."""
+    try:
+        while True:
+            for event in get(s, "/admin/events", {"after": str(after), "limit": "1000"})["value"]:
+                after = int(event["id"])
+                _print_event(s, event)
+                if until is not None and until(event):
+                    return
+            time.sleep(FOLLOW_SECONDS)
+    except KeyboardInterrupt:
+        return
+
+
+def _drained(name: str) -> Callable[[dict[str, Any]], bool]:
+    subject = f"/admin/gateways/{name}".lower()
+    return lambda e: e["kind"] in ("drain.done", "drain.stopped") and e["subject"].lower() == subject
+
+
+def _drain(s: Settings, name: str, force: bool, wait: bool) -> None:
+    after = _latest_event(s) if wait else 0
+    body = client.post(s, f"/admin/gateways/{name}/drain", None, {"force": "true"} if force else None)
+    state = body["properties"]["serviceState"]
+    print(f"gateway {name} is {state}", file=sys.stderr)
+    if wait and state == "Draining":
+        _follow(s, after, _drained(name))
+
+
+@gateway_app.command("drain")
+def gateway_drain(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The gateway's name."),
+    force: bool = typer.Option(False, "--force", help="Drain even if some of its load would have nowhere to go."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the drain's steps until it is done."),
+) -> None:
+    """Move what a gateway carries to others, one virtual network gateway at a time (each once the last is
+    Connected where it went, or after 15 s), then OutOfService. Refused if something would have nowhere to go.
+
+    Example: isthmus gateway drain gw-a --wait"""
+    _drain(settings(ctx), name, force, wait)
+
+
+@gateway_app.command("undrain")
+def gateway_undrain(ctx: typer.Context, name: str = typer.Argument(..., help="The gateway's name.")) -> None:
+    """InService again: a running drain stops; it takes nothing back (it rejoins as standby or active)."""
+    s = settings(ctx)
+    body = client.post(s, f"/admin/gateways/{name}/undrain", None)
+    print(f"gateway {name} is {body['properties']['serviceState']}", file=sys.stderr)
+
+
+@gateway_app.command("failover")
+def gateway_failover(
+    ctx: typer.Context, vnet_gateway_id: str = typer.Argument(..., help="The virtual network gateway's ARM id.")
+) -> None:
+    """A drill: one virtual network gateway to its pool's standby (else the active with most room)."""
+    s = settings(ctx)
+    body = client.post(s, "/admin/placement/failover", {"virtualNetworkGateway": vnet_gateway_id})
+    if s.output != "table":
+        emit(s, body)
+        return
+    print(f"{client.short_id(body['virtualNetworkGateway'])}: {body['from']} -> {body['to']} ({body['reason']})")
+
+
+@gateway_app.command("remove")
+def gateway_remove(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The gateway's name."),
+    force: bool = typer.Option(False, "--force", help="Drain and delete even if M+N or its load is not kept."),
+) -> None:
+    """Drain a gateway (following its steps), then delete it."""
+    s = settings(ctx)
+    _drain(s, name, force, wait=True)
+    response = client.call(s, "DELETE", f"/admin/gateways/{name}", params={"force": "true"} if force else None)
+    gone = "does not exist: nothing deleted" if response.status_code == 204 else "drained and deleted"
+    print(f"gateway {name} {gone}", file=sys.stderr)
+
+
 def events(
     ctx: typer.Context,
     after: int | None = typer.Option(None, help="Events after this id (default: the latest)."),
     limit: int = typer.Option(50, help="How many at most."),
     scope: str | None = typer.Option(None, help="Only this scope: a subscription id, or admin."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Then print new ones as they come (Ctrl-C ends)."),
 ) -> None:
-    """The events timeline (operator): what changed and what the nodes reported, newest last."""
+    """The events timeline (operator): what changed and what the nodes reported, newest last; node, VNet
+    gateway and timing (ms) from the events' details."""
     s = settings(ctx)
     params = {"limit": str(limit)} | ({"after": str(after)} if after is not None else {})
     params |= {"scope": scope} if scope else {}
-    columns = (
-        Column("id", lambda r: r["id"], drop=2),
-        Column("at", lambda r: client.when(r["at"])),
-        Column("rev", lambda r: r["revision"], drop=3),
-        Column("kind", lambda r: r["kind"], drop=1),
-        Column("message", lambda r: r["message"]),
-    )
-    client.show(s, get(s, "/admin/events", params)["value"], columns, "events")
+    shown = get(s, "/admin/events", params)["value"]
+    client.show(s, shown, EVENT_COLUMNS, "events")
+    if follow:
+        _follow(s, int(shown[-1]["id"]) if shown else (after or _latest_event(s)))

@@ -3,8 +3,10 @@
 `plan(snapshot, assignment, states)` takes the stored assignment (VNet gateway -> admin gateway) and
 gateway states (role, liveness) and returns the next ones, with every move and its reason:
 
-- A VNet gateway stays where it is while its gateway is Up, InService, still in its pool, and the pool
-  still serves it (type, tier) with room for it. Adding gateways or VNet gateways moves nothing.
+- A VNet gateway stays where it is while its gateway is Up, InService (or Draining), still in its pool, and
+  the pool still serves it (type, tier) with room for it. Adding gateways or VNet gateways moves nothing.
+- A Draining gateway keeps what it still carries and is given nothing new: no new VNet gateway, no takeover.
+  The controller moves its load one VNet gateway at a time (`drain_step`, api/admin/moves.py).
 - What a gateway carried when it goes Down, OutOfService or away moves as a whole onto a standby of its
   pool, which becomes active (M+N takeover); without a standby (or room on it) each VNet gateway goes to
   an active elsewhere, as a new one would.
@@ -14,7 +16,11 @@ gateway states (role, liveness) and returns the next ones, with every move and i
 - Roles are explicit and sticky. A pool that carries nothing takes them from name order (the last
   `redundantGatewayCount` by name are standbys). A gateway that joins, or comes back, is a standby while
   its pool has fewer available standbys than that, else an active. A gateway that is not available
-  (Down or OutOfService) is a standby that carries nothing and takes nothing over.
+  (Failed or OutOfService) is a standby that carries nothing and takes nothing over; a Draining one is an
+  active while it carries something, and counts as no standby.
+
+What-ifs for the operator's checks are the same planner with gateways taken out: `leaving` (as if
+OutOfService: a drain's targets) and `without` (as if deleted).
 
 Pure and deterministic: everything is visited in sorted order. `place(snapshot)` is the plan of the
 snapshot's own stored state, so it is exactly the stored assignment once the controller has persisted
@@ -25,10 +31,10 @@ says which constraint failed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from isthmus.model.placement import ACTIVE, IN_SERVICE, STANDBY, UP, Assigned, GatewayState
+from isthmus.model.placement import ACTIVE, IN_SERVICE, OUT_OF_SERVICE, STANDBY, UP, Assigned, GatewayState
 from isthmus.model.snapshot import CONNECTION, GATEWAYS, POOLS, VNET_GATEWAY, Snapshot
 
 # Azure Stack Hub's gateway SKUs and Azure's VpnGw family, with the throughput each is sold at (Mbps).
@@ -188,8 +194,84 @@ def stored_state_changed(old: Snapshot, new: Snapshot) -> bool:
     return old.assignment != new.assignment or old.gateway_states != new.gateway_states
 
 
-def plan(snapshot: Snapshot, assignment: Mapping[str, Assigned], states: Mapping[str, GatewayState]) -> Plan:
-    return _Planner(snapshot, assignment, states).run()
+def plan(
+    snapshot: Snapshot,
+    assignment: Mapping[str, Assigned],
+    states: Mapping[str, GatewayState],
+    *,
+    leaving: frozenset[str] = frozenset(),
+    without: frozenset[str] = frozenset(),
+) -> Plan:
+    """The next assignment and states. `leaving` (gateway names, lower case) plan as if OutOfService and
+    `without` as if deleted: what-ifs, never persisted as such."""
+    return _Planner(snapshot, assignment, states, leaving, without).run()
+
+
+@dataclass(frozen=True)
+class DrainStep:
+    """What draining one gateway does next: move one VNet gateway (`move`, `assignment` the stored one with
+    that entry changed), nothing (it carries nothing: done), and what could go nowhere (`stranded`)."""
+
+    carried: tuple[str, ...]  # the VNet gateway keys it still carries
+    move: Move | None
+    assignment: dict[str, Assigned]
+    stranded: tuple[Unplaced, ...]
+
+
+def drain_step(
+    snapshot: Snapshot, assignment: Mapping[str, Assigned], states: Mapping[str, GatewayState], gateway: str
+) -> DrainStep:
+    """The next step of draining `gateway`: its first VNet gateway (by id) that has somewhere to go, where
+    the planner sends it if the gateway were OutOfService (a standby first, else the active with most room:
+    the pool keeps its M+N as a takeover would). Pure; the caller persists `assignment` through `plan`."""
+    name = gateway.lower()
+    carried = tuple(sorted(k for k, a in assignment.items() if a.gateway.lower() == name))
+    what_if = plan(snapshot, assignment, states, leaving=frozenset({name}))
+    moves = {m.virtual_network_gateway.lower(): m for m in what_if.moves if m.source.lower() == name}
+    stranded = tuple(u for u in what_if.placement.unplaced if u.virtual_network_gateway.lower() in carried)
+    stepped = dict(assignment)
+    for key in carried:
+        move = moves.get(key)
+        if move is not None and move.target is not None:
+            target = what_if.assignment[key]
+            reason = target.reason.replace(f"gateway {move.source} is OutOfService", f"gateway {move.source} is "
+                                           "Draining", 1)  # fmt: skip
+            stepped[key] = replace(target, reason=reason)
+            return DrainStep(carried, replace(move, reason=reason), stepped, stranded)
+    return DrainStep(carried, None, stepped, stranded)
+
+
+def failover_target(
+    snapshot: Snapshot, assignment: Mapping[str, Assigned], states: Mapping[str, GatewayState], vnet_gateway: str
+) -> tuple[Move, dict[str, Assigned]] | str:
+    """A drill: `vnet_gateway` (its key) to its pool's first available standby (which becomes active), else
+    to the active with most room (as a new one would be placed), never back onto its own gateway. The move
+    and the stored assignment with it, or why it cannot move."""
+    key = vnet_gateway.lower()
+    current = assignment.get(key)
+    if current is None:
+        return "it is placed on no gateway"
+    planner = _Planner(snapshot, assignment, states, frozenset(), frozenset())
+    settled = planner.run()
+    if settled.assignment.get(key) != current:
+        return "its placement is being planned again: try again"
+    vgw = planner.vnet_gateways[key]
+    source = planner.gateways.get(current.gateway.lower())
+    pool = planner.pool_of.get(source.pool) if source is not None else None
+    if source is None or pool is None:
+        return f"gateway {current.gateway} no longer exists"
+    for standby in pool.accepting(STANDBY):
+        if standby.used + vgw.need <= pool.capacity:
+            reason = f"failover drill: moved from {source.name} to standby {standby.name}"
+            break
+    else:
+        source.serving = False  # never its own gateway again
+        found = planner._best_active(vgw)
+        if isinstance(found, str):
+            return f"pool {pool.name} has no standby with room for it, and {found}"
+        standby, reason = found, f"failover drill: moved from {source.name} to active {found.name}"
+    target = Assigned(standby.name, planner.pool_of[standby.pool].name, standby.node, vgw.need, reason, source.name)
+    return Move(vgw.id, source.name, standby.name, reason), {**assignment, key: target}
 
 
 # --- the planner -----------------------------------------------------------------------------------------
@@ -200,12 +282,13 @@ class _Gateway:
     name: str
     node: str
     pool: str  # pool key
-    in_service: bool
+    service_state: str  # InService | Draining | OutOfService
     liveness: str
     stored: GatewayState | None
     role: str | None = None  # None: joining, decided after takeovers
     used: int = 0
     role_reason: str = ""
+    serving: bool = True  # False: takes nothing new (Draining, or a what-if's source)
 
     @property
     def key(self) -> str:
@@ -213,11 +296,17 @@ class _Gateway:
 
     @property
     def available(self) -> bool:
-        return self.in_service and self.liveness == UP
+        """Up and InService or Draining: it keeps what it carries."""
+        return self.service_state != OUT_OF_SERVICE and self.liveness == UP
+
+    @property
+    def accepting(self) -> bool:
+        """Available and not draining: it may be given something new (a VNet gateway, a takeover)."""
+        return self.available and self.service_state == IN_SERVICE and self.serving
 
     @property
     def unavailable_because(self) -> str:
-        return f"gateway {self.name} is {'OutOfService' if not self.in_service else self.liveness}"
+        return f"gateway {self.name} is {self.service_state if self.service_state != IN_SERVICE else self.liveness}"
 
 
 @dataclass
@@ -233,8 +322,9 @@ class _Pool:
     def key(self) -> str:
         return self.name.lower()
 
-    def available(self, role: str | None) -> list[_Gateway]:
-        return [g for g in self.members if g.available and g.role == role]
+    def accepting(self, role: str | None) -> list[_Gateway]:
+        """The gateways of `role` that may be given something new (a Draining one never is)."""
+        return [g for g in self.members if g.accepting and g.role == role]
 
 
 @dataclass(frozen=True)
@@ -253,9 +343,14 @@ class _VnetGateway:
 
 class _Planner:
     def __init__(
-        self, snapshot: Snapshot, assignment: Mapping[str, Assigned], states: Mapping[str, GatewayState]
+        self,
+        snapshot: Snapshot,
+        assignment: Mapping[str, Assigned],
+        states: Mapping[str, GatewayState],
+        leaving: frozenset[str],
+        without: frozenset[str],
     ) -> None:
-        self.pools = _pools(snapshot, states)
+        self.pools = _pools(snapshot, states, leaving, without)
         self.pool_of = {pool.key: pool for pool in self.pools}
         self.gateways = {g.key: g for pool in self.pools for g in pool.members}
         self.vnet_gateways = _vnet_gateways(snapshot)
@@ -283,13 +378,15 @@ class _Planner:
         for g in pool.members:
             if not g.available:
                 g.role, g.role_reason = STANDBY, f"{g.unavailable_because}: it carries nothing"
+            elif not g.accepting:  # Draining: active again below while it still carries something
+                g.role, g.role_reason = STANDBY, f"{g.unavailable_because}: it takes nothing new"
             elif g.stored is not None and g.stored.available:
                 g.role = g.stored.role  # else None: it joins (new, or back from Down/OutOfService)
 
     def _roles_by_name(self, pool: _Pool) -> None:
         """A pool that carries nothing: the last N available gateways by name are standbys. (Never more
         actives than sticky roles give, so this cannot make room for what is left unplaced.)"""
-        available = [g for g in pool.members if g.available]
+        available = [g for g in pool.members if g.accepting]
         split = max(0, len(available) - pool.redundant)
         for index, g in enumerate(available):
             g.role = ACTIVE if index < split else STANDBY
@@ -334,7 +431,7 @@ class _Planner:
             pool = self.pool_of.get(pool_key)
             standby = None
             if pool is not None:
-                standby = next(iter(pool.available(STANDBY) + pool.available(None)), None)
+                standby = next(iter(pool.accepting(STANDBY) + pool.accepting(None)), None)
             if standby is None or pool is None:
                 for vgw in vgws:
                     self.homeless[vgw.key] = f"{why}, and pool {pool.name if pool else pool_key} has no standby left"
@@ -347,14 +444,14 @@ class _Planner:
                     self.homeless[vgw.key] = f"{why}, and standby {standby.name} cannot take it"
 
     def _join(self, pool: _Pool) -> None:
-        for g in pool.available(None):
-            standbys = len(pool.available(STANDBY))
+        for g in pool.accepting(None):
+            standbys = len(pool.accepting(STANDBY))
             if standbys < pool.redundant:
                 g.role = STANDBY
                 g.role_reason = f"joined pool {pool.name}, which had {standbys} of {pool.redundant} standbys"
             else:
                 g.role, g.role_reason = ACTIVE, f"joined pool {pool.name}, which has its {pool.redundant} standbys"
-        surplus = pool.available(STANDBY)
+        surplus = pool.accepting(STANDBY)
         for g in surplus[: max(0, len(surplus) - pool.redundant)]:
             g.role, g.role_reason = ACTIVE, f"pool {pool.name} keeps {pool.redundant} standbys"
 
@@ -379,15 +476,15 @@ class _Planner:
             return f"no {vgw.sku}-tier pool serves connection types {sorted(vgw.kinds)}"
         best: tuple[int, _Gateway] | None = None
         for pool in candidates:
-            for g in pool.available(ACTIVE):
+            for g in pool.accepting(ACTIVE):
                 left = pool.capacity - g.used
                 if left >= vgw.need and (best is None or left > best[0]):
                     best = (left, g)
         if best is not None:
             return best[1]
-        if not any(pool.available(ACTIVE) for pool in candidates):
+        if not any(pool.accepting(ACTIVE) for pool in candidates):
             return f"pool {candidates[0].name} has no active gateway"
-        most = max(pool.capacity - g.used for pool in candidates for g in pool.available(ACTIVE))
+        most = max(pool.capacity - g.used for pool in candidates for g in pool.accepting(ACTIVE))
         return (f"capacity exhausted on pool {candidates[0].name} (needs {vgw.need} kbps, the most an active "
                 f"gateway has left is {most} kbps: {vgw.need - most} kbps short)")  # fmt: skip
 
@@ -405,7 +502,7 @@ class _Planner:
         states, roles = {}, []
         for name in sorted(self.gateways):
             g = self.gateways[name]
-            state = GatewayState(g.role or STANDBY, g.liveness, g.available, g.stored.epoch if g.stored else 0)
+            state = GatewayState(g.role or STANDBY, g.liveness, g.accepting, g.stored.epoch if g.stored else 0)
             states[name] = state
             if g.stored is None or (g.stored.role, g.stored.available) != (state.role, state.available):
                 roles.append(RoleChange(g.name, state.role, g.role_reason))
@@ -428,7 +525,9 @@ def _unserved(pool: _Pool, vgw: _VnetGateway) -> str | None:
     return None
 
 
-def _pools(snapshot: Snapshot, states: Mapping[str, GatewayState]) -> list[_Pool]:
+def _pools(
+    snapshot: Snapshot, states: Mapping[str, GatewayState], leaving: frozenset[str], without: frozenset[str]
+) -> list[_Pool]:
     pools = {
         doc["name"].lower(): _Pool(
             name=doc["name"],
@@ -443,14 +542,15 @@ def _pools(snapshot: Snapshot, states: Mapping[str, GatewayState]) -> list[_Pool
     for _key, doc in snapshot.of_type(GATEWAYS):
         props = doc["properties"]
         pool = pools.get(props["pool"].lower())
-        if pool is not None:
+        if pool is not None and doc["name"].lower() not in without:
+            service = props.get("serviceState", IN_SERVICE)
             stored = states.get(doc["name"].lower())
             pool.members.append(
                 _Gateway(
                     name=doc["name"],
                     node=props["node"],
                     pool=pool.key,
-                    in_service=props.get("serviceState", IN_SERVICE) == IN_SERVICE,
+                    service_state=OUT_OF_SERVICE if doc["name"].lower() in leaving else service,
                     liveness=stored.liveness if stored else UP,
                     stored=stored,
                 )
@@ -489,8 +589,5 @@ def _public(pool: _Pool) -> Pool:
         actives=[(g.name, g.node) for g in pool.members if g.role == ACTIVE],
         standbys=[(g.name, g.node) for g in pool.members if g.role != ACTIVE],
         redundant=pool.redundant,
-        members=[
-            Member(g.name, g.node, g.role or STANDBY, IN_SERVICE if g.in_service else "OutOfService", g.liveness)
-            for g in pool.members
-        ],
+        members=[Member(g.name, g.node, g.role or STANDBY, g.service_state, g.liveness) for g in pool.members],
     )

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+DRAINING = "Draining"  # a gateway's serviceState while its load moves away (next to model.placement's two)
 
 
 class AdminModel(BaseModel):
@@ -39,9 +40,18 @@ class GatewayPoolProperties(AdminModel):
 class GatewayProperties(AdminModel):
     node: str = Field(pattern=NAME_PATTERN)
     pool: str = Field(pattern=NAME_PATTERN)
-    # The operator's intent; OutOfService moves what the gateway carries away and gives it nothing new.
-    serviceState: Literal["InService", "OutOfService"] = "InService"
+    # The operator's intent. OutOfService moves what the gateway carries away at once (a takeover) and gives
+    # it nothing new; Draining (set by POST .../drain, api/admin/moves.py) keeps what it carries, gives it
+    # nothing new and moves its load away one VNet gateway at a time, then becomes OutOfService.
+    serviceState: Literal["InService", "Draining", "OutOfService"] = "InService"
+    drainForced: bool | None = None  # read-only: the drain was asked with force (it may strand connections)
     provisioningState: str | None = None
+
+
+class FailoverRequest(AdminModel):
+    """POST /admin/placement/failover: the virtual network gateway a drill moves (its ARM id)."""
+
+    virtualNetworkGateway: str = Field(min_length=1, max_length=1024)
 
 
 class BgpPeer(AdminModel):

@@ -1,4 +1,9 @@
-"""Operator objects: their cross-checks, references and what blocks their deletion."""
+"""Operator objects: their cross-checks, references and what blocks their deletion.
+
+M+N is kept here too: a pool's redundantGatewayCount N must stay below M (its gateways less N), and a gateway
+is deleted only once drained, without leaving its pool with M <= N or without room for its load (the planner's
+what-if), unless forced.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,12 @@ from pydantic import BaseModel
 
 from isthmus.api.arm.addressing import PUBLIC, allocate_public, pool_networks
 from isthmus.api.errors import bad_request, conflict
+from isthmus.compile.placement import plan
 from isthmus.model import admin, ids
+from isthmus.model.placement import STANDBY
 from isthmus.model.prefixes import first_overlap, overlap_between
 from isthmus.store.repo import Doc, Tx
+from isthmus.store.snapshots import load_snapshot
 
 SCOPE = "admin"
 NODE_ROLES = {"gateways": "gateway", "loadBalancerMuxes": "mux", "hosts": "host"}
@@ -35,8 +43,8 @@ class AdminKind:
     def type(self) -> str:
         return type_of(self.collection)
 
-    def check(self, tx: Tx, name: str, props: Any) -> dict[str, str]:
-        """Raise if `props` cannot be stored as object `name`; else the references it makes."""
+    def check(self, tx: Tx, name: str, props: Any, existing: Doc | None = None) -> dict[str, str]:
+        """Raise if `props` cannot be stored as object `name` (now `existing`); else the references it makes."""
         refs: dict[str, str] = {}
         if self.collection in NODE_ROLES:
             _node_unique(tx, self.collection, name, props.node)
@@ -48,7 +56,16 @@ class AdminKind:
                     "properties.pool",
                 )
             refs["pool"] = key("gatewayPools", props.pool)
+            was = existing.body["properties"].get("serviceState") if existing is not None else None
+            if props.serviceState == admin.DRAINING and was != admin.DRAINING:
+                raise bad_request(
+                    "InvalidServiceStateChange",
+                    f"serviceState Draining is set by POST /admin/gateways/{name}/drain (isthmus gateway drain), "
+                    "which first checks that what the gateway carries has somewhere to go.",
+                    "properties.serviceState",
+                )
         elif self.collection == "gatewayPools":
+            _check_redundancy(tx, name, props, existing)
             if props.tierBandwidthKbps > props.gatewayCapacityKbps:
                 raise bad_request(
                     "InvalidTierBandwidth",
@@ -78,14 +95,19 @@ class AdminKind:
             refs.update(_check_binding(tx, name, props))
         return refs
 
-    def derive(self, tx: Tx, name: str) -> dict[str, Any]:
+    def derive(self, tx: Tx, name: str, props: Any = None, existing: Doc | None = None) -> dict[str, Any]:
         """Read-only properties the controller fills in. A host holds the public address its VMs without a
-        public IP are SNATed to, once the operator has a public IP pool."""
+        public IP are SNATed to, once the operator has a public IP pool; a gateway still draining keeps
+        whether its drain was forced."""
+        if self.collection == "gateways":
+            held = existing.body["properties"] if existing is not None else {}
+            keep = props.serviceState == admin.DRAINING and held.get("drainForced")
+            return {"drainForced": True} if keep else {}
         if self.collection != "hosts" or not pool_networks(tx):
             return {}
         return {"outboundNatAddress": allocate_public(tx, key("hosts", name), 4, "properties.outboundNatAddress")}
 
-    def check_delete(self, tx: Tx, doc: Doc) -> None:
+    def check_delete(self, tx: Tx, doc: Doc, force: bool = False) -> None:
         if self.collection == "publicIpPools" and tx.pool_usage(doc.name) > 0:
             raise conflict("PublicIpPoolInUse", f"Public IP pool {doc.name} has addresses allocated.")
         users = [src for src, _p, _t in tx.referrers(doc.key, below=False)]
@@ -98,6 +120,73 @@ class AdminKind:
             ]
             if bound:
                 raise conflict("InUse", f"Host {doc.name} still has port binding {bound[0]}.")
+        if self.collection == "gateways" and not force:
+            _check_removal(tx, doc)
+
+
+def _pool_gateways(tx: Tx, pool: str) -> list[Doc]:
+    return [d for d in tx.list_docs(SCOPE, type_of("gateways")) if d.body["properties"]["pool"].lower() == pool.lower()]
+
+
+def _check_redundancy(tx: Tx, name: str, props: admin.GatewayPoolProperties, existing: Doc | None) -> None:
+    """A change of N that leaves M (the pool's gateways less N) at or below N is refused."""
+    if existing is None or existing.body["properties"].get("redundantGatewayCount") == props.redundantGatewayCount:
+        return  # nothing changes about M+N (a pool re-declared as it is stays as it is)
+    count, n = len(_pool_gateways(tx, name)), props.redundantGatewayCount
+    if count and count - n <= n:
+        raise bad_request(
+            "InvalidRedundantGatewayCount",
+            f"Pool {name} has {count} gateways: {n} standbys would leave {count - n} active; N must stay below M "
+            f"(at most {(count - 1) // 2} here). Add gateways first.",
+            "properties.redundantGatewayCount",
+        )
+
+
+def _check_removal(tx: Tx, doc: Doc) -> None:
+    """A gateway goes only once drained, and only if its pool keeps M > N and room for its load."""
+    snapshot = load_snapshot(tx.conn)
+    name = doc.name
+    carried = sorted(k for k, a in snapshot.assignment.items() if a.gateway.lower() == name.lower())
+    if carried:
+        first = snapshot.get(carried[0])
+        which = (first["id"] if first else carried[0]) + (", …" if len(carried) > 1 else "")
+        raise conflict(
+            "GatewayNotDrained",
+            f"Gateway {name} still carries {len(carried)} virtual network gateways ({which}): drain it first "
+            f"(POST /admin/gateways/{name}/drain, isthmus gateway drain {name}), or delete with force=true.",
+        )
+    pool_name = doc.body["properties"]["pool"]
+    pool = tx.get(key("gatewayPools", pool_name))
+    n = pool.body["properties"].get("redundantGatewayCount", 0) if pool is not None else 0
+    left = len([d for d in _pool_gateways(tx, pool_name) if d.key != doc.key])
+    if left and left - n <= n:
+        raise conflict(
+            "PoolWouldLoseRedundancy",
+            f"Removing gateway {name} would leave pool {pool_name} with {left} gateways for {n} standbys: M "
+            f"({left - n}) must stay above N ({n}). Add a gateway or lower redundantGatewayCount first, or delete with "
+            "force=true.",
+        )
+    now = plan(snapshot, snapshot.assignment, snapshot.gateway_states)
+    after = plan(snapshot, snapshot.assignment, snapshot.gateway_states, without=frozenset({name.lower()}))
+    members = {d.name.lower() for d in _pool_gateways(tx, pool_name)}
+
+    def standbys(states: Any) -> int:
+        return sum(1 for g, s in states.items() if g in members and s.role == STANDBY and s.available)
+
+    if standbys(after.states) < min(n, standbys(now.states)):
+        raise conflict(
+            "PoolWouldLoseStandby",
+            f"Removing gateway {name} would leave pool {pool_name} with {standbys(after.states)} of its {n} standbys. "
+            "Remove an active that carries nothing instead, or delete with force=true.",
+        )
+    placed = {p.virtual_network_gateway for p in now.placement.placed}
+    lost = [u for u in after.placement.unplaced if u.virtual_network_gateway in placed]
+    if lost:
+        raise conflict(
+            "PoolWouldLackCapacity",
+            f"Removing gateway {name} would leave {lost[0].virtual_network_gateway} with nowhere to run: "
+            f"{lost[0].reason}. Delete with force=true to remove it anyway.",
+        )
 
 
 def _node_unique(tx: Tx, collection: str, name: str, node: str) -> None:

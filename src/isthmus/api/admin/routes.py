@@ -1,4 +1,5 @@
-"""Routes of the operator API: /admin/{collection}/{name}, placement, events, nodes.
+"""Routes of the operator API: /admin/{collection}/{name}, placement, events, nodes; planned moves (drain,
+undrain, the failover drill) in moves.py.
 
 (No `from __future__ import annotations`: FastAPI reads the generated signatures at runtime.)
 """
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from isthmus.api.admin.moves import router as moves_router
 from isthmus.api.admin.objects import KINDS, SCOPE, AdminKind, key
 from isthmus.api.deps import operator, read, state, write
 from isthmus.api.errors import not_found
@@ -25,7 +27,7 @@ from isthmus.store.snapshots import load_snapshot
 from isthmus.store.tokens import Principal
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-READ_ONLY = {"outboundNatAddress", "provisioningState"}  # what a client sends there is ignored
+READ_ONLY = {"outboundNatAddress", "provisioningState", "drainForced"}  # what a client sends there is ignored
 
 
 def render(doc: Doc) -> dict[str, Any]:
@@ -37,8 +39,8 @@ def _put(kind: AdminKind, name: str, body: Any, conditions: Preconditions, st: S
     with write(st) as tx:
         existing = tx.get(key(kind.collection, name))
         conditions.check(existing.etag if existing is not None else None)
-        refs = kind.check(tx, name, props)
-        derived = kind.derive(tx, name)
+        refs = kind.check(tx, name, props, existing)
+        derived = kind.derive(tx, name, props, existing)
         stored_name = existing.name if existing else name
         etag = new_etag()
         object_id = f"/admin/{kind.collection}/{stored_name}"
@@ -91,6 +93,7 @@ def add_routes(kind: AdminKind) -> None:
 
     async def delete_object(
         name: str,
+        force: bool = Query(default=False, description="gateways: delete even if not drained (M+N not kept)"),
         conditions: Preconditions = Depends(preconditions),
         _who: Principal = Depends(operator),
         st: State = Depends(state),
@@ -101,7 +104,7 @@ def add_routes(kind: AdminKind) -> None:
                 conditions.check(doc.etag if doc is not None else None)
                 if doc is None:
                     return Response(status_code=204)
-                kind.check_delete(tx, doc)
+                kind.check_delete(tx, doc, force)
                 tx.delete(doc)
                 tx.event(SCOPE, f"{kind.collection}.deleted", doc.body["id"], f"{kind.collection} {doc.name} deleted")
             return Response(status_code=200)
@@ -120,6 +123,7 @@ def add_routes(kind: AdminKind) -> None:
 
 for _kind in KINDS.values():
     add_routes(_kind)
+router.include_router(moves_router)
 
 
 @router.get("/placement")
