@@ -210,8 +210,10 @@ def run(quick: bool) -> dict[str, Any]:
             bench.until(lambda n=node: bench.node_of(zero) not in (None, n), 20)  # type: ignore[misc]
             zero.tenant.wait_connection("to-onprem", timeout=20)
             time.sleep(0.5)
-            gaps = [g for g in probe.report().get("t0").gaps if g.start_ns is not None and g.start_ns >= at]
+            gaps = [g for g in probe.report().get("t0").gaps if g.last_sent_ns >= at]
             planned.append(max((g.duration_ms or 0.0) for g in gaps) if gaps else 0.0)
+            figures["planned_lost"] = figures.get("planned_lost", 0) + sum(g.lost for g in gaps)
+            figures["drains_moved"] = figures.get("drains_moved", 0) + int(bench.node_of(zero) != node)
             bench.post(f"/admin/gateways/{node}/undrain")
             time.sleep(1.0)
         figures["planned_p50_ms"] = round(statistics.median(planned), 1) if planned else None

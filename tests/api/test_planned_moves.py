@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -11,16 +10,7 @@ from isthmus.api.admin import moves
 from tests.api.test_admin_and_agents import register
 from tests.api.test_placement_sticky import events, gateways, placement, set_gateway, where, world
 from tests.conftest import SUB_A, Controller, net
-
-
-def wait_for(what: Any, seconds: float = 10.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s")
+from tests.support import wait_for
 
 
 def connected(c: Controller, node: str, *connections: str) -> None:

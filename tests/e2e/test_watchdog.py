@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from isthmus.linux.run import add_netns, delete_netns, ip_json
 from isthmus.store import tokens
 from isthmus.store.db import make_engine
 from tests.e2e.conftest import Live
+from tests.support import wait_for
 
 PREFIX = "wdt-gw"
 
@@ -66,15 +67,6 @@ class Node:
         return "UP" in link["flags"]
 
 
-def until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 @pytest.fixture
 def node(live: Live, tmp_path: Path) -> Iterator[Node]:
     engine = make_engine(live.db)
@@ -105,7 +97,7 @@ def running(node: Node) -> Iterator[watchdog.Watchdog]:
     thread = threading.Thread(target=dog.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        assert until(lambda: not dog.view.fenced, 5), dog.view  # it starts fenced, then holds a lease
+        assert wait_for(lambda: not dog.view.fenced, 5), dog.view  # it starts fenced, then holds a lease
         node.start_compartment()
         yield dog
     finally:
@@ -128,12 +120,12 @@ def test_cut_off_from_a_controller_the_muxes_hear_it_fences_before_its_lease_end
     try:
         deadline = running.view.deadline
         cut_off(node)
-        assert until(lambda: running.view.fenced, 3)
+        assert wait_for(lambda: running.view.fenced, 3)
         fenced_at = time.monotonic()
         assert fenced_at < deadline + 0.1  # on its own clock, and so before the controller's ends
         assert "the MUXes hear the controller" in running.view.reason
-        assert until(lambda: node.charon_killed(), 2)  # charon killed
-        assert until(lambda: not node.link_up(), 2)  # the transit link is down
+        assert wait_for(lambda: node.charon_killed(), 2)  # charon killed
+        assert wait_for(lambda: not node.link_up(), 2)  # the transit link is down
         assert watchdog.read_view(node.run_dir) == running.view  # the agent reads the same
     finally:
         server.close()
@@ -143,7 +135,7 @@ def test_nobody_hears_the_controller_the_gateway_holds(node: Node, running: watc
     server = WitnessServer("mux1", "127.0.0.1", Contact(30.0, 0.0), lambda _a: [], port=node.witness_port)  # type: ignore[arg-type]
     try:
         cut_off(node)
-        assert until(lambda: running.view.holding, 3)
+        assert wait_for(lambda: running.view.holding, 3)
         time.sleep(1.0)
         assert not running.view.fenced and not node.charon_killed() and node.link_up()
     finally:
@@ -153,13 +145,13 @@ def test_nobody_hears_the_controller_the_gateway_holds(node: Node, running: watc
 def test_no_mux_answers_it_fences_when_the_lease_ends(node: Node, running: watchdog.Watchdog) -> None:
     deadline = running.view.deadline
     cut_off(node)
-    assert until(lambda: running.view.fenced, 3)
+    assert wait_for(lambda: running.view.fenced, 3)
     assert "no MUX answers" in running.view.reason and time.monotonic() < deadline + 0.1
-    assert until(lambda: node.charon_killed() and not node.link_up(), 2)
+    assert wait_for(lambda: node.charon_killed() and not node.link_up(), 2)
 
 
 def test_an_agent_that_stops_stamping_lets_the_lease_go_and_is_fenced(node: Node, running: watchdog.Watchdog) -> None:
     running.agent_grace = 0.3  # (3 s in a node: long enough for an agent restarted at once)
-    assert until(lambda: running.view.fenced, 3)
+    assert wait_for(lambda: running.view.fenced, 3)
     assert "the agent was not heard of" in running.view.reason
-    assert until(lambda: node.charon_killed() and not node.link_up(), 2)
+    assert wait_for(lambda: node.charon_killed() and not node.link_up(), 2)

@@ -49,6 +49,7 @@ EARLY_S = 0.15  # fence this long before the lease ends by this node's count (th
 CHECK_S = 0.02  # the fence's clock
 ASK_EVERY_S = 0.1  # while the lease is running out, the MUXes are asked at most this often
 SILENT_ASKS = 3  # questions nobody answered, in a row, before "no MUX answers" is taken as the truth
+SILENT_ASKS_HOLDING = 30  # ... while holding through a controller outage the MUXes answered (3 s)
 LEASE_FILE = "lease.json"
 AGENT_STAMP = "agent.alive"
 WITNESSES = "witnesses"
@@ -185,8 +186,9 @@ class Watchdog:
         testimonies = witness.ask(self._witnesses(), self.node, self.address)
         self._unanswered = 0 if testimonies else self._unanswered + 1
         decision = witness.verdict(testimonies, since, time.monotonic(), left - (time.monotonic() - now))
-        if decision == "fence" and not testimonies and self._unanswered < SILENT_ASKS:
-            return  # one question unanswered may be a lost datagram: ask again
+        silent_asks = SILENT_ASKS_HOLDING if self.view.holding else SILENT_ASKS
+        if decision == "fence" and not testimonies and self._unanswered < silent_asks:
+            return  # a question unanswered may be a lost datagram or a busy MUX: ask again
         if decision == "fence":
             why = "no MUX answers" if not testimonies else "the MUXes hear the controller and this gateway does not"
             self._fence(f"lease ending without a renewal: {why}")
