@@ -2,7 +2,8 @@
 
 Standard library only: the gateway's watchdog imports it, and a watchdog must start in a fraction of a
 second (no pydantic, no httpx). One kept-alive HTTP(S) connection; a renewal that fails closes it, and the
-next opens a new one.
+next opens a new one. The timeout is generous (a TLS handshake in a qemu guest under TCG takes hundreds of
+milliseconds): the watchdog renews in a thread of its own and times a failure from when it was sent.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Unreachable(Exception):
 
 
 class LeaseClient:
-    def __init__(self, url: str, token: str, ca: str | None, node: str, *, timeout: float = 0.2) -> None:
+    def __init__(self, url: str, token: str, ca: str | None, node: str, *, timeout: float = 1.0) -> None:
         parts = urlsplit(url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"

@@ -182,7 +182,7 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
         state.operator_token = tokens.create(engine, "operator", "operator")
         node_tokens = {node.name: tokens.create(engine, "node", node.name) for node in topology.nodes()}
         engine.dispose()
-        extra = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
+        extra = _controller_options(topology, kernel_nodes)
         names = ("localhost", "127.0.0.1", CONTROLLER)
         controller = start_controller(db, workdir, names=names, extra=extra)
         state.controller, state.ca = controller.url, str(controller.ca)
@@ -364,6 +364,16 @@ def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
     return state.pids[name]
 
 
+# A gateway in a qemu guest under TCG runs Python at a twentieth of the host's speed: its watchdog's HTTPS
+# renewals take tens to hundreds of milliseconds, so a lab with kernel nodes gives leases room (0.5 s / 3 s).
+KERNEL_LEASE = ("--lease-interval", "0.5", "--lease-duration", "3")
+
+
+def _controller_options(topology: Topology, kernel_nodes: Sequence[str] | set[str]) -> tuple[str, ...]:
+    options = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
+    return options + KERNEL_LEASE if kernel_nodes else options
+
+
 def kill_recorded(state: LabState, name: str) -> None:
     """SIGKILL the recorded process `name` (a node's agent): what it started itself runs on."""
     if name in state.pids and state.running(name):
@@ -383,7 +393,7 @@ def start_again_controller(state: LabState) -> None:
     """Start the lab's controller again on the same store, CA, loopback port and management address (so that
     clients made before keep working)."""
     topology = state.topology
-    extra = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
+    extra = _controller_options(topology, state.kernel_nodes)
     port = int(state.controller.rsplit(":", 1)[1])
     controller = start_controller(state.db, Path(state.workdir), names=("localhost", "127.0.0.1", CONTROLLER),
                                   extra=extra, port=port)  # fmt: skip
