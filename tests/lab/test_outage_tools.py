@@ -6,53 +6,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from isthmus.lab import fabric, faults, probe, sites, vms
+from isthmus.lab import fabric, faults, probe, sites
 from isthmus.lab.actives import ActivesSampler, who_answers
 from isthmus.lab.outage import REVERSE, OutageProbe, Stream
-from isthmus.lab.tenant import Tenant
-from tests.support import site_conf, wait_for
+from tests.support import Side, vpn_side, wait_for
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000d1"
-ON_PREMISES = "192.0.2.0/26"
 SITE_ADDRESS = "198.51.100.41"
-KEY = "Sh4red-Key-for-the-outage-probe"
 PORT = 7300
 DEAD_S = 0.5
 
 
-@dataclass
-class Vpn:
-    vm: vms.Vm
-    vip: str
-    site: sites.Site
-
-
 @pytest.fixture(scope="module")
-def vpn(gateway_lab: fabric.LabState) -> Iterator[Vpn]:
-    """One tenant's VM on h1, its VPN gateway and a connection to one site (as test_ipsec.py builds them)."""
-    t = Tenant(gateway_lab, SUBSCRIPTION)
-    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
-    t.nic("d1", "vnet1", "front")
-    vm = vms.create(gateway_lab, "d1", t.id("networkInterfaces/d1"), "h1")
-    vip = t.public_ip("gw-pip")
-    t.vpn_gateway("gw", "vnet1", "gw-pip")
-    t.local_gateway("onprem", SITE_ADDRESS, [ON_PREMISES])
-    site = sites.create(gateway_lab, "sd", SITE_ADDRESS, ON_PREMISES, site_conf(SITE_ADDRESS, vip, KEY))
+def vpn(gateway_lab: fabric.LabState) -> Iterator[Side]:
+    """One tenant's VM on h1, its VPN gateway and a connection to one site (tests/support.py `vpn_side`)."""
+    side = vpn_side(gateway_lab, SUBSCRIPTION, "d", "h1", SITE_ADDRESS)
     try:
-        t.connection("to-onprem", "gw", "onprem", KEY)
-        doc = t.wait_connection("to-onprem", timeout=30)
+        doc = side.tenant.wait_connection("to-onprem", timeout=30)
         assert doc["properties"]["connectionStatus"] == "Connected", doc
-        assert wait_for(lambda: probe.ping(vm.netns, site.host_address), 15)
-        yield Vpn(vm, vip, site)
+        assert wait_for(lambda: probe.ping(side.vm.netns, side.site.host_address), 15)
+        yield side
     finally:
         sites.delete(gateway_lab, "sd")
 
 
-def test_the_probe_and_the_sampler_through_a_tunnel_and_a_dead_link(gateway_lab: fabric.LabState, vpn: Vpn) -> None:
+def test_the_probe_and_the_sampler_through_a_tunnel_and_a_dead_link(gateway_lab: fabric.LabState, vpn: Side) -> None:
     once = who_answers(gateway_lab, [vpn.vip])[vpn.vip]
     active = [a.node for a in once if a.answers]
     assert len(active) == 1, once
