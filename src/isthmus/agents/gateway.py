@@ -73,6 +73,11 @@ class _Carried:
     established_by: dict[str, str] = field(default_factory=dict)  # conn name -> the IKE SA it was stamped for
 
 
+def compartment_prefix(netns_prefix: str, node: str) -> str:
+    """What the names of `node`'s compartment namespaces begin with (the VNI follows)."""
+    return f"{netns_prefix}{node}-gw"
+
+
 class GatewayReconciler:
     """`watchdog`: the node's lease holder and fence (agents/watchdog.py), supervised here; None runs the
     compartments unfenced (tests of the compartments alone)."""
@@ -81,7 +86,7 @@ class GatewayReconciler:
         self, node: str, prefix: str, run_root: Path, *, libipsec: bool, watchdog: Daemon | None = None
     ) -> None:
         self.node = node
-        self.compartment_prefix = f"{prefix}{node}-gw"
+        self.compartment_prefix = compartment_prefix(prefix, node)
         self.run_root = run_root
         self.libipsec = libipsec
         self.carried: dict[str, _Carried] = {}  # compartment key -> what runs for it

@@ -76,19 +76,20 @@ def read_view(run_dir: Path) -> LeaseView | None:
         return None
 
 
-def write_view(run_dir: Path, view: LeaseView) -> None:
-    path = run_dir / LEASE_FILE
+def _write_whole(path: Path, text: str) -> None:
+    """Written aside, then renamed: a reader never sees half of it."""
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(asdict(view)))
+    temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def write_view(run_dir: Path, view: LeaseView) -> None:
+    _write_whole(run_dir / LEASE_FILE, json.dumps(asdict(view)))
 
 
 def stamp_agent(run_dir: Path) -> None:
     """The agent's sign of life (its monotonic clock), which the watchdog reads."""
-    path = run_dir / AGENT_STAMP
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(f"{time.monotonic():.3f}")
-    os.replace(temporary, path)
+    _write_whole(run_dir / AGENT_STAMP, f"{time.monotonic():.3f}")
 
 
 def fence_compartments(run_dir: Path, prefix: str, netns: str | None = None) -> list[str]:

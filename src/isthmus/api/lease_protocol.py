@@ -82,7 +82,7 @@ def _decide(st: State, node: str, body: Renewal) -> JSONResponse:
 
 
 def _record_once(st: State, node: str, epoch: int, kind: str, message: str, gateway: str | None = None) -> None:
-    if st.leases.first_stale(node, epoch, kind):
+    if st.leases.first_time(node, epoch, kind):
         with write(st) as tx:
             tx.event(SCOPE, kind, f"/admin/gateways/{gateway}" if gateway else f"/admin/nodes/{node}", message,
                      {"node": node, "epoch": epoch})  # fmt: skip

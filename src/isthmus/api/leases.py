@@ -136,8 +136,8 @@ class Leases:
                 held.expires = max(held.expires, until)
             return len(self._held)
 
-    def first_stale(self, node: str, epoch: int, kind: str) -> bool:
-        """Whether a refusal (`kind`) of `node`'s `epoch` is the first: only the first is recorded."""
+    def first_time(self, node: str, epoch: int, kind: str) -> bool:
+        """Whether this is the first refusal of kind `kind` for `node`'s `epoch`: only the first is recorded."""
         with self._lock:
             if (node, epoch, kind) in self._recorded:
                 return False

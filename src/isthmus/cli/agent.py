@@ -96,7 +96,7 @@ def gateway(
 ) -> None:
     """A gateway node of a pool: one compartment per virtual network gateway it carries, IKEv2 by charon."""
     from isthmus.agents import watchdog
-    from isthmus.agents.gateway import GatewayReconciler
+    from isthmus.agents.gateway import GatewayReconciler, compartment_prefix
     from isthmus.linux.datapath import probe_for_registration
     from isthmus.linux.supervisor import Daemon
 
@@ -104,7 +104,7 @@ def gateway(
     capabilities = probe_for_registration()
     ipsec = (capabilities or {}).get("datapath", {}).get("ipsec", "libipsec")
     run_root = run_dir or Path("/run/isthmus") / node
-    prefix = f"{netns_prefix}{node}-gw"
+    prefix = compartment_prefix(netns_prefix, node)
     # The lease holder and fence, a process of its own: it outlives this agent (agents/watchdog.py).
     guard = Daemon("watchdog", watchdog.command(node, controller, token_file, ca, run_root, prefix, address), run_root,
                    probe=lambda: (run_root / watchdog.LEASE_FILE).exists(), stop_timeout=2.0)  # fmt: skip

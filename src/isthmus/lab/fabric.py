@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from isthmus.lab import tor
-from isthmus.lab.controller import start_controller, stop
+from isthmus.lab.controller import RunningController, start_controller, stop
 from isthmus.lab.topology import (
     CONTROLLER,
     CONTROLLER_PORT,
@@ -182,9 +182,7 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
         state.operator_token = tokens.create(engine, "operator", "operator")
         node_tokens = {node.name: tokens.create(engine, "node", node.name) for node in topology.nodes()}
         engine.dispose()
-        extra = _controller_options(topology, kernel_nodes)
-        names = ("localhost", "127.0.0.1", CONTROLLER)
-        controller = start_controller(db, workdir, names=names, extra=extra)
+        controller = _start_lab_controller(db, workdir, topology, kernel_nodes)
         state.controller, state.ca = controller.url, str(controller.ca)
         state.record("controller", controller.pid)
         state.save()
@@ -369,9 +367,12 @@ def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
 KERNEL_LEASE = ("--lease-interval", "0.5", "--lease-duration", "3")
 
 
-def _controller_options(topology: Topology, kernel_nodes: Sequence[str] | set[str]) -> tuple[str, ...]:
+def _start_lab_controller(db: str, workdir: Path, topology: Topology, kernel_nodes: Sequence[str],
+                          port: int | None = None) -> RunningController:  # fmt: skip
+    """The lab's controller: on loopback (`port`, or a free one) and on the management network."""
     options = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
-    return options + KERNEL_LEASE if kernel_nodes else options
+    extra = options + KERNEL_LEASE if kernel_nodes else options
+    return start_controller(db, workdir, names=("localhost", "127.0.0.1", CONTROLLER), extra=extra, port=port)
 
 
 def kill_recorded(state: LabState, name: str) -> None:
@@ -392,11 +393,8 @@ def stop_controller(state: LabState) -> None:
 def start_again_controller(state: LabState) -> None:
     """Start the lab's controller again on the same store, CA, loopback port and management address (so that
     clients made before keep working)."""
-    topology = state.topology
-    extra = _controller_options(topology, state.kernel_nodes)
     port = int(state.controller.rsplit(":", 1)[1])
-    controller = start_controller(state.db, Path(state.workdir), names=("localhost", "127.0.0.1", CONTROLLER),
-                                  extra=extra, port=port)  # fmt: skip
+    controller = _start_lab_controller(state.db, Path(state.workdir), state.topology, state.kernel_nodes, port)
     state.controller = controller.url
     state.record("controller", controller.pid)
     state.save()
