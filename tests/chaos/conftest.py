@@ -83,8 +83,10 @@ def _prefix(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def chaos(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chaos]:
+    """The lab; parametrised indirectly with a number, that many controller replicas (on PostgreSQL)."""
     prefix = _prefix(request)
-    state = fabric.up(tmp_path / "lab", Topology(prefix, hosts=2, muxes=2, gateways=3), log_level="info")
+    topology = Topology(prefix, hosts=2, muxes=2, gateways=3, controllers=getattr(request, "param", 1))
+    state = fabric.up(tmp_path / "lab", topology, log_level="info")
     lab: Chaos | None = None
     try:
         with state.operator() as client:  # room for one tenant per gateway: a second failure strands one

@@ -1,12 +1,18 @@
 """An agent's side of the agent protocol: register, long-poll the desired document (or the deltas to it),
-report status."""
+report status.
+
+`url` may name several controller replicas, comma-separated (api/replica.py): every replica serves this
+protocol, so a request that cannot reach one moves the client on to the next for the requests after it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from isthmus.agents.lease import controller_urls
 
 
 @dataclass
@@ -18,20 +24,16 @@ class ControllerClient:
     role: str
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            verify=self.ca if self.ca else True,
-            timeout=httpx.Timeout(10.0, read=70.0),
-        )
+        self.urls = controller_urls(self.url)
+        self.http = _Replicas(self.urls, self._client(httpx.Timeout(10.0, read=70.0)))
         # The heartbeat reports on a timer of its own, beside a long-poll that may be waiting: its own
         # connection, so neither waits for the other.
-        self.heartbeat_http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            verify=self.ca if self.ca else True,
-            timeout=httpx.Timeout(5.0),
-        )
+        self.heartbeat_http = _Replicas(self.urls, self._client(httpx.Timeout(5.0)))
+
+    def _client(self, timeout: httpx.Timeout) -> Callable[[str], httpx.Client]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        verify = self.ca if self.ca else True
+        return lambda url: httpx.Client(base_url=url, headers=headers, verify=verify, timeout=timeout)
 
     def register(self, address: str | None, capabilities: dict[str, Any] | None = None) -> None:
         """`capabilities`: the probe's answer and the datapath chosen from it (linux/datapath.py), if any."""
@@ -68,3 +70,33 @@ class ControllerClient:
     def close(self) -> None:
         self.http.close()
         self.heartbeat_http.close()
+
+
+class _Replicas:
+    """An HTTP client of one controller replica at a time: one that cannot be reached passes the next request
+    to the next replica (the caller retries after its backoff)."""
+
+    def __init__(self, urls: list[str], make: Callable[[str], httpx.Client]) -> None:
+        self.urls = urls
+        self.make = make
+        self.current = 0
+        self.client = make(urls[0])
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self._send("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self._send("POST", path, **kwargs)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.client.request(method, path, **kwargs)
+        except httpx.TransportError:
+            if len(self.urls) > 1:
+                self.client.close()
+                self.current = (self.current + 1) % len(self.urls)
+                self.client = self.make(self.urls[self.current])
+            raise
+
+    def close(self) -> None:
+        self.client.close()

@@ -31,7 +31,7 @@ from isthmus.api.arm.shared_key import router as shared_key_router
 from isthmus.api.arm.vpn_actions import router as vpn_actions_router
 from isthmus.api.deps import authenticate
 from isthmus.api.errors import ArmError
-from isthmus.api.lease_protocol import expire_forever
+from isthmus.api.lease_protocol import expire_forever, take_over
 from isthmus.api.lease_protocol import router as lease_router
 from isthmus.api.leases import Leases
 from isthmus.api.nodes import router as nodes_router
@@ -114,14 +114,16 @@ def create_app(
     settings: FabricSettings | None = None,
     secrets_key: Path | None = None,
     leases: Leases | None = None,
+    name: str = "controller",
 ) -> FastAPI:
     """The application over `engine`. `secrets_key` is the key file that seals pre-shared keys at rest
-    (isthmus.sealing; None: a key held in memory only, for tests). Clear keys a store from before sealing
-    holds are sealed here, at start-up, and a key that does not open the stored ones stops it here."""
+        (isthmus.sealing; None: a key held in memory only, for tests). Clear keys a store from before sealing
+        holds are sealed here, at start-up, and a key that does not open the stored ones stops it here. `name`:
+    this controller replica's (api/replica.py: on PostgreSQL several replicas share the store, one leads)."""
     keyring = Keyring.load(secrets_key) if secrets_key is not None else Keyring.ephemeral()
     seal_stored(engine, keyring)
     state = State(engine=engine, page_size=page_size, settings=settings or FabricSettings(), keyring=keyring,
-                  leases=leases or Leases())  # fmt: skip
+                  leases=leases or Leases(), name=name)  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,11 +134,14 @@ def create_app(
         state.notifier.bind(asyncio.get_running_loop())
         state.notifier.revision = state.revision()
         replan_logged(state, "start-up")  # a store from before sticky placement gets its assignment stored
-        state.leases.restore(state.documents.snapshot())
+        # The leader (at once on SQLite) holds the stored leases; every replica's long-polls wake for every
+        # replica's writes.
+        state.replica.start(lambda: take_over(state), state.leases.clear, state.notifier.notify)
         expiry = asyncio.create_task(expire_forever(state), name="lease-expiry")
         moves.start(_app, state)  # the drainer: moves Draining gateways' load (resumes stored drains)
         yield
         expiry.cancel()
+        state.replica.stop()
         state.writer.shutdown(wait=True)
 
     app = FastAPI(
@@ -161,7 +166,8 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "revision": state.revision()}
+        return {"status": "ok", "revision": state.revision(), "replica": state.name, "leader": state.replica.leading,
+                "leasesRenewed": state.leases.renewed()}  # fmt: skip
 
     app.add_middleware(AuthenticatedBodies, state=state)
     app.add_middleware(CanonicalPaths)

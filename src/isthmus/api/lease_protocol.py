@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from isthmus.api.deps import state as app_state
 from isthmus.api.deps import write
-from isthmus.api.errors import conflict
+from isthmus.api.errors import ArmError, conflict
 from isthmus.api.leases import Held, stored_lease
 from isthmus.api.nodes import NODE, node_principal
+from isthmus.api.placement import replan_logged
+from isthmus.api.replica import NotLeading
 from isthmus.api.state import State
 from isthmus.model.placement import FAILED, UP
 from isthmus.store import placements
@@ -41,7 +43,10 @@ async def lease(
     st: State = Depends(app_state),
 ) -> JSONResponse:
     """Renew (or acquire) `node`'s lease. A renewal of the epoch held is answered from memory; anything else
-    is decided from the store, in the writer."""
+    is decided from the store, in the writer. Only the leading replica holds leases: the others send the
+    renewer on to the next controller it knows (503 NotLeader)."""
+    if not st.replica.leading:
+        raise not_leader(st)
     held = st.leases.renew(node, body.epoch, body.sequence)
     if held is not None and held.sequence == body.sequence:
         return _answer(st, held)
@@ -49,7 +54,14 @@ async def lease(
         await st.in_writer(lambda: _record_once(st, node, held.epoch, "lease.ignored",
                                                 f"{node} sent a renewal older than its last: not taken"))  # fmt: skip
         raise conflict("LeaseRenewalStale", f"Renewal {body.sequence} of {node} is older than the last.", "sequence")
-    return await st.in_writer(lambda: _decide(st, node, body))
+    try:
+        return await st.in_writer(lambda: _decide(st, node, body))
+    except NotLeading:
+        raise not_leader(st) from None
+
+
+def not_leader(st: State) -> ArmError:
+    return ArmError(503, "NotLeader", f"Controller replica {st.name} does not lead: renew the lease with another.")
 
 
 def _answer(st: State, held: Held) -> JSONResponse:
@@ -71,6 +83,7 @@ def _decide(st: State, node: str, body: Renewal) -> JSONResponse:
                        "epoch")  # fmt: skip
     epoch = stored.epoch + 1
     with write(st) as tx:
+        st.replica.check_leading(tx.conn)
         placements.set_liveness(tx, stored.gateway, UP, epoch)
         tx.event(SCOPE, "lease.acquired", f"/admin/gateways/{stored.gateway}",
                  f"gateway {stored.gateway} on {node} acquired lease epoch {epoch}",
@@ -97,6 +110,7 @@ def fail_expired(st: State) -> list[str]:
     snapshot = st.documents.snapshot()
     failed = []
     with write(st) as tx:
+        st.replica.check_leading(tx.conn)
         for held in gone:
             stored = stored_lease(snapshot, held.node)
             if stored is None or stored.liveness != UP or stored.epoch != held.epoch:
@@ -123,6 +137,8 @@ async def expire_forever(st: State) -> None:
         await asyncio.sleep(st.leases.check)
         now = time.monotonic()
         late, last = now - last, now
+        if not st.replica.leading:
+            continue
         if late > st.leases.duration:
             held = st.leases.extend_all(st.leases.grace)
             log.warning("the lease clock did not run for %.1f s: %d leases held anew for the grace", late, held)
@@ -131,5 +147,24 @@ async def expire_forever(st: State) -> None:
             await st.in_writer(lambda: fail_expired(st))
         except asyncio.CancelledError:
             raise
+        except NotLeading:
+            log.warning("lease expiry: %s no longer leads", st.name)
         except Exception:
             log.exception("lease expiry failed; retrying")
+
+
+def take_over(st: State) -> None:
+    """What a replica does on becoming the leader: hold every stored lease for the grace (the renewers are
+    moving over from the old leader), record the change, and plan (the old leader may have died between a
+    judgement and its plan)."""
+    try:
+        held = st.leases.restore(st.documents.snapshot())
+        if st.replica.shared:
+            with write(st) as tx:
+                message = (f"controller replica {st.name} leads; {len(held)} gateway leases held for "
+                           f"{st.leases.grace:g} s while their renewers move over")  # fmt: skip
+                tx.event(SCOPE, "leader.elected", "/admin/controllers", message,
+                         {"replica": st.name, "leases": len(held)})  # fmt: skip
+    except Exception:
+        log.exception("taking over as the leader")
+    replan_logged(st, "election")

@@ -12,7 +12,9 @@ that as input like any write (its load moves onto a standby). A renewal that nam
 which it is a joining gateway (a standby) that takes nothing back by itself.
 
 At start-up every gateway stored Up is held for `grace` seconds, so a controller restart fails nobody that
-renews within it, and a gateway that died while no controller ran is failed once the grace is over.
+renews within it, and a gateway that died while no controller ran is failed once the grace is over. With
+several controller replicas only the leader holds leases (api/replica.py): a replica that becomes the leader
+starts the same way, with every stored lease held for the grace.
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ class Leases:
                 self.last_heard = now
             return held
 
+    def renewed(self) -> int:
+        """How many leases held here were renewed here (not only restored at start-up or election)."""
+        with self._lock:
+            return sum(held.sequence >= 0 for held in self._held.values())
+
     def held(self, node: str) -> Held | None:
         with self._lock:
             return self._held.get(node)
@@ -127,6 +134,11 @@ class Leases:
 
     def stop(self) -> None:
         self.stopped = True
+
+    def clear(self) -> None:
+        """Hold nothing (this replica no longer leads: the leader holds the leases now)."""
+        with self._lock:
+            self._held.clear()
 
     def extend_all(self, seconds: float) -> int:
         """Hold every lease at least `seconds` from now (after this process did not run); how many."""

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from isthmus.api.documents import DocumentCache
 from isthmus.api.leases import Leases
+from isthmus.api.replica import Replica
 from isthmus.model.limits import LIVE_SECONDS
 from isthmus.model.snapshot import FabricSettings
 from isthmus.sealing import Keyring
@@ -71,11 +72,13 @@ class State:
     notifier: Notifier = field(default_factory=Notifier)
     keyring: Keyring = field(default_factory=Keyring.ephemeral)  # seals and opens pre-shared keys
     leases: Leases = field(default_factory=Leases)
+    name: str = "controller"  # this replica's name, in events and /healthz
     _tokens: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.documents = DocumentCache(self.engine, self.settings, self.keyring.open)
         self.progress = Progress(self.engine, self.documents)
+        self.replica = Replica(self.engine, self.name)
         # Writes run here, off the event loop: one thread, as the store admits one writer at a time anyway
         # (a pool of writers only convoyed on the GIL), so a large write never stalls /healthz, reads,
         # heartbeats or long-polls.

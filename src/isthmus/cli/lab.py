@@ -69,14 +69,20 @@ def up(
     kernel_nodes: str = typer.Option(
         "", help="Nodes to run as qemu guests on Debian's kernel instead of namespaces, e.g. h2,gw3."
     ),
+    controllers: int = typer.Option(
+        1, min=1, max=5, help="Controller replicas: from two on they share a PostgreSQL cluster the lab starts."
+    ),
 ) -> None:
     """Build the fabric and start the controller (with a fresh store), the ToR, and the host and MUX agents."""
-    topology = Topology(prefix, hosts, muxes, gateways)
+    topology = Topology(prefix, hosts, muxes, gateways, controllers)
     guests = [name.strip() for name in kernel_nodes.split(",") if name.strip()]
     with lab_errors():
         fabric.check_free(workdir, topology)
         fabric.check_kernel_nodes(topology, guests)
-        print(f"lab up: a fresh store in {workdir / 'isthmus.db'} (any previous lab store there is replaced)")
+        if controllers > 1:
+            print(f"lab up: {controllers} controller replicas on a fresh PostgreSQL cluster (one leads)")
+        else:
+            print(f"lab up: a fresh store in {workdir / 'isthmus.db'} (any previous lab store there is replaced)")
         if guests:
             print(f"lab up: kernel nodes {', '.join(guests)} boot as qemu guests (~40 s to their agents, in parallel)")
         state = fabric.up(workdir, topology, kernel_nodes=guests)

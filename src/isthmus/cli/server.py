@@ -103,9 +103,13 @@ def controller(
     ),
     lease_interval: float = typer.Option(0.1, help="Seconds between a gateway's lease renewals."),
     lease_duration: float = typer.Option(0.6, help="Seconds a renewal holds, from its receipt: then failover."),
-    lease_grace: float = typer.Option(3.0, help="At start-up, seconds a gateway has to renew before it is failed."),
+    lease_grace: float = typer.Option(
+        3.0, help="At start-up (and on becoming the leader), seconds a gateway has to renew before it is failed."
+    ),
+    name: str | None = typer.Option(None, help="This replica's name in events and /healthz [default: HOST:PORT]."),
 ) -> None:
-    """Run the controller: tenant API, operator API and agent protocol."""
+    """Run the controller: tenant API, operator API and agent protocol. On PostgreSQL, run as many replicas
+    as you like on one database: one leads (it judges leases and moves drains), every one serves."""
     # Imported here: the application and its web stack take a second to import, which every other command
     # would pay at start-up.
     from isthmus.api import listener
@@ -140,12 +144,14 @@ def controller(
         sockets.append(_listening(spec, functools.partial(listen_in_netns, netns, address, int(listen_port))))
         addresses.append(f"{scheme}://{_joined(address, int(listen_port))} in netns {netns}")
     try:
-        app = create_app(engine, settings=settings, secrets_key=key, leases=leases)
+        app = create_app(engine, settings=settings, secrets_key=key, leases=leases,
+                         name=name or f"{socket.gethostname()}:{port}")  # fmt: skip
     except SealError as error:
         raise typer.BadParameter(str(error), param_hint="--secrets-key") from None
     say = functools.partial(print, file=sys.stderr, flush=True)
     say(f"isthmus controller {__version__}: listening on {', '.join(addresses)}")
-    say(f"  store {shown_store(db)}")
+    shared = "" if db.startswith("sqlite") else ": replicas on it elect a leader"
+    say(f"  store {shown_store(db)}{shared}")
     say(f"  TLS certificate {tls[0]}, key {tls[1]}" if tls else "  no TLS (plain HTTP: pass --tls-dir to serve HTTPS)")
     say(f"  secrets key {key.absolute()}; locations {', '.join(locations)}")
     listener.serve(app, sockets, log_level=log_level, tls=tls)

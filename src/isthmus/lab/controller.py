@@ -40,12 +40,14 @@ def start_controller(
     extra: tuple[str, ...] = (),
     start_timeout: float = 30.0,
     port: int | None = None,
+    log_name: str = "controller",
 ) -> RunningController:
     """A controller process serving HTTPS on a free loopback port (plus `extra` arguments), with a CA in
-    `workdir/pki`; returns once it answers. Its own session, so `stop` can end its whole process group."""
+    `workdir/pki`; returns once it answers. Its own session, so `stop` can end its whole process group.
+    Replicas of one store share `workdir` (its CA, certificate and secrets key), each with its `log_name`."""
     ca = pki.init(workdir / "pki", names)
     port = port or free_port()
-    log_path = workdir / "controller.log"
+    log_path = workdir / f"{log_name}.log"
     command = [sys.executable, "-m", "isthmus", "controller", "--db", db, "--port", str(port),
                "--tls-dir", str(workdir / "pki"), *extra]  # fmt: skip
     with open(log_path, "ab") as log:

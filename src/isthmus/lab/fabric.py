@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from isthmus.lab import tor
-from isthmus.lab.controller import RunningController, start_controller, stop
+from isthmus.lab import postgres, tor
+from isthmus.lab.controller import start_controller, stop
 from isthmus.lab.topology import (
     CONTROLLER,
-    CONTROLLER_PORT,
     INTERNET_HOST,
     MUX_ASN,
     PUBLIC_POOL,
@@ -80,10 +79,13 @@ class LabState:
     pids: dict[str, int] = field(default_factory=dict)  # what the lab started: name -> PID
     started: dict[str, int] = field(default_factory=dict)  # name -> its start time (a PID can be reused)
     kernel_nodes: list[str] = field(default_factory=list)  # nodes that are qemu guests (lab/kernel/node.py)
+    controllers: int = 1  # controller replicas; more than one share a PostgreSQL cluster (lab/postgres.py)
+    replicas: list[str] = field(default_factory=list)  # each replica's loopback URL, in order
+    postgres: str = ""  # the PostgreSQL cluster's directory, when the lab runs one
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.prefix, self.hosts, self.muxes, self.gateways)
+        return Topology(self.prefix, self.hosts, self.muxes, self.gateways, self.controllers)
 
     def record(self, name: str, pid: int) -> None:
         self.pids[name] = pid
@@ -92,6 +94,10 @@ class LabState:
 
     def running(self, name: str) -> bool:
         return _ours(self.pids[name], self.started.get(name))
+
+    def running_replica(self, replica: int) -> bool:
+        name = replica_name(replica)
+        return name in self.pids and self.running(name)
 
     def guest_dir(self, node: str) -> Path:
         """The workdir of kernel node `node`'s guest (its console, qemu's PID, the share folder)."""
@@ -103,8 +109,10 @@ class LabState:
         path.chmod(0o600)
 
     def operator(self) -> httpx.Client:
+        """A client of the first replica still running (with one controller: the controller)."""
+        running = [url for i, url in enumerate(self.replicas) if self.running_replica(i)]
         return httpx.Client(
-            base_url=self.controller,
+            base_url=running[0] if running else self.controller,
             headers={"Authorization": f"Bearer {self.operator_token}"},
             verify=self.ca,
             timeout=30.0,
@@ -167,6 +175,7 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
     db = f"sqlite:///{(workdir / 'isthmus.db').resolve()}"  # absolute: it names this lab's controller process
     state = LabState(topology.prefix, str(workdir), topology.hosts, topology.muxes, topology.gateways, db, "", "", "")
     state.kernel_nodes = list(kernel_nodes)
+    state.controllers = topology.controllers
     state.save()  # first: `down` cleans up whatever happens from here on
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     _owner_file(topology.prefix).write_text(str(workdir.resolve()))
@@ -177,15 +186,16 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
         from isthmus.store import tokens  # here: the CLI imports this module for every command
         from isthmus.store.db import make_engine, upgrade
 
-        engine = make_engine(db)
+        if topology.controllers > 1:
+            cluster = postgres.start(f"isthmus-pg-{topology.prefix}")
+            state.postgres, state.db = cluster.root, cluster.url
+            state.save()
+        engine = make_engine(state.db)
         upgrade(engine)
         state.operator_token = tokens.create(engine, "operator", "operator")
         node_tokens = {node.name: tokens.create(engine, "node", node.name) for node in topology.nodes()}
         engine.dispose()
-        controller = _start_lab_controller(db, workdir, topology, kernel_nodes)
-        state.controller, state.ca = controller.url, str(controller.ca)
-        state.record("controller", controller.pid)
-        state.save()
+        _start_replicas(state)
         guests = [_boot_kernel_node(state, node, node_tokens[node.name], log_level)
                   for node in topology.nodes() if node.name in kernel_nodes]  # fmt: skip
         muxes = [n.underlay for n in topology.nodes() if n.role == "mux"]
@@ -367,12 +377,39 @@ def restart_agent(state: LabState, name: str, log_level: str = "info") -> int:
 KERNEL_LEASE = ("--lease-interval", "0.5", "--lease-duration", "3")
 
 
-def _start_lab_controller(db: str, workdir: Path, topology: Topology, kernel_nodes: Sequence[str],
-                          port: int | None = None) -> RunningController:  # fmt: skip
-    """The lab's controller: on loopback (`port`, or a free one) and on the management network."""
-    options = ("--listen-netns", f"{topology.netns('ctl')}:{CONTROLLER}:{CONTROLLER_PORT}")
-    extra = options + KERNEL_LEASE if kernel_nodes else options
-    return start_controller(db, workdir, names=("localhost", "127.0.0.1", CONTROLLER), extra=extra, port=port)
+def replica_name(replica: int) -> str:
+    """The recorded name of controller replica `replica` (0, 1, ...): the first is "controller"."""
+    return "controller" if replica == 0 else f"controller-{replica + 1}"
+
+
+def _start_replicas(state: LabState, ports: Sequence[int | None] = ()) -> None:
+    """Start every controller replica, each on loopback (its port in `ports`, or a free one) and on the
+    management network, in order (the first becomes the leader)."""
+    state.replicas = []
+    for replica in range(state.controllers):
+        state.replicas.append(start_replica(state, replica, ports[replica] if replica < len(ports) else None))
+    state.controller = state.replicas[0]
+    state.save()
+
+
+def start_replica(state: LabState, replica: int, port: int | None = None) -> str:
+    """Start controller replica `replica` (0, 1, ...) on loopback (`port`, or a free one) and on the
+    management network; its loopback URL."""
+    topology, name = state.topology, replica_name(replica)
+    listen = f"{topology.netns('ctl')}:{CONTROLLER}:{topology.controller_port(replica)}"
+    extra: tuple[str, ...] = ("--listen-netns", listen)
+    if topology.controllers > 1:
+        extra += ("--name", name)
+    if state.kernel_nodes:
+        extra += KERNEL_LEASE
+    controller = start_controller(state.db, Path(state.workdir), names=("localhost", "127.0.0.1", CONTROLLER),
+                                  extra=extra, port=port, log_name=name)  # fmt: skip
+    state.record(name, controller.pid)
+    state.ca = str(controller.ca)
+    if replica < len(state.replicas):
+        state.replicas[replica] = controller.url
+    state.save()
+    return controller.url
 
 
 def kill_recorded(state: LabState, name: str) -> None:
@@ -382,21 +419,45 @@ def kill_recorded(state: LabState, name: str) -> None:
 
 
 def stop_controller(state: LabState) -> None:
-    """Stop the lab's controller (by its recorded PID): the agents and the data plane carry on without it."""
-    pid = state.pids.get("controller")
-    if pid is not None and state.running("controller"):
-        stop(pid)
-    state.pids.pop("controller", None)
+    """Stop every controller replica (by its recorded PID): the agents and the data plane carry on."""
+    for replica in range(state.controllers):
+        name = replica_name(replica)
+        pid = state.pids.get(name)
+        if pid is not None and state.running(name):
+            stop(pid)
+        state.pids.pop(name, None)
     state.save()
 
 
 def start_again_controller(state: LabState) -> None:
-    """Start the lab's controller again on the same store, CA, loopback port and management address (so that
-    clients made before keep working)."""
-    port = int(state.controller.rsplit(":", 1)[1])
-    controller = _start_lab_controller(state.db, Path(state.workdir), state.topology, state.kernel_nodes, port)
-    state.controller = controller.url
-    state.record("controller", controller.pid)
+    """Start every controller replica again on the same store, CA, loopback ports and management addresses
+    (so that clients made before keep working)."""
+    _start_replicas(state, [int(url.rsplit(":", 1)[1]) for url in state.replicas or [state.controller]])
+
+
+def leader(state: LabState) -> int | None:
+    """The replica (0, 1, ...) that says it leads, if one answers so."""
+    for replica, url in enumerate(state.replicas):
+        if not state.running_replica(replica):
+            continue
+        try:
+            if httpx.get(f"{url}/healthz", verify=state.ca, timeout=2).json()["leader"]:
+                return replica
+        except (httpx.HTTPError, ValueError, KeyError):
+            continue
+    return None
+
+
+def kill_replica(state: LabState, replica: int) -> None:
+    """SIGKILL controller replica `replica`'s process group (by its recorded PID), and reap it."""
+    name = replica_name(replica)
+    if name in state.pids and state.running(name):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(state.pids[name], 9)
+        stop(state.pids[name], timeout=2.0)
+    state.pids.pop(name, None)
+    alive = [url for i, url in enumerate(state.replicas) if state.running_replica(i)]
+    state.controller = alive[0] if alive else state.controller  # what clients made from now on use
     state.save()
 
 
@@ -448,7 +509,8 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
         if "controller" not in state.pids and (pid := _unrecorded_controller(state)) is not None:
             state.record("controller", pid)
         agents = {n.name for n in state.topology.nodes()}
-        order = sorted(state.pids, key=lambda name: (name == "controller", name not in agents))  # controller last
+        replicas = {replica_name(i) for i in range(state.controllers)}
+        order = sorted(state.pids, key=lambda name: (name in replicas, name not in agents))  # controllers last
         if state.kernel_nodes:
             from isthmus.lab.kernel.guest import stop_recorded
 
@@ -460,11 +522,14 @@ def down(workdir: Path, prefix: str | None = None) -> list[str]:
             if name.startswith("vm-"):
                 continue
             if state.running(name):
-                if name == "controller" or name in agents:
+                if name in replicas or name in agents:
                     stop(pid)  # graceful first: they were started in their own sessions
                 else:
                     _kill(pid)
                 removed.append(f"process {name} ({pid})")
+    if state is not None and state.postgres:
+        postgres.stop(postgres.Cluster(state.postgres, state.db))
+        removed.append(f"PostgreSQL cluster {state.postgres}")
     for netns in sorted(n for n in list_netns() if n.startswith(prefix)):
         for pid in netns_pids(netns):
             _kill(pid)
@@ -538,7 +603,7 @@ def kind(name: str) -> str:
     """What a process the lab recorded is: the controller, a ToR daemon, a kernel node's qemu, or an agent."""
     if name.startswith("vm-"):
         return "kernel node"
-    return "controller" if name == "controller" else "ToR daemon" if name.startswith("tor-") else "agent"
+    return "controller" if name.startswith("controller") else "ToR daemon" if name.startswith("tor-") else "agent"
 
 
 def status(workdir: Path) -> dict[str, Any]:

@@ -45,6 +45,13 @@ class Topology:
     def vm_netns(self, host: str, vm: str) -> str:
         return f"{self.prefix}{host}-vm-{vm}"  # what the host agent names it (agents/host.py)
 
+    controllers: int = 1  # controller replicas: more than one share a PostgreSQL store and elect a leader
+
+    def controller_port(self, replica: int) -> int:
+        """Replica `replica`'s (0, 1, ...) port on the management network."""
+        return CONTROLLER_PORT + replica
+
     @property
     def controller_url(self) -> str:
-        return f"https://{CONTROLLER}:{CONTROLLER_PORT}"
+        """What the agents are given: every replica's URL on the management network, comma-separated."""
+        return ",".join(f"https://{CONTROLLER}:{self.controller_port(i)}" for i in range(self.controllers))

@@ -18,6 +18,7 @@ from isthmus.store import tables
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MAX_REVISION = 2**63 - 1  # revisions and event ids are 64-bit signed integers in both databases
+CHANNEL = "isthmus_revision"  # PostgreSQL: every write NOTIFYs its revision here at commit (api/replica.py)
 # SQLite admits one writer; writers of this process queue here instead of in SQLite's busy handler,
 # whose growing sleeps would turn a short queue into a long tail.
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -90,9 +91,16 @@ _BUMP = (
 )
 
 
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :revision)")
+
+
 def bump_revision(conn: Connection) -> int:
-    """The next global revision, taken inside the caller's write transaction (serialises writers)."""
-    return int(conn.execute(_BUMP).one()[0])
+    """The next global revision, taken inside the caller's write transaction (serialises writers). On
+    PostgreSQL the other controller replicas hear of it when the transaction commits."""
+    revision = int(conn.execute(_BUMP).one()[0])
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY, {"revision": str(revision)})
+    return revision
 
 
 def current_revision(conn: Connection) -> int:

@@ -16,8 +16,9 @@ everything else is re-derived from the store, so a controller that restarts resu
    └─ nothing left (or, forced, nothing that can go anywhere) ─► serviceState OutOfService ─► drain.done
 ```
 
-Several replicas each run a drainer: steps are deterministic and written conditionally (`persist`), so two
-replicas make the same step and the later one's write is dropped.
+Every replica has a drainer, but only the leader's moves anything (api/replica.py); steps are deterministic
+and written conditionally (`persist`), so a leader that has just lost the lock and the new one make the same
+step, and the later one's write is dropped.
 """
 
 import asyncio
@@ -101,7 +102,10 @@ class Drainer:
         self.drains[gateway.lower()] = _Drain(started=now, step_at=now, deadline=now)
 
     def tick(self) -> bool:
-        """One pass over the Draining gateways; whether any is still running."""
+        """One pass over the Draining gateways; whether any is still running (a follower's: none)."""
+        if not self.st.replica.leading:
+            self.drains.clear()
+            return False
         snapshot = self.st.documents.snapshot()
         draining = {
             doc["name"].lower(): doc
