@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from isthmus.lab import fabric, faults, tor
 from isthmus.linux.run import in_netns, list_netns, netns_pids
 from tests.chaos.conftest import LONG, Chaos, back
@@ -110,6 +112,7 @@ def test_silent_links_fence_the_node_before_the_standby_takes_over(chaos: Chaos)
     assert chaos.gateways()[node]["role"] == "standby" and chaos.node_of("a") == "gw3"
 
 
+@pytest.mark.parametrize("chaos", [2], indirect=True)
 def test_the_controller_stopped_for_a_minute_costs_no_tunnel_anything(chaos: Chaos) -> None:
     probe, sampler = chaos.measure()
     fabric.stop_controller(chaos.lab)

@@ -121,6 +121,26 @@ def test_leader_killed_hands_leadership_on(replicas: tuple[Replicas, str]) -> No
     assert [e["details"]["replica"] for e in elected][-1] == "b", (took, elected)
 
 
+def test_a_frozen_leader_loses_the_lock_and_finds_itself_a_follower(replicas: tuple[Replicas, str]) -> None:
+    """SIGSTOP keeps a leader's session open: the database ends it (idle_session_timeout), another leads, and
+    the old one, resumed, leads no more."""
+    group, token = replicas
+    frozen = group.running["a"].pid
+    os.killpg(frozen, signal.SIGSTOP)
+    try:
+        assert group.wait_leader(["b"]) == "b"
+    finally:
+        os.killpg(frozen, signal.SIGCONT)
+    deadline = time.monotonic() + TAKEOVER_BOUND_S
+    while (group.health("a") or {}).get("leader") is not False:
+        assert time.monotonic() < deadline, group.health("a")
+        time.sleep(0.05)
+    assert group.leaders() == ["b"]
+    client = _lease(group, token, ["a", "b"])
+    client.renew(None)
+    assert client.urls[client.current] == group.running["b"].url
+
+
 def test_a_write_on_one_replica_reaches_long_polls_on_another(replicas: tuple[Replicas, str]) -> None:
     group, _token = replicas
     operator = tokens_for_operator(group)

@@ -335,6 +335,8 @@ class GatewayReconciler:
             with contextlib.suppress(LinuxError):  # already gone
                 ip_batch(None, [f"link set t{vni} down"])
             carried.charon.stop()
+            with contextlib.suppress(LinuxError):  # the pair goes with it, whatever still holds the namespace
+                ip_batch(None, [f"link del t{vni}"])
             shutil.rmtree(carried.run_dir, ignore_errors=True)
             removed += 1
         netns = {c.netns for c in self.carried.values()}

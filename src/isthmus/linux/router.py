@@ -10,6 +10,7 @@ with the same spec makes none. Nothing that matches is ever removed and re-added
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from isthmus.linux import nft
 from isthmus.linux.nat_nft import TRANSIT
 from isthmus.linux.routes import Route, ensure_fdb, ensure_neighbours, ensure_routes
-from isthmus.linux.run import add_netns, ip_batch, ip_json, list_netns, sysctl
+from isthmus.linux.run import LinuxError, add_netns, ip_batch, ip_json, list_netns, sysctl
 from isthmus.model.documents import RemoteHost
 
 ROUTER_SYSCTLS = {
@@ -83,6 +84,10 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
         sysctl(spec.netns, ROUTER_SYSCTLS)
     links = {link["ifname"]: link for link in ip_json(spec.netns, "link", "show")}
     if "up0" not in links:
+        # The node's end of a router's earlier uplink outlives its namespace while anything still holds that
+        # open: deleting it takes the whole pair, so that the new one can be made under the same name.
+        with contextlib.suppress(LinuxError):
+            ip_batch(host_netns, [f"link del {spec.uplink}"])
         ip_batch(host_netns, [f"link add {spec.uplink} type veth peer name up0 netns {spec.netns}"])
         ip_batch(host_netns, [f"addr add {spec.transit[0]}/31 dev {spec.uplink}", f"link set {spec.uplink} up"])
         ip_batch(
