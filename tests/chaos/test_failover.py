@@ -113,7 +113,7 @@ def test_silent_links_fence_the_node_before_the_standby_takes_over(chaos: Chaos)
 
 
 @pytest.mark.parametrize("chaos", [2], indirect=True)
-def test_the_controller_stopped_for_a_minute_costs_no_tunnel_anything(chaos: Chaos) -> None:
+def test_every_controller_replica_stopped_for_a_minute_costs_no_tunnel_anything(chaos: Chaos) -> None:
     probe, sampler = chaos.measure()
     fabric.stop_controller(chaos.lab)
     try:

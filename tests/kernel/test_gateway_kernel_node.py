@@ -1,7 +1,8 @@
 """The lab with gateway gw1 as a kernel node (a qemu guest on Debian's kernel, its gateway agent inside): its
 compartment's charon keys kernel ESP (XFRM), not charon's userspace libipsec, and a VM on h1 (a namespace node)
 talks to the host behind a strongSwan site (libipsec, configured from the swanctl.conf below, written by hand)
-through it. One guest."""
+through it. One guest; a second gateway, gw2 (a namespace node), is the pool's standby, which the last test
+needs: it degrades gw1's links and gw2 takes over."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from isthmus.lab import fabric, probe, sites, vms
+from isthmus.lab import fabric, faults, probe, sites, tor, vms
 from isthmus.lab.kernel.image import KernelImage
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
@@ -45,7 +46,7 @@ def lab(kernel: KernelImage, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     workdir = tmp_path_factory.mktemp("kgwlab")
     prefix = f"ik{os.getpid() % 10000}x{zlib.crc32(__name__.encode()) % 100:02d}-"
     try:
-        yield fabric.up(workdir, Topology(prefix, hosts=1, muxes=1, gateways=1), kernel_nodes=["gw1"])
+        yield fabric.up(workdir, Topology(prefix, hosts=1, muxes=1, gateways=2), kernel_nodes=["gw1"])
     finally:
         fabric.down(Path(workdir), prefix)
         assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
@@ -146,3 +147,36 @@ def test_ping_rtt_through_the_tunnel(world: World) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     summary = done.stdout.strip().splitlines()[-1]  # rtt min/avg/max/mdev = …
     print(f"\nping through the tunnel: {summary}")
+
+
+def _placed(lab: fabric.LabState) -> list[str]:
+    with lab.operator() as http:
+        return [p["node"] for p in http.get("/admin/placement").json()["placed"]]
+
+
+def _state(lab: fabric.LabState, node: str) -> tuple[str, str]:
+    with lab.operator() as http:
+        pools = http.get("/admin/placement").json()["pools"]
+    found = next(g for pool in pools for g in pool["gateways"] if g["node"] == node)
+    return found["role"], found["liveness"]
+
+
+def test_degraded_links_fail_the_kernel_node_over_and_it_returns_as_the_standby(world: World) -> None:
+    """Last (it moves the tunnel away): everything gw1 sends, on both its links, 1.5 s late (netem, which only a
+    kernel node has). Its renewals cannot complete: the controller fails it, gw2 takes over, gw1's watchdog
+    fences it; the links restored, gw1 comes back as the standby and takes nothing back."""
+    lab = world.lab
+    assert _placed(lab) == ["gw1"]
+    guest(lab, "; ".join(" ".join(faults.netem_command(device, delay_ms=1500)) for device in ("eth0", "eth1")))
+    try:
+        assert wait_for(lambda: _placed(lab) == ["gw2"], 30)
+        assert wait_for(lambda: probe.ping(world.vm.netns, world.site.host_address, timeout=2), 60)
+        assert guest(lab, "pgrep -c -x charon || true").strip() == "0"  # fenced: it answers for nothing
+        log = guest(lab, f"cat {tor.run_dir(lab.topology.netns('gw1'))}/watchdog.log")
+        assert "fenced: lease ending without a renewal" in log, log
+    finally:
+        guest(lab, "tc qdisc del dev eth0 root; tc qdisc del dev eth1 root")
+    assert wait_for(lambda: _state(lab, "gw1") == ("standby", "Up"), 60)
+    time.sleep(2)
+    assert _placed(lab) == ["gw2"]
+    assert probe.ping(world.vm.netns, world.site.host_address, timeout=2)
