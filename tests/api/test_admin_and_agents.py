@@ -467,3 +467,21 @@ def test_bad_capabilities_are_refused_and_change_nothing(seeded: Controller, cap
     assert (error["code"], error["target"]) == ("InvalidRequestFormat", target), error
     assert seeded.dump() == before
     assert node_entry(seeded, "host1")["datapath"] == choose_datapath(PROBED)
+
+
+def test_a_fence_the_watchdog_made_is_recorded_once_when_the_node_reports_it(seeded: Controller) -> None:
+    token = register(seeded, "gw1", "gateway", "198.18.0.51")
+    fence = {"epoch": 3, "reason": "lease ending without a renewal: no MUX answers", "at": 1796320000.25}
+
+    def report(lease: dict[str, Any]) -> None:
+        body = {"appliedRevision": 0, "details": {"lease": lease}}
+        assert seeded.client.post("/v1/nodes/gw1/status", json=body, headers=seeded.headers(token)).status_code == 200
+
+    report({"epoch": 3, "fenced": False})
+    report({"epoch": 3, "fenced": True, "lastFence": fence})
+    report({"epoch": 4, "fenced": False, "lastFence": fence})  # unfenced at a new epoch: the same fence
+    report({"epoch": 4, "fenced": False, "lastFence": {"epoch": 3, "at": "garbage"}})  # nothing it can tell of
+    events = [e for e in seeded.admin("GET", "/events?limit=1000").json()["value"] if e["kind"] == "gateway.fenced"]
+    assert [e["details"] for e in events] == [
+        {"node": "gw1", "epoch": 3, "reason": fence["reason"], "at": "2026-12-03T17:46:40.250+00:00"}
+    ]

@@ -108,6 +108,9 @@ def test_silent_links_fence_the_node_before_the_standby_takes_over(chaos: Chaos)
     assert "fenced: lease ending without a renewal: no MUX answers" in log
     assert wait_for(lambda: chaos.gateways()[node]["liveness"] == "Up", 10)  # back: a new epoch, a standby
     assert [e["details"]["node"] for e in chaos.events("lease.stale")] == [node]
+    assert wait_for(lambda: chaos.events("gateway.fenced"), 10)  # told once the node reaches the controller
+    [fenced] = chaos.events("gateway.fenced")
+    assert fenced["details"]["node"] == node and "no MUX answers" in fenced["details"]["reason"]
     time.sleep(1)
     assert chaos.gateways()[node]["role"] == "standby" and chaos.node_of("a") == "gw3"
 

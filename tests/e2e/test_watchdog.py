@@ -108,7 +108,7 @@ def running(node: Node) -> Iterator[watchdog.Watchdog]:
 
 def cut_off(node: Node) -> float:
     """The controller no longer answers this node (a port nobody listens on); when."""
-    node.client.port = 9
+    node.client.urls = [url.rsplit(":", 1)[0] + ":9" for url in node.client.urls]
     node.client.close()
     return time.monotonic()
 

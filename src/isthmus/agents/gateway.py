@@ -225,7 +225,11 @@ class GatewayReconciler:
         view = read_view(self.run_root) if self.watchdog is not None else None
         if view is None:
             return {}
-        return {"lease": {"epoch": view.epoch, "fenced": view.fenced, "holding": view.holding, "reason": view.reason}}
+        lease: dict[str, Any] = {"epoch": view.epoch, "fenced": view.fenced, "holding": view.holding,
+                                 "reason": view.reason}  # fmt: skip
+        if view.last_fence is not None:
+            lease["lastFence"] = view.last_fence
+        return {"lease": lease}
 
     def _spec(self, doc: GatewayDocument, compartment: Compartment, transit: tuple[str, str]) -> RouterSpec:
         assert compartment.vni is not None and doc.address is not None and compartment.router_mac is not None

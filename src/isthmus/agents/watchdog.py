@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from isthmus.agents import witness
 from isthmus.agents.lease import LeaseClient, Refused, Unreachable
@@ -66,6 +67,9 @@ class LeaseView:
     reason: str = "not yet leased"
     document: int = 0  # the document revision the agent must hold before acting on the compartments
     holding: bool = False  # renewals fail, the lease ended, and the MUXes say the controller is down
+    # The last fence of a lease held ({epoch, reason, at: wall-clock seconds}), kept once unfenced: the agent
+    # reports it when it can (a fenced node is often cut off), and the controller records it once.
+    last_fence: dict[str, Any] | None = None
 
 
 def read_view(run_dir: Path) -> LeaseView | None:
@@ -238,6 +242,8 @@ class Watchdog:
 
     def _fence(self, why: str) -> None:
         with self._lock:
+            if self.view.epoch is not None and not self.view.fenced:
+                self.view.last_fence = {"epoch": self.view.epoch, "reason": why, "at": round(time.time(), 3)}
             self.view.fenced, self.view.holding, self.view.reason = True, False, why
             write_view(self.run_dir, self.view)  # first: the agent must not restart what is stopped next
             done = fence_compartments(self.run_dir, self.prefix, self.netns)

@@ -6,6 +6,7 @@
 import asyncio
 import functools
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
@@ -222,6 +223,24 @@ async def desired(
         await asyncio.sleep(0)
 
 
+def _last_fence(report: dict[str, Any]) -> dict[str, Any] | None:
+    fence = ((report.get("details") or {}).get("lease") or {}).get("lastFence")
+    return fence if isinstance(fence, dict) else None
+
+
+def _fence_event(tx: Tx, node: str, before: dict[str, Any] | None, now: dict[str, Any] | None) -> None:
+    """`gateway.fenced`, once per fence a gateway's watchdog made (reported when the node can, often after)."""
+    if now is None or now == before:
+        return
+    try:
+        epoch, reason, at = int(now["epoch"]), str(now["reason"])[:500], float(now["at"])
+        when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return  # not a fence this controller can tell of
+    tx.event("admin", "gateway.fenced", f"/admin/nodes/{node}", f"{node} fenced itself at lease epoch {epoch} "
+             f"({when}): {reason}", {"node": node, "epoch": epoch, "reason": reason, "at": when})  # fmt: skip
+
+
 REVISION_HEADER = "X-Isthmus-Revision"
 
 
@@ -279,7 +298,8 @@ async def status(
                     f"appliedRevision {body.appliedRevision} is past the store's revision {reached}.",
                     "appliedRevision",
                 )
-            before_daemons = tx.node_status(node).get("daemons") or {}
+            before_report = tx.node_status(node)
+            before_daemons = before_report.get("daemons") or {}
             if not tx.report_status(node, body.appliedRevision, body.model_dump()):
                 raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
             before = tx.failures(node)
@@ -296,6 +316,7 @@ async def status(
                              f"{name} on {node} was restarted ({text})")  # fmt: skip
             for key, was, now_ in tx.set_connection_status(node, connections):
                 _connection_event(tx, node, key, was, now_, connections[key].get("reason", ""))
+            _fence_event(tx, node, _last_fence(before_report), _last_fence(body.model_dump()))
 
     await st.in_writer(work)
     return JSONResponse({"node": node, "appliedRevision": body.appliedRevision})
