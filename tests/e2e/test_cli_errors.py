@@ -156,6 +156,16 @@ def test_controller_start_up_failures_are_one_line(tmp_path: Path) -> None:
     one_line_error(isthmus("controller", "--db", "nonsense", "--tls-dir", str(tls)), "nonsense", "sqlite:///")
 
 
+def test_a_second_controller_on_one_sqlite_store_is_refused(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'isthmus.db'}"
+    running = start_controller(db, tmp_path)
+    try:
+        second = isthmus("controller", "--db", db, "--tls-dir", str(tmp_path / "pki"), "--port", "0")
+        one_line_error(second, f"pid {running.pid}", "SQLite takes one controller", "PostgreSQL")
+    finally:
+        stop(running.pid)
+
+
 def test_controller_says_where_it_listens(tmp_path: Path) -> None:
     running = start_controller(f"sqlite:///{tmp_path / 'isthmus.db'}", tmp_path)
     try:

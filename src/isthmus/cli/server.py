@@ -131,6 +131,7 @@ def controller(
         raise typer.BadParameter(str(error), param_hint="--lease-interval") from None
     tls = None if tls_dir is None else _tls_material(tls_dir)
     engine = open_store(db)
+    _sole_sqlite_controller(db)
     logging.basicConfig(level=log_level.upper())
     key = _secrets_key(engine, secrets_key or (tls_dir or DEFAULT_PKI) / pki.SECRETS_KEY)
     scheme = "https" if tls else "http"
@@ -155,6 +156,31 @@ def controller(
     say(f"  TLS certificate {tls[0]}, key {tls[1]}" if tls else "  no TLS (plain HTTP: pass --tls-dir to serve HTTPS)")
     say(f"  secrets key {key.absolute()}; locations {', '.join(locations)}")
     listener.serve(app, sockets, log_level=log_level, tls=tls)
+
+
+_held_locks: list[int] = []  # this process's lock on its SQLite store: held until it exits
+
+
+def _sole_sqlite_controller(db: str) -> None:
+    """SQLite takes one controller: a second on the same file would judge leases beside the first. Its lock
+    (`DB.controller`, flock: released with the process, however it ends) refuses the second, naming the first."""
+    if not db.startswith("sqlite:///") or db == "sqlite:///:memory:":
+        return
+    import fcntl
+    import os
+
+    store = Path(db.removeprefix("sqlite:///")).absolute()
+    fd = os.open(store.with_name(store.name + ".controller"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise CliError(f"another controller (pid {holder}) serves the SQLite store {shown_store(db)}: SQLite takes "
+                       "one controller; run replicas on PostgreSQL (--db postgresql://…)") from None  # fmt: skip
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held_locks.append(fd)
 
 
 def _tls_material(tls_dir: Path) -> tuple[str, str]:
