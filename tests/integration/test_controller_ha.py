@@ -145,7 +145,7 @@ def test_a_write_on_one_replica_reaches_long_polls_on_another(replicas: tuple[Re
     group, _token = replicas
     operator = tokens_for_operator(group)
     a, b = group.running["a"], group.running["b"]
-    node_token = _node_token(group, "h1")
+    node_token = tokens.create_in(group.db, "node", "h1")
     auth = {"Authorization": f"Bearer {node_token}"}
     register = httpx.post(f"{b.url}/v1/nodes/h1/register", json={"role": "host", "address": "198.18.0.101"},
                           headers=auth, verify=str(b.ca))  # fmt: skip
@@ -167,16 +167,4 @@ def test_a_write_on_one_replica_reaches_long_polls_on_another(replicas: tuple[Re
 
 
 def tokens_for_operator(group: Replicas) -> dict[str, str]:
-    engine = make_engine(group.db)
-    try:
-        return {"Authorization": f"Bearer {tokens.create(engine, 'operator', 'operator')}"}
-    finally:
-        engine.dispose()
-
-
-def _node_token(group: Replicas, node: str) -> str:
-    engine = make_engine(group.db)
-    try:
-        return tokens.create(engine, "node", node)
-    finally:
-        engine.dispose()
+    return {"Authorization": f"Bearer {tokens.create_in(group.db, 'operator', 'operator')}"}

@@ -11,7 +11,6 @@ import httpx
 
 from isthmus.lab.fabric import LabState
 from isthmus.store import tokens
-from isthmus.store.db import make_engine
 
 API = {"api-version": "2026-03-01"}
 
@@ -25,11 +24,7 @@ class TenantError(Exception):
 
 
 def tenant_token(state: LabState, subscription: str) -> str:
-    engine = make_engine(state.db)
-    try:
-        return tokens.create(engine, "subscription", subscription)
-    finally:
-        engine.dispose()
+    return tokens.create_in(state.db, "subscription", subscription)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from isthmus.model.ids import SUBSCRIPTION_ID
 from isthmus.store import tables as t
-from isthmus.store.db import reading, writing
+from isthmus.store.db import make_engine, reading, writing
 from isthmus.store.repo import iso, now
 
 KINDS = ("subscription", "operator", "node")
@@ -42,6 +42,15 @@ class Principal:
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_in(db: str, kind: str, subject: str) -> str:
+    """`create` in the store at URL `db`, from a process that holds no engine of it (the lab, tests)."""
+    engine = make_engine(db)
+    try:
+        return create(engine, kind, subject)
+    finally:
+        engine.dispose()
 
 
 def create(engine: Engine, kind: str, subject: str, scope: str | None = None) -> str:
