@@ -64,7 +64,10 @@ class Bench:
             return http.post(path, json=body)
 
     def node_of(self, side: Side) -> str | None:
-        key = side.tenant.id("virtualNetworkGateways/gw").lower()
+        return self.node_of_gateway(side.tenant.id("virtualNetworkGateways/gw"))
+
+    def node_of_gateway(self, gateway_id: str) -> str | None:
+        key = gateway_id.lower()
         placed = self.get("/admin/placement")["placed"]
         return next((p["node"] for p in placed if p["virtualNetworkGateway"].lower() == key), None)
 

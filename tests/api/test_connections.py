@@ -252,3 +252,70 @@ def test_a_connection_whose_gateway_runs_nowhere_is_failed_naming_the_pool_and_t
         assert props["provisioningState"] == "Failed" and props["connectionStatus"] == "NotConnected"
         reason = props["connectionStatusReason"]
         assert "pool small" in reason and "needs 200000 kbps" in reason and "100000 kbps short" in reason, reason
+
+
+def _pool_serving_every_type(c: Controller) -> None:
+    pool = c.admin("GET", "/gatewayPools/ipsec").json()
+    changed = c.admin("PUT", "/gatewayPools/ipsec", {"properties": {**pool["properties"], "type": "All"}})
+    assert changed.status_code == 200, changed.text
+
+
+def _tunnel_body(kind: str, **settings: Any) -> dict[str, Any]:
+    body = _connection_body(connectionType=kind)
+    del body["properties"]["sharedKey"]
+    body["properties"]["greSettings" if kind == "GRE" else "l3ForwardingSettings"] = settings
+    return body
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "code", "target"),
+    [
+        ("GRE", {"key": 7}, "GreKeyInUse", "properties.greSettings.key"),
+        ("GRE", {"key": 8, "tunnelAddress": "198.19.200.1/30"}, "InvalidTunnelAddress",
+         "properties.greSettings.tunnelAddress"),
+        ("GRE", {"key": 8, "tunnelAddress": "100.64.9.1/30"}, "InvalidTunnelAddress",
+         "properties.greSettings.tunnelAddress"),
+        ("GRE", {"key": 8, "tunnelAddress": "198.19.0.2/30"}, "TunnelAddressOverlaps",
+         "properties.greSettings.tunnelAddress"),
+        ("GRE", {"key": 8, "tunnelAddress": "198.19.0.5/30", "remoteTunnelAddress": "198.19.0.5"},
+         "InvalidTunnelAddress", "properties.greSettings.remoteTunnelAddress"),
+        ("GRE", {"key": 8, "remoteTunnelAddress": "198.19.0.6"}, "InvalidTunnelAddress",
+         "properties.greSettings.remoteTunnelAddress"),
+        ("GRE", {"key": 4294967296}, "InvalidRequestFormat", "properties.greSettings.key"),
+        ("L3", {"localAddress": "198.19.1.1/30", "nextHop": "198.19.1.9"}, "InvalidNextHop",
+         "properties.l3ForwardingSettings.nextHop"),
+        ("L3", {"localAddress": "198.19.0.1/29", "nextHop": "198.19.0.3"}, "TunnelAddressOverlaps",
+         "properties.l3ForwardingSettings.localAddress"),
+        ("L3", {"localAddress": "203.0.113.1/30", "nextHop": "203.0.113.2"}, "InvalidTunnelAddress",
+         "properties.l3ForwardingSettings.localAddress"),
+    ],
+)  # fmt: skip
+def test_bad_gre_and_l3_settings_are_refused_naming_the_field_and_change_nothing(
+    seeded: Controller, kind: str, settings: dict[str, Any], code: str, target: str
+) -> None:
+    """Another connection of the same gateway runs GRE to the same site with key 7 on 198.19.0.0/30."""
+    declare_fabric(seeded)
+    tenant_world(seeded)
+    _pool_serving_every_type(seeded)
+    first = seeded.call("PUT", net("connections", "gre1"), _tunnel_body("GRE", key=7, tunnelAddress="198.19.0.1/30"))
+    assert first.status_code in (200, 201), first.text
+    refused = seeded.call("PUT", net("connections", "second"), _tunnel_body(kind, **settings))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == code and error["target"] == target, error
+    assert seeded.call("GET", net("connections", "second")).status_code == 404
+    if code == "GreKeyInUse":
+        assert "gre1" in error["message"]
+
+
+def test_a_second_gre_tunnel_to_the_same_site_with_another_key_is_accepted(seeded: Controller) -> None:
+    declare_fabric(seeded)
+    tenant_world(seeded)
+    _pool_serving_every_type(seeded)
+    for name, key, inner in (("gre1", 7, "198.19.0.1/30"), ("gre2", 8, "198.19.0.5/30")):
+        done = seeded.call("PUT", net("connections", name), _tunnel_body("GRE", key=key, tunnelAddress=inner))
+        assert done.status_code in (200, 201), done.text
+    props = seeded.call("GET", net("connections", "gre2")).json()["properties"]
+    assert props["greSettings"] == {"key": 8, "checksum": False, "tunnelAddress": "198.19.0.5/30"}
+    again = seeded.call("PUT", net("connections", "gre2"), _tunnel_body("GRE", key=8, tunnelAddress="198.19.0.5/30"))
+    assert again.status_code == 200, again.text  # a PUT of itself collides with nothing

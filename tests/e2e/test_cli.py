@@ -77,11 +77,11 @@ def test_read_commands(live: Live) -> None:
     assert registered.status_code == 200
     nodes = isthmus(live, live.operator, "--wide", "node", "list")
     assert "cli-host" in nodes.stdout and "live" in nodes.stdout
-    assert "flowtable,nftables,no-gre,xfrm,vxlan,8021q" in nodes.stdout, nodes.stdout
+    assert "flowtable,nftables,gre_tun,xfrm,vxlan,8021q" in nodes.stdout, nodes.stdout
     shown = isthmus(live, live.operator, "node", "show", "cli-host")
     assert shown.returncode == 0, shown.stderr
     lines = {" ".join(line.replace("│", " ").split()) for line in shown.stdout.splitlines()}
-    assert {"kernel 6.1.0-cli", "gre no", "esp yes", "datapath ipsec xfrm", "datapath gre unavailable"} <= lines
+    assert {"kernel 6.1.0-cli", "gre no", "esp yes", "datapath ipsec xfrm", "datapath gre gre_tun"} <= lines
     missing = isthmus(live, live.operator, "node", "show", "no-such-node")
     assert missing.returncode == 1 and "no node 'no-such-node' has registered" in missing.stderr
     denied = isthmus(live, live.tenant_a, "pool", "list")

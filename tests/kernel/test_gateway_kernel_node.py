@@ -1,8 +1,9 @@
 """The lab with gateway gw1 as a kernel node (a qemu guest on Debian's kernel, its gateway agent inside): its
 compartment's charon keys kernel ESP (XFRM), not charon's userspace libipsec, and a VM on h1 (a namespace node)
 talks to the host behind a strongSwan site (libipsec, configured from the swanctl.conf below, written by hand)
-through it. One guest; a second gateway, gw2 (a namespace node), is the pool's standby, which the last test
-needs: it degrades gw1's links and gw2 takes over."""
+through it; a second tenant's GRE connection to a scapy site rides a kernel GRE device there (ip_gre), checked on
+the wire. One guest; a second gateway, gw2 (a namespace node), is the pool's standby, which the last test needs:
+it degrades gw1's links and gw2 takes over, where GRE is the userspace datapath's."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.lab import fabric, faults, probe, sites, tor, vms
+from isthmus.lab.gre_site import GreEnd
 from isthmus.lab.kernel.image import KernelImage
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
@@ -24,6 +26,9 @@ from isthmus.linux.run import in_netns
 from tests.support import site_conf, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000d1"
+GRE_SUB = "00000000-0000-0000-0000-0000000000d2"
+GRE_SITE_ADDRESS = "198.51.100.32"
+GRE_KEY = 77
 ON_PREMISES = "192.0.2.0/26"
 SITE_ADDRESS = "198.51.100.31"
 KEY = "Sh4red-Key-for-the-kernel-lab"
@@ -149,6 +154,47 @@ def test_ping_rtt_through_the_tunnel(world: World) -> None:
     print(f"\nping through the tunnel: {summary}")
 
 
+@dataclass
+class GreWorld:
+    tenant: Tenant
+    vm: vms.Vm
+    vip: str
+    site: sites.Site
+
+
+@pytest.fixture(scope="module")
+def gre_world(world: World) -> GreWorld:
+    lab = world.lab
+    t = Tenant(lab, GRE_SUB)
+    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
+    t.nic("g1", "vnet1", "front")
+    vm = vms.create(lab, "g1", t.id("networkInterfaces/g1"), "h1")
+    vip = t.public_ip("gw-pip")
+    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t.local_gateway("onprem", GRE_SITE_ADDRESS, [ON_PREMISES])
+    end = GreEnd(remote=vip, key=GRE_KEY, checksum=True, routes=("100.64.0.0/16",))
+    site = sites.create(lab, "gk", GRE_SITE_ADDRESS, ON_PREMISES, gre=end)
+    t.gre_connection("to-onprem", "gw", "onprem", key=GRE_KEY, checksum=True)
+    doc = t.wait_connection("to-onprem", timeout=90)
+    assert doc["properties"]["connectionStatus"] == "Connected", doc
+    return GreWorld(t, vm, vip, site)
+
+
+def test_gre_rides_a_keyed_kernel_gre_device_in_the_guest(world: World, gre_world: GreWorld) -> None:
+    assert wait_for(lambda: probe.ping(gre_world.vm.netns, gre_world.site.host_address, timeout=2), 30)
+    with probe.server(gre_world.site.host_netns, gre_world.site.host_address, PORT + 2):
+        assert wait_for(lambda: probe.tcp_echo(gre_world.vm.netns, gre_world.site.host_address, PORT + 2,
+                                               timeout=3), 15)  # fmt: skip
+    found = [c for c in compartments(world.lab) if c != world.compartment]
+    assert len(found) == 1, found
+    links = guest(world.lab, f"ip netns exec {found[0]} ip -d link show")
+    assert f"gre remote {GRE_SITE_ADDRESS} local {gre_world.vip}" in links, links
+    assert f"ikey 0.0.0.{GRE_KEY} okey 0.0.0.{GRE_KEY} icsum ocsum" in links, links
+    assert "gre.supervisor.json" not in guest(world.lab, f"ls {tor.run_dir(world.lab.topology.netns('gw1'))}/*/")
+    stats = gre_world.site.gre_stats
+    assert stats["received"] > 0 and stats["bad_checksum"] == 0 and stats["wrong_key"] == 0, stats
+
+
 def _placed(lab: fabric.LabState) -> list[str]:
     with lab.operator() as http:
         return [p["node"] for p in http.get("/admin/placement").json()["placed"]]
@@ -161,16 +207,20 @@ def _state(lab: fabric.LabState, node: str) -> tuple[str, str]:
     return found["role"], found["liveness"]
 
 
-def test_degraded_links_fail_the_kernel_node_over_and_it_returns_as_the_standby(world: World) -> None:
+def test_degraded_links_fail_the_kernel_node_over_and_it_returns_as_the_standby(
+    world: World, gre_world: GreWorld
+) -> None:
     """Last (it moves the tunnel away): everything gw1 sends, on both its links, 1.5 s late (netem, which only a
     kernel node has). Its renewals cannot complete: the controller fails it, gw2 takes over, gw1's watchdog
     fences it; the links restored, gw1 comes back as the standby and takes nothing back."""
     lab = world.lab
-    assert _placed(lab) == ["gw1"]
+    assert set(_placed(lab)) == {"gw1"}
     guest(lab, "; ".join(" ".join(faults.netem_command(device, delay_ms=1500)) for device in ("eth0", "eth1")))
     try:
-        assert wait_for(lambda: _placed(lab) == ["gw2"], 30)
+        assert wait_for(lambda: set(_placed(lab)) == {"gw2"}, 30)
         assert wait_for(lambda: probe.ping(world.vm.netns, world.site.host_address, timeout=2), 60)
+        # on gw2, a namespace node, the userspace GRE datapath carries the GRE connection
+        assert wait_for(lambda: probe.ping(gre_world.vm.netns, gre_world.site.host_address, timeout=2), 30)
         assert guest(lab, "pgrep -c -x charon || true").strip() == "0"  # fenced: it answers for nothing
         log = guest(lab, f"cat {tor.run_dir(lab.topology.netns('gw1'))}/watchdog.log")
         assert "fenced: lease ending without a renewal" in log, log
@@ -178,5 +228,5 @@ def test_degraded_links_fail_the_kernel_node_over_and_it_returns_as_the_standby(
         guest(lab, "tc qdisc del dev eth0 root; tc qdisc del dev eth1 root")
     assert wait_for(lambda: _state(lab, "gw1") == ("standby", "Up"), 60)
     time.sleep(2)
-    assert _placed(lab) == ["gw2"]
+    assert set(_placed(lab)) == {"gw2"}
     assert probe.ping(world.vm.netns, world.site.host_address, timeout=2)

@@ -31,7 +31,7 @@ def test_a_full_kernel_gets_every_kernel_datapath() -> None:
 def test_a_bare_kernel_falls_back_or_says_unavailable() -> None:
     assert choose_datapath(NOTHING) == {
         "ipsec": "libipsec",
-        "gre": "unavailable",
+        "gre": "gre_tun",
         "vlan": "unavailable",
         "overlay": "unavailable",
         "filter": "unavailable",
@@ -43,7 +43,7 @@ def test_a_bare_kernel_falls_back_or_says_unavailable() -> None:
     ("missing", "function", "fallback"),
     [
         ("esp", "ipsec", "libipsec"),
-        ("gre", "gre", "unavailable"),
+        ("gre", "gre", "gre_tun"),
         ("vlan", "vlan", "unavailable"),
         ("vxlan", "overlay", "unavailable"),
         ("nft_flowtable", "fastpath", "none"),

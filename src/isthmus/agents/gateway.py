@@ -2,6 +2,9 @@
 
     node netns ── t<vni> ═veth═ up0 ── compartment netns (VIP and GatewaySubnet address on lo)
         │   VIP/32 routed in, replies out to the ToR        │ charon (vici), ESP: XFRM or libipsec's TUN
+        │                                                   │ gt<hash> per GRE connection: kernel GRE, or a
+        │                                                   │   TUN of the userspace datapath (linux/gre.py)
+        │  prov0 (provider network) ── macvlan / VLAN ──────│ l3<hash> per L3 connection (linux/l3.py)
         └── VXLAN socket ── x<vni> (routed VXLAN to the VNet's hosts, static FDB and neighbours)
 
 The compartment is a VNet router without VM ports (linux/router.py): the hosts reach it like another host,
@@ -9,7 +12,9 @@ and route the sites' prefixes to its GatewaySubnet address. Its charon is superv
 loaded over vici (shared key, conn) and initiated by the agent with a bounded, backed-off retry, so a site
 with a wrong key or no common proposal costs a few packets a minute, not a storm. What charon reports
 (SAs, byte counters, the reason of the last failure from its log) is the connection's observed status,
-sampled on every heartbeat (`observe`) and reported at once when it changes.
+sampled on every heartbeat (`observe`) and reported at once when it changes. A compartment runs a charon only
+while it has IPsec connections, and a userspace GRE datapath only while it has GRE connections on a node
+whose kernel has no ip_gre; a GRE or L3 connection is Connected while its device is up with carrier.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 
 from isthmus.agents.loop import Outcome
 from isthmus.agents.watchdog import WITNESSES, LeaseView, read_view, stamp_agent
-from isthmus.linux import strongswan
+from isthmus.linux import gre, l3, strongswan
+from isthmus.linux.link_counters import counters
 from isthmus.linux.nat_nft import NO_NAT, compartment_guard
 from isthmus.linux.router import Remote, RouterSpec, realize, transit_pairs
 from isthmus.linux.routes import Route, ensure_routes
@@ -39,6 +45,7 @@ log = logging.getLogger("isthmus.agent.gateway")
 RETRY_FIRST_S = 2.0
 RETRY_CAP_S = 60.0
 STAMP_S = 0.25  # how often the agent tells its watchdog it lives
+LINKS_OBSERVE_S = 1.0  # how often a compartment's GRE and L3 devices are read (only this agent changes them)
 
 
 @dataclass
@@ -60,6 +67,11 @@ class _Carried:
     netns: str
     run_dir: Path
     charon: Supervisor
+    datapath: Supervisor  # the userspace GRE datapath (no daemon until one is needed)
+    needs_charon: bool = False  # it has IPsec connections
+    tunnels: tuple[gre.GreTunnel, ...] = ()  # its GRE connections' tunnels
+    link_ids: dict[str, str] = field(default_factory=dict)  # GRE or L3 device -> connection id
+    links_observed: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})  # when, and what
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # conn name -> the config loaded
     keys: dict[str, str] = field(default_factory=dict)  # conn name -> the shared key loaded
     generations: dict[str, int] = field(default_factory=dict)  # conn name -> the reset generation it runs
@@ -83,12 +95,24 @@ class GatewayReconciler:
     compartments unfenced (tests of the compartments alone)."""
 
     def __init__(
-        self, node: str, prefix: str, run_root: Path, *, libipsec: bool, watchdog: Daemon | None = None
+        self,
+        node: str,
+        prefix: str,
+        run_root: Path,
+        *,
+        libipsec: bool,
+        kernel_gre: bool = False,
+        vlan: bool = False,
+        provider_device: str | None = None,
+        watchdog: Daemon | None = None,
     ) -> None:
         self.node = node
         self.compartment_prefix = compartment_prefix(prefix, node)
         self.run_root = run_root
         self.libipsec = libipsec
+        self.kernel_gre = kernel_gre
+        self.vlan = vlan  # the kernel has 802.1Q: L3 connections with a vlanId can run here
+        self.provider_device = provider_device  # the node's interface on the provider network (L3 connections)
         self.carried: dict[str, _Carried] = {}  # compartment key -> what runs for it
         self._lock = threading.Lock()  # the pass and `observe` share `carried`
         self._observed: dict[str, dict[str, Any]] = {}
@@ -118,7 +142,10 @@ class GatewayReconciler:
             return True  # nothing may run: nothing to repair
         if self.fenced_by is not None:
             return False  # the watchdog holds a lease again: a pass brings the compartments back
-        return all(c.charon.healthy() for c in list(self.carried.values()))
+        return all(
+            (not c.needs_charon or c.charon.healthy()) and (not c.datapath.daemon or c.datapath.healthy())
+            for c in list(self.carried.values())
+        )
 
     def fenced(self) -> str | None:
         """Why this node may run no compartment now (None: it may): the watchdog fenced them, or the lease it
@@ -151,6 +178,9 @@ class GatewayReconciler:
             unfenced, self.fenced_by = self.fenced_by is not None, None
             links = ip_json(None, "addr", "show")
             by_name = {link["ifname"]: link for link in links}
+            provider = by_name.get(self.provider_device or "")
+            if provider is not None and "UP" not in provider.get("flags", ()):  # the watchdog fenced it
+                ip_batch(None, [f"link set {self.provider_device} up"])
             transit = transit_pairs({c.vni for c in wanted.values() if c.vni is not None}, links)
             node_routes: list[Route] = []
             loaded: list[_Carried] = []  # compartments (re)loaded by this pass: initiated at its end
@@ -170,14 +200,18 @@ class GatewayReconciler:
                         or unfenced
                         or held is None
                         or held.applied != (spec, compartment)
-                        or not held.charon.alive()
+                        or (held.needs_charon and not held.charon.alive())
+                        or (held.datapath.daemon is not None and not held.datapath.alive())
                     ):
                         # Only what changed: a pool node carries many compartments, a change touches one.
                         realize(spec, None, check_vms=full)
-                        carried = self._charon(key, spec.netns)
+                        carried = self._carried(key, spec.netns)
                         carried.applied = None
-                        self._connections(carried, compartment)
-                        loaded.append(carried)
+                        self._tunnels(carried, compartment)
+                        self._links(carried, compartment)
+                        if self._charon(carried, compartment):
+                            self._connections(carried, compartment)
+                            loaded.append(carried)
                         carried.applied = (spec, compartment)
                     outcome.resources[compartment.virtual_network_gateway] = {"state": "Succeeded", "message": ""}
                     for connection in compartment.connections:
@@ -191,7 +225,8 @@ class GatewayReconciler:
             for carried in loaded:  # only now does the node route the site's answers (to the VIP) in
                 self._initiate_now(carried)
             outcome.details = {"compartments": len(wanted), "removed": removed, "changes": changes,
-                               "datapath": "libipsec" if self.libipsec else "xfrm", **self._lease()}  # fmt: skip
+                               "datapath": "libipsec" if self.libipsec else "xfrm",
+                               "greDatapath": "ip_gre" if self.kernel_gre else "gre_tun", **self._lease()}  # fmt: skip
         self.observe()
         return outcome
 
@@ -236,6 +271,7 @@ class GatewayReconciler:
         own = [str(a) for a in (compartment.private_ip_address, compartment.vip) if a is not None]
         own += [str(a) for a in compartment.subnet_gateways if a.version == 4]
         remotes = tuple(Remote.of(r) for r in compartment.remotes)
+        gre_remotes = [t.remote for c in compartment.connections if (t := gre.tunnel_of(c)) is not None]
         return RouterSpec(
             netns=self.netns_of(compartment.vni),
             vni=compartment.vni,
@@ -245,21 +281,52 @@ class GatewayReconciler:
             gateways=tuple(sorted(set(own))),
             ports=(),
             remotes=remotes,
-            filter_body=compartment_guard(str(compartment.vip) if compartment.vip else None),
+            filter_body=compartment_guard(str(compartment.vip) if compartment.vip else None, gre_remotes),
             nat_body=NO_NAT,
         )
 
-    def _charon(self, key: str, netns: str) -> _Carried:
+    def _carried(self, key: str, netns: str) -> _Carried:
         carried = self.carried.get(key)
         if carried is None:
             run_dir = self.run_root / netns
             daemon = strongswan.charon_daemon(netns, run_dir, libipsec=self.libipsec)
-            carried = self.carried[key] = _Carried(netns, run_dir, Supervisor(daemon))
-        if carried.charon.ensure():  # (re)started: it holds nothing until loaded again
-            log.info("charon of %s started (%s)", netns, carried.charon.reason)
+            carried = self.carried[key] = _Carried(netns, run_dir, Supervisor(daemon), Supervisor())
+        return carried
+
+    def _charon(self, carried: _Carried, compartment: Compartment) -> bool:
+        """Run the compartment's charon if it has IPsec connections, stop it if not; True if it runs."""
+        carried.needs_charon = any(c.connection_type == "IPsec" for c in compartment.connections)
+        if not carried.needs_charon:
+            if carried.loaded or carried.charon.alive():
+                carried.charon.stop()
             carried.loaded.clear()
             carried.keys.clear()
-        return carried
+            carried.connections = {}
+            return False
+        if carried.charon.ensure():  # (re)started: it holds nothing until loaded again
+            log.info("charon of %s started (%s)", carried.netns, carried.charon.reason)
+            carried.loaded.clear()
+            carried.keys.clear()
+        return True
+
+    def _tunnels(self, carried: _Carried, compartment: Compartment) -> None:
+        """The compartment's GRE devices and routes, and its userspace datapath where the kernel has no GRE."""
+        tunnels = {t.device: (t, c.id) for c in compartment.connections if (t := gre.tunnel_of(c)) is not None}
+        carried.tunnels = tuple(sorted(t for t, _id in tunnels.values()))
+        carried.link_ids = {device: cid for device, (_t, cid) in tunnels.items()}
+        carried.links_observed = (0.0, {})
+        if compartment.vip is None or not carried.tunnels:
+            if carried.datapath.daemon is not None:
+                carried.datapath.stop()
+                carried.datapath.daemon = None
+            gre.ensure_tunnels(carried.netns, "", (), kernel=self.kernel_gre)
+            return
+        vip = str(compartment.vip)
+        gre.ensure_tunnels(carried.netns, vip, carried.tunnels, kernel=self.kernel_gre, remove=self.kernel_gre)
+        if not self.kernel_gre:  # the datapath lets go of a tunnel's device before it is removed
+            if carried.datapath.ensure(gre.datapath_daemon(carried.netns, carried.run_dir, vip, carried.tunnels)):
+                log.info("GRE datapath of %s started (%s)", carried.netns, carried.datapath.reason)
+            gre.ensure_tunnels(carried.netns, vip, carried.tunnels, kernel=False)
 
     def _connections(self, carried: _Carried, compartment: Compartment) -> None:
         """Load what differs, unload what went (initiating is `_initiate_now`'s, once the node routes the VIP)."""
@@ -339,6 +406,7 @@ class GatewayReconciler:
             with contextlib.suppress(LinuxError):  # already gone
                 ip_batch(None, [f"link set t{vni} down"])
             carried.charon.stop()
+            carried.datapath.stop()
             with contextlib.suppress(LinuxError):  # the pair goes with it, whatever still holds the namespace
                 ip_batch(None, [f"link del t{vni}"])
             shutil.rmtree(carried.run_dir, ignore_errors=True)
@@ -349,6 +417,7 @@ class GatewayReconciler:
                 run_dir = self.run_root / name
                 if run_dir.exists():
                     Supervisor(strongswan.charon_daemon(name, run_dir, libipsec=self.libipsec)).stop()
+                    Supervisor(gre.datapath_daemon(name, run_dir, "", ())).stop()
                     shutil.rmtree(run_dir, ignore_errors=True)
                 delete_netns(name)
                 removed += 1
@@ -383,7 +452,12 @@ class GatewayReconciler:
         for carried in list(self.carried.values())[: limits.REPORT_DAEMONS]:
             state = carried.charon.state()
             alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
-            daemons[f"charon {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+            if carried.needs_charon:
+                daemons[f"charon {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+            if carried.datapath.daemon is not None:
+                state = carried.datapath.state()
+                alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
+                daemons[f"gre {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
         if self.watchdog is not None:
             state = self.watchdog.state()
             alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
@@ -391,6 +465,47 @@ class GatewayReconciler:
         return {"connections": dict(self._observed), "daemons": daemons}
 
     def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:
+        return {**self._observe_ipsec(carried), **self._observe_links(carried)}
+
+    def _links(self, carried: _Carried, compartment: Compartment) -> None:
+        """The compartment's L3 forwarding links on the node's provider network."""
+        links = {link.device: (link, c.id) for c in compartment.connections if (link := l3.link_of(c)) is not None}
+        for link, _id in links.values():
+            if link.vlan is not None and not self.vlan:
+                raise LinuxError(f"VLAN {link.vlan}: this node's kernel has no 802.1Q")
+        l3.ensure_links(carried.netns, self.provider_device, [link for link, _id in links.values()])
+        carried.link_ids.update({device: cid for device, (_link, cid) in links.items()})
+
+    def _observe_links(self, carried: _Carried) -> dict[str, dict[str, Any]]:
+        """Each GRE or L3 connection: Connected while its device is up with carrier (a userspace GRE datapath
+        holds its TUN's); its bytes are the device's (a tunnel's inner packets; in: from the site)."""
+        if not carried.link_ids:
+            return {}
+        at, last = carried.links_observed
+        if time.monotonic() - at < LINKS_OBSERVE_S:
+            return last
+        try:
+            devices = counters(carried.netns, (gre.PREFIX, l3.PREFIX))
+        except LinuxError:
+            devices = {}
+        out: dict[str, dict[str, Any]] = {}
+        for device, connection_id in carried.link_ids.items():
+            seen = devices.get(device)
+            report: dict[str, Any] = {
+                "connectionStatus": "Connected" if seen is not None and seen.up else "NotConnected",
+                "ingressBytesTransferred": seen.received_bytes if seen else 0,
+                "egressBytesTransferred": seen.sent_bytes if seen else 0,
+            }
+            if seen is None:
+                report["reason"] = f"its device {device} is missing"
+            elif not seen.up:
+                userspace = device.startswith(gre.PREFIX) and not self.kernel_gre
+                report["reason"] = "the GRE datapath is not running" if userspace else f"its device {device} is down"
+            out[connection_id] = report
+        carried.links_observed = (time.monotonic(), out)
+        return out
+
+    def _observe_ipsec(self, carried: _Carried) -> dict[str, dict[str, Any]]:
         if not carried.connections:
             return {}
         try:

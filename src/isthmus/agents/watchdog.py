@@ -96,9 +96,10 @@ def stamp_agent(run_dir: Path) -> None:
     _write_whole(run_dir / AGENT_STAMP, f"{time.monotonic():.3f}")
 
 
-def fence_compartments(run_dir: Path, prefix: str, netns: str | None = None) -> list[str]:
+def fence_compartments(run_dir: Path, prefix: str, netns: str | None = None, provider: str | None = None) -> list[str]:
     """Kill every compartment's charon and take the node's side of every transit link down (in `netns`, or
-    the namespace this process runs in); what it did."""
+    the namespace this process runs in), and its provider-network interface, the parent of every L3 link;
+    what it did."""
     ip = ["ip", "-n", netns] if netns else ["ip"]
     done = []
     for directory in sorted(run_dir.glob(f"{prefix}*")):
@@ -110,7 +111,8 @@ def fence_compartments(run_dir: Path, prefix: str, netns: str | None = None) -> 
             except ProcessLookupError:
                 pass
     links = json.loads(subprocess.run([*ip, "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
-    up = [link["ifname"] for link in links if TRANSIT.fullmatch(link["ifname"]) and "UP" in link.get("flags", [])]
+    up = [link["ifname"] for link in links if (TRANSIT.fullmatch(link["ifname"]) or link["ifname"] == provider)
+          and "UP" in link.get("flags", [])]  # fmt: skip
     if up:
         lines = "".join(f"link set {name} down\n" for name in up)
         subprocess.run([*ip, "-force", "-batch", "-"], input=lines, text=True, capture_output=True, check=False)
@@ -142,8 +144,10 @@ class Watchdog:
         interval: float = 0.1,
         agent_grace: float = AGENT_GRACE_S,
         netns: str | None = None,
+        provider: str | None = None,
     ) -> None:
         self.node = node
+        self.provider = provider  # the node's provider-network interface: taken down with the transit links
         self.netns = netns  # where the transit links are (None: this process's namespace, the node's)
         self.client = client
         self.run_dir = run_dir
@@ -246,7 +250,7 @@ class Watchdog:
                 self.view.last_fence = {"epoch": self.view.epoch, "reason": why, "at": round(time.time(), 3)}
             self.view.fenced, self.view.holding, self.view.reason = True, False, why
             write_view(self.run_dir, self.view)  # first: the agent must not restart what is stopped next
-            done = fence_compartments(self.run_dir, self.prefix, self.netns)
+            done = fence_compartments(self.run_dir, self.prefix, self.netns, self.provider)
         log.warning("fenced: %s (%s)", why, "; ".join(done) or "nothing ran")
 
     def _witnesses(self) -> list[str]:
@@ -278,7 +282,7 @@ class Watchdog:
 
 
 def command(node: str, controller: str, token_file: Path, ca: str | None, run_dir: Path, compartment_prefix: str,
-            address: str | None) -> tuple[str, ...]:  # fmt: skip
+            address: str | None, provider: str | None = None) -> tuple[str, ...]:  # fmt: skip
     """The watchdog's command line (what the agent supervises, and what /proc shows)."""
     import sys
 
@@ -288,6 +292,8 @@ def command(node: str, controller: str, token_file: Path, ca: str | None, run_di
         argv += ["--ca", ca]
     if address:
         argv += ["--address", address]
+    if provider:
+        argv += ["--provider-device", provider]
     return tuple(argv)
 
 
@@ -300,13 +306,14 @@ def main() -> None:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--prefix", required=True, help="the node's compartment namespaces' prefix")
     parser.add_argument("--address", help="this node's underlay address (the MUXes route its VIPs to it)")
+    parser.add_argument("--provider-device", help="the node's provider-network interface (L3 links' parent)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s watchdog {args.node} %(levelname)s %(message)s")
     client = LeaseClient(args.controller, args.token_file.read_text().strip(), args.ca, args.node)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Watchdog(args.node, client, args.run_dir, args.prefix, args.address).run(stop)
+    Watchdog(args.node, client, args.run_dir, args.prefix, args.address, provider=args.provider_device).run(stop)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,10 @@ def gateway(
     address: str | None = typer.Option(None, help="Underlay address to register."),
     netns_prefix: str = typer.Option("isthmus-", help="Prefix of the compartment namespaces this agent creates."),
     run_dir: Path | None = typer.Option(None, help="The compartments' charons (default /run/isthmus/NODE)."),
+    provider_device: str | None = typer.Option(None, help="The interface on the provider network (L3 connections)."),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """A gateway node of a pool: one compartment per virtual network gateway it carries, IKEv2 by charon."""
+    """A gateway node of a pool: one compartment per virtual network gateway it carries (IKEv2 by charon, GRE)."""
     from isthmus.agents import watchdog
     from isthmus.agents.gateway import GatewayReconciler, compartment_prefix
     from isthmus.linux.datapath import probe_for_registration
@@ -102,11 +103,14 @@ def gateway(
 
     _logging("gateway", node, log_level)
     capabilities = probe_for_registration()
-    ipsec = (capabilities or {}).get("datapath", {}).get("ipsec", "libipsec")
+    datapath = (capabilities or {}).get("datapath", {})
     run_root = run_dir or Path("/run/isthmus") / node
     prefix = compartment_prefix(netns_prefix, node)
     # The lease holder and fence, a process of its own: it outlives this agent (agents/watchdog.py).
-    guard = Daemon("watchdog", watchdog.command(node, controller, token_file, ca, run_root, prefix, address), run_root,
+    guard = Daemon("watchdog", watchdog.command(node, controller, token_file, ca, run_root, prefix, address,
+                                                provider_device), run_root,
                    probe=lambda: (run_root / watchdog.LEASE_FILE).exists(), stop_timeout=2.0)  # fmt: skip
-    reconciler = GatewayReconciler(node, netns_prefix, run_root, libipsec=ipsec != "xfrm", watchdog=guard)
+    reconciler = GatewayReconciler(node, netns_prefix, run_root, libipsec=datapath.get("ipsec") != "xfrm",
+                                   kernel_gre=datapath.get("gre") == "ip_gre", vlan=datapath.get("vlan") == "8021q",
+                                   provider_device=provider_device, watchdog=guard)  # fmt: skip
     _start("gateway", node, controller, token_file, ca, address, reconciler, log_level, capabilities)

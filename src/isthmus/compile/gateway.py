@@ -139,14 +139,21 @@ def _gre(settings: Mapping[str, Any] | None) -> GreSettings | None:
     if settings is None:
         return None
     local, remote = settings.get("tunnelAddress"), settings.get("remoteTunnelAddress")
-    return GreSettings(settings.get("key"), ip_interface(local) if local else None, address(remote) if remote else None)
+    return GreSettings(
+        settings.get("key"),
+        ip_interface(local) if local else None,
+        address(remote) if remote else None,
+        bool(settings.get("checksum")),
+    )
 
 
 def _l3(settings: Mapping[str, Any] | None) -> L3ForwardingSettings | None:
     if settings is None:
         return None
     local, hop = settings.get("localAddress"), settings.get("nextHop")
-    return L3ForwardingSettings(ip_interface(local) if local else None, address(hop) if hop else None)
+    return L3ForwardingSettings(
+        ip_interface(local) if local else None, address(hop) if hop else None, settings.get("vlanId")
+    )
 
 
 def _selector(policy: Mapping[str, Any]) -> TrafficSelector:

@@ -1,8 +1,9 @@
 """`isthmus lab up|down|status`: the whole fabric in network namespaces on one machine.
 
     internet host ── br-inet ── ToR (FRR) ── br-under (198.18.0.0/24) ──┬── mux1 ── …
-     198.51.100.10              198.18.0.1                              ├── gw1..gwN (no agents yet)
+     198.51.100.10              198.18.0.1                              ├── gw1..gwN ── prov0 ── br-prov
                                                                         └── h1..hN ── VNet routers ── VMs
+    (br-prov: the provider network of L3 connections; provider routers are sites on it, lab/sites.py)
     controller (root netns, loopback for the CLI; a socket in ctl on 198.18.255.1) ── br-mgmt ── every node
 
 A lab is its workdir's state file (lab.json) and the prefix recorded there: every namespace it creates starts
@@ -33,6 +34,7 @@ from isthmus.lab.topology import (
     CONTROLLER,
     INTERNET_HOST,
     MUX_ASN,
+    PROVIDER_DEVICE,
     PUBLIC_POOL,
     TOR_ASN,
     TOR_UNDERLAY,
@@ -42,6 +44,7 @@ from isthmus.lab.topology import (
     Node,
     Topology,
 )
+from isthmus.linux.offload import set_tx_checksum
 from isthmus.linux.run import add_netns, delete_netns, ip_batch, list_netns, netns_pids, sysctl
 
 if TYPE_CHECKING:
@@ -221,8 +224,9 @@ def up(workdir: Path, topology: Topology, *, kernel_nodes: Sequence[str] = (), l
 def _build_network(topology: Topology, kernel_nodes: set[str]) -> None:
     fabric = topology.netns("fabric")
     add_netns(fabric)
-    ip_batch(fabric, [f"link add {br} type bridge" for br in ("br-under", "br-mgmt", "br-inet")]
-             + ["link set br-under mtu 9000 up", "link set br-mgmt up", "link set br-inet up"])  # fmt: skip
+    ip_batch(fabric, [f"link add {br} type bridge" for br in ("br-under", "br-mgmt", "br-inet", "br-prov")]
+             + ["link set br-under mtu 9000 up", "link set br-mgmt up", "link set br-inet up",
+                "link set br-prov up"])  # fmt: skip
 
     def attach(netns: str, bridge: str, outside: str, inside: str, address: str, mtu: int = 1500) -> None:
         ip_batch(fabric, [f"link add {outside} mtu {mtu} type veth peer name {inside} netns {netns}",
@@ -235,6 +239,9 @@ def _build_network(topology: Topology, kernel_nodes: set[str]) -> None:
     sysctl(tor_ns, NODE_SYSCTLS)
     attach(tor_ns, "br-under", "u-tor", "under0", f"{TOR_UNDERLAY}/{UNDERLAY_PREFIXLEN}", UNDERLAY_MTU)
     attach(tor_ns, "br-inet", "i-tor", "inet0", f"{TOR_UPLINK}/24")
+    # The internet carries finished checksums: one a kernel node's virtio NIC left for the hardware (a GRE
+    # checksum, say) is completed by the ToR, as a physical NIC would have.
+    set_tx_checksum(tor_ns, "inet0", False)
     attach(inet, "br-inet", "i-inet", "eth0", f"{INTERNET_HOST}/24")
     ip_batch(inet, [f"route add default via {TOR_UPLINK}"])
     attach(ctl, "br-mgmt", "m-ctl", "mgmt0", f"{CONTROLLER}/24")
@@ -247,6 +254,10 @@ def _build_network(topology: Topology, kernel_nodes: set[str]) -> None:
         attach(netns, "br-under", f"u-{node.name}", "under0", f"{node.underlay}/{UNDERLAY_PREFIXLEN}", UNDERLAY_MTU)
         attach(netns, "br-mgmt", f"m-{node.name}", "mgmt0", f"{node.management}/24")
         ip_batch(netns, [f"route add default via {TOR_UNDERLAY}"])
+        if node.role == "gateway":
+            ip_batch(fabric, [f"link add p-{node.name} type veth peer name {PROVIDER_DEVICE} netns {netns}",
+                              f"link set p-{node.name} master br-prov up"])  # fmt: skip
+            ip_batch(netns, [f"link set {PROVIDER_DEVICE} up"])
 
 
 def _declare(state: LabState, topology: Topology) -> None:
@@ -293,6 +304,8 @@ def _agent_command(state: LabState, node: Node, token_file: str, ca: str, log_le
         command += ["--netns-prefix", state.prefix]
     if node.role in ("mux", "gateway"):
         command += ["--run-dir", str(tor.run_dir(state.topology.netns(node.name)))]
+    if node.role == "gateway":
+        command += ["--provider-device", PROVIDER_DEVICE]
     return command
 
 

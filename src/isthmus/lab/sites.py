@@ -1,12 +1,14 @@
-"""Remote sites: an on-premises network with its own strongSwan, on the lab's internet segment.
+"""Remote sites: an on-premises network with its own strongSwan or GRE endpoint, on the lab's internet segment.
 
-    br-inet ── eth0 198.51.100.X ── site netns (charon, from a swanctl.conf the caller wrote) ── lan0
-                                                                                               │
-                                               on-premises host netns ── eth0 (prefix's .10) ──┘
+    br-inet ── eth0 198.51.100.X ── site netns (charon, or the GRE endpoint) ── lan0
+                                                                                │
+                                on-premises host netns ── eth0 (prefix's .10) ──┘
 
-The site's IPsec configuration is never isthmus': the caller hands over a swanctl.conf (a test writes it by
-hand; `isthmus lab site create --swanctl FILE`), loaded with swanctl into the site's own charon, which runs
-with userspace ESP unless the kernel has it. Its PID is recorded in the lab's state; `lab down` stops it and
+The site's configuration is never isthmus': the caller hands over a swanctl.conf (a test writes it by hand;
+`isthmus lab site create --swanctl FILE`), loaded with swanctl into the site's own charon, which runs with
+userspace ESP unless the kernel has it; or a GRE site's own settings (`GreEnd`: the VIP, key, checksum,
+tunnel address, the prefixes it routes into the tunnel) for its scapy endpoint (lab/gre_site.py), which
+shares no code with the gateway's datapath. Its PID is recorded in the lab's state; `lab down` stops it and
 removes the namespaces with the rest of the lab.
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
 from pathlib import Path
 
 from isthmus.lab.fabric import RUN_ROOT, SITES_FILE, LabError, LabState, _kill
+from isthmus.lab.gre_site import STATS, GreEnd, config_text
 from isthmus.lab.topology import TOR_UPLINK
 from isthmus.linux.run import LinuxError, add_netns, delete_netns, ip_batch, list_netns, netns_pids, sysctl
 from isthmus.linux.supervisor import Daemon, DaemonError, Supervisor, socket_answers
@@ -44,13 +48,25 @@ class Site:
     host_address: str
     run_dir: str
     libipsec: bool = True
+    gre: GreEnd | None = None  # a GRE site's endpoint (None: an IPsec site)
+
+    @property
+    def gre_stats(self) -> dict[str, int]:
+        """A GRE site's counters: sent, received, wrong_key, bad_checksum."""
+        path = Path(self.run_dir) / STATS
+        return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
 def _sites(state: LabState) -> dict[str, Site]:
     path = Path(state.workdir) / SITES_FILE
     if not path.exists():
         return {}
-    return {name: Site(**entry) for name, entry in json.loads(path.read_text()).items()}
+    out = {}
+    for name, entry in json.loads(path.read_text()).items():
+        end = entry.pop("gre", None)
+        gre = GreEnd(**{**end, "routes": tuple(end["routes"])}) if end else None
+        out[name] = Site(**entry, gre=gre)
+    return out
 
 
 def _save(state: LabState, sites: dict[str, Site]) -> None:
@@ -61,8 +77,12 @@ def listing(state: LabState) -> list[Site]:
     return [site for _name, site in sorted(_sites(state).items())]
 
 
-def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: str, *, libipsec: bool = True) -> Site:
-    """Build site `name` and load `swanctl_conf` into its charon; LabError (and nothing left) on bad input."""
+def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: str | None = None, *,
+           libipsec: bool = True, gre: GreEnd | None = None) -> Site:  # fmt: skip
+    """Build site `name` and load `swanctl_conf` into its charon, or run its GRE endpoint (`gre`); LabError (and
+    nothing left) on bad input."""
+    if (swanctl_conf is None) == (gre is None):
+        raise LabError(f"site {name}: give either a swanctl.conf (IPsec) or GRE settings")
     if not name.isalnum() or len(name) > 8:
         raise LabError(f"site name {name!r}: up to 8 letters and digits")
     if name in _sites(state):
@@ -79,15 +99,16 @@ def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: 
     topology = state.topology
     netns = topology.netns(f"site-{name}")
     host = str(network.network_address + 10)
-    site = Site(name, str(public.ip), str(network), netns, f"{netns}-h", host, str(RUN_ROOT / netns), libipsec)
+    site = Site(name, str(public.ip), str(network), netns, f"{netns}-h", host, str(RUN_ROOT / netns), libipsec, gre)
     try:
         _build(state, site, network)
-        supervisor = Supervisor(_charon(site))
+        supervisor = Supervisor(_endpoint(site))
         supervisor.ensure()
         assert supervisor.pid is not None
         state.record(f"site-{name}", supervisor.pid)
         state.save()
-        load(site, swanctl_conf)
+        if swanctl_conf is not None:
+            load(site, swanctl_conf)
     except (LinuxError, DaemonError, LabError) as error:
         _remove(state, site)
         raise LabError(f"site {name}: {error}") from None
@@ -147,8 +168,13 @@ def _build(state: LabState, site: Site, network: IPv4Network | IPv6Network) -> N
                                "link set lo up", f"route add default via {router}"])  # fmt: skip
 
 
-def _charon(site: Site) -> Daemon:
+def _endpoint(site: Site) -> Daemon:
+    """The site's charon, or its GRE endpoint."""
     run = Path(site.run_dir)
+    if site.gre is not None:
+        return Daemon("gre-site", (sys.executable, "-m", "isthmus.lab.gre_site", str(run / "site.json")), run,
+                      site.netns, configs={"site.json": config_text(site.address, site.gre)}, stale=(run / STATS,),
+                      probe=lambda: (run / STATS).exists())  # fmt: skip
     return Daemon(
         "charon", ("/usr/lib/ipsec/charon",), run, site.netns,
         configs={"strongswan.conf": SITE_CONF % (" kernel-libipsec" if site.libipsec else "")},
@@ -159,7 +185,7 @@ def _charon(site: Site) -> Daemon:
 
 def _remove(state: LabState, site: Site) -> None:
     if site.run_dir:
-        Supervisor(_charon(site)).stop()  # by its record, if it started
+        Supervisor(_endpoint(site)).stop()  # by its record, if it started
     state.pids.pop(f"site-{site.name}", None)
     state.save()
     existing = list_netns()

@@ -150,6 +150,16 @@ class Tenant:
         }
         return self.put(f"connections/{name}", properties)
 
+    def gre_connection(self, name: str, gateway: str, local: str, **settings: Any) -> dict[str, Any]:
+        """A GRE connection (isthmus' type) from `gateway` to `local`; `settings` are its greSettings."""
+        properties = {
+            "connectionType": "GRE",
+            "virtualNetworkGateway1": {"id": self.id(f"virtualNetworkGateways/{gateway}")},
+            "localNetworkGateway2": {"id": self.id(f"localNetworkGateways/{local}")},
+            "greSettings": settings,
+        }
+        return self.put(f"connections/{name}", properties)
+
     def wait_connection(self, name: str, status: str = "Connected", timeout: float = 30.0) -> dict[str, Any]:
         """Poll the connection until its connectionStatus is `status` (the last read when time is up)."""
         deadline = time.monotonic() + timeout

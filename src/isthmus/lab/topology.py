@@ -14,6 +14,7 @@ PUBLIC_POOL = "203.0.113.0/24"
 TOR_ASN = 65000
 MUX_ASN = 65010
 UNDERLAY_MTU = 9000
+PROVIDER_DEVICE = "prov0"  # a gateway node's interface on the provider network (br-prov): L3 connections
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
     ipsec     "xfrm"       ESP SAs in the kernel (XFRM)
               "libipsec"   ESP in user space (strongSwan's kernel-libipsec over a TUN device)
     gre       "ip_gre"     keyed GRE tunnels in the kernel
-              "unavailable"
+              "gre_tun"    isthmus' own userspace GRE datapath over TUN devices (linux/gre_datapath.py)
     vlan      "8021q"      802.1Q sub-interfaces
               "unavailable"
     overlay   "vxlan"      the VNet overlay as kernel VXLAN devices
@@ -37,7 +37,7 @@ def choose_datapath(caps: Capabilities) -> dict[str, str]:
     """function -> the implementation this node uses (see the module's docstring for the names)."""
     return {
         "ipsec": "xfrm" if caps.esp else "libipsec",
-        "gre": "ip_gre" if caps.gre else UNAVAILABLE,
+        "gre": "ip_gre" if caps.gre else "gre_tun",
         "vlan": "8021q" if caps.vlan else UNAVAILABLE,
         "overlay": "vxlan" if caps.vxlan else UNAVAILABLE,
         "filter": "nftables" if caps.nft else UNAVAILABLE,

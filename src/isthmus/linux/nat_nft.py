@@ -48,10 +48,10 @@ def host_guard(outbound: str | None, infrastructure: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def compartment_guard(vip: str | None) -> str:
-    """A gateway compartment's filter: from the fabric only IKE, ESP and ping reach its VIP, and nothing
-    crosses between the fabric and the VNet but tunnelled traffic (ESP decrypted by the kernel carries a
-    secpath; with userspace ESP it arrives on the TUN device instead of up0)."""
+def compartment_guard(vip: str | None, gre_remotes: Sequence[str] = ()) -> str:
+    """A gateway compartment's filter: from the fabric only IKE, ESP, ping and GRE from its sites' endpoints
+    reach its VIP, and nothing crosses between the fabric and the VNet but tunnelled traffic (ESP decrypted by
+    the kernel carries a secpath; userspace ESP and GRE arrive on their own devices instead of up0)."""
     lines = ["chain input {", "type filter hook input priority filter; policy accept;"]
     if vip:
         lines += [
@@ -59,6 +59,9 @@ def compartment_guard(vip: str | None) -> str:
             f'iifname "up0" ip daddr {vip} ip protocol esp accept',
             f'iifname "up0" ip daddr {vip} icmp type echo-request accept',
         ]
+        if gre_remotes:
+            lines.append(f'iifname "up0" ip daddr {vip} ip saddr {{ {", ".join(sorted(set(gre_remotes)))} }} '
+                         "ip protocol gre accept")  # fmt: skip
     lines += [
         'iifname "up0" ct state established,related accept',
         'iifname "up0" drop',

@@ -1,6 +1,7 @@
 """Routes, neighbours and FDB entries an agent owns, reconciled as whole sets.
 
-Routes carry protocol 77 (isthmus), so the agent finds exactly its own and never touches others.
+Routes carry protocol 77 (isthmus), so the agent finds exactly its own and never touches others; a part that
+manages a set of its own apart from the rest (a compartment's tunnels) uses another protocol number.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ class Route:
         return f"{self.destination}{via} dev {self.device}{onlink}"
 
 
-def owned_routes(netns: str | None) -> set[Route]:
+def owned_routes(netns: str | None, proto: str = PROTO) -> set[Route]:
     routes = set()
-    for entry in ip_json(netns, "route", "show", "proto", PROTO):
+    for entry in ip_json(netns, "route", "show", "proto", proto):
         dst = entry["dst"]
         dst = dst.removesuffix("/32")
         if entry.get("type") == "blackhole":
@@ -40,18 +41,20 @@ def owned_routes(netns: str | None) -> set[Route]:
     return routes
 
 
-def route_changes(actual: set[Route], desired: Iterable[Route]) -> list[str]:
+def route_changes(actual: set[Route], desired: Iterable[Route], proto: str = PROTO) -> list[str]:
     """ip batch lines taking the owned routes from `actual` to `desired` (nothing if equal)."""
     wanted = set(desired)
-    lines = [f"route del {r.spec()} proto {PROTO}" for r in sorted(actual - wanted)]
-    lines += [f"route replace {r.spec()} proto {PROTO}" for r in sorted(wanted - actual)]
+    lines = [f"route del {r.spec()} proto {proto}" for r in sorted(actual - wanted)]
+    lines += [f"route replace {r.spec()} proto {proto}" for r in sorted(wanted - actual)]
     return lines
 
 
-def ensure_routes(netns: str | None, desired: Iterable[Route], actual: set[Route] | None = None) -> int:
-    """Make the owned routes exactly `desired`; `actual` (what the caller knows it left there) spares
-    reading them from the kernel."""
-    lines = route_changes(owned_routes(netns) if actual is None else actual, desired)
+def ensure_routes(
+    netns: str | None, desired: Iterable[Route], actual: set[Route] | None = None, proto: str = PROTO
+) -> int:
+    """Make the routes of protocol `proto` exactly `desired`; `actual` (what the caller knows it left there)
+    spares reading them from the kernel."""
+    lines = route_changes(owned_routes(netns, proto) if actual is None else actual, desired, proto)
     ip_batch(netns, lines)
     return len(lines)
 

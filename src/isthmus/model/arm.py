@@ -262,6 +262,7 @@ class GreSettings(Arm):
     key: int | None = Field(default=None, ge=0, le=4294967295)
     tunnelAddress: str | None = None  # this side's inner address with prefix, e.g. 198.19.0.1/30
     remoteTunnelAddress: str | None = None  # the remote's inner address, e.g. 198.19.0.2
+    checksum: bool | None = None  # RFC 2784 checksums on the tunnel's packets
 
 
 class L3ForwardingSettings(Arm):
@@ -269,6 +270,7 @@ class L3ForwardingSettings(Arm):
 
     localAddress: str | None = None  # the gateway's address on the link network, e.g. 198.19.1.1/30
     nextHop: str | None = None  # the peer router on that link, e.g. 198.19.1.2
+    vlanId: int | None = Field(default=None, ge=1, le=4094)  # the provider network's VLAN for the link
 
 
 class TrafficSelectorPolicy(Arm):

@@ -195,12 +195,14 @@ class GreSettings(_Wire):
     key: int | None
     tunnel_address: IPInterface | None
     remote_tunnel_address: IPAddress | None
+    checksum: bool = False  # RFC 2784's checksum on every packet sent (and required on every packet received)
 
 
 @dataclass(frozen=True, slots=True)
 class L3ForwardingSettings(_Wire):
     local_address: IPInterface | None
     next_hop: IPAddress | None
+    vlan_id: int | None = None  # an 802.1Q VLAN of the provider network (Windows Server SDN's L3 VLAN subnet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from isthmus.store.repo import Doc, Tx
 from isthmus.store.sealed import CLEAR, SEALED
 
 GATEWAY_SUBNET = "GatewaySubnet"
+# Tunnels' inner addresses and L3 link networks (the upper half of 198.19.0.0/16 is the hosts' transit).
+TENANT_TRANSIT = IPv4Network("198.19.0.0/17")
 # ASNs Azure keeps for itself.
 RESERVED_ASNS = {8074, 8075, 12076, 65515, 65517, 65518, 65519, 65520, 23456}
 DEFAULT_ASN = 65515
@@ -294,9 +296,11 @@ class Connections(Kind):
                         f"properties.{name}",
                     )
         if kind == "GRE":
-            properties["greSettings"] = self._gre(props)
+            properties["greSettings"] = self._gre(
+                tx, rid, props, gw_id.key, lgw.body["properties"].get("gatewayIpAddress")
+            )
         if kind == "L3":
-            properties["l3ForwardingSettings"] = self._l3(props)
+            properties["l3ForwardingSettings"] = self._l3(tx, rid, props, gw_id.key)
         return Prepared(properties, refs)
 
     @staticmethod
@@ -365,27 +369,51 @@ class Connections(Kind):
         }
 
     @staticmethod
-    def _gre(props: arm.ConnectionProperties) -> dict[str, Any]:
+    def _gre(tx: Tx, rid: ResourceId, props: arm.ConnectionProperties, gateway: str, remote: str | None
+             ) -> dict[str, Any]:  # fmt: skip
         settings = props.greSettings or arm.GreSettings()
-        out: dict[str, Any] = {}
+        if remote is None:
+            raise bad_request(
+                "GatewayIpAddressRequired",
+                "A GRE connection needs the local network gateway's gatewayIpAddress (the remote endpoint).",
+                "properties.localNetworkGateway2",
+            )
+        out: dict[str, Any] = {"checksum": bool(settings.checksum)}
         if settings.key is not None:
             out["key"] = settings.key
+        for other, body, other_remote in _sibling_connections(tx, rid, gateway):
+            other_key = body["properties"].get("greSettings", {}).get("key")
+            if body["properties"]["connectionType"] == "GRE" and other_remote == remote and other_key == settings.key:
+                keyed = f"key {settings.key}" if settings.key is not None else "no key"
+                raise bad_request(
+                    "GreKeyInUse",
+                    f"Connection {other} already runs GRE with {keyed} between this gateway and {remote}: "
+                    "two tunnels between the same endpoints need different keys.",
+                    "properties.greSettings.key",
+                )
         if settings.tunnelAddress is not None:
-            inner = _interface_address(settings.tunnelAddress, "properties.greSettings.tunnelAddress")
+            target = "properties.greSettings.tunnelAddress"
+            inner = _link_network(tx, rid, gateway, settings.tunnelAddress, target)
             out["tunnelAddress"] = settings.tunnelAddress
             if settings.remoteTunnelAddress is not None:
-                remote = address(settings.remoteTunnelAddress, "properties.greSettings.remoteTunnelAddress")
-                if remote not in inner:
+                remote_inner = address(settings.remoteTunnelAddress, "properties.greSettings.remoteTunnelAddress")
+                if remote_inner not in inner or remote_inner == ip_interface(settings.tunnelAddress).ip:
                     raise bad_request(
                         "InvalidTunnelAddress",
-                        f"{remote} is not on the tunnel network {inner}.",
+                        f"{remote_inner} is not another address of the tunnel network {inner}.",
                         "properties.greSettings.remoteTunnelAddress",
                     )
-                out["remoteTunnelAddress"] = str(remote)
+                out["remoteTunnelAddress"] = str(remote_inner)
+        elif settings.remoteTunnelAddress is not None:
+            raise bad_request(
+                "InvalidTunnelAddress",
+                "remoteTunnelAddress needs tunnelAddress (this side's address on the tunnel network).",
+                "properties.greSettings.remoteTunnelAddress",
+            )
         return out
 
     @staticmethod
-    def _l3(props: arm.ConnectionProperties) -> dict[str, Any]:
+    def _l3(tx: Tx, rid: ResourceId, props: arm.ConnectionProperties, gateway: str) -> dict[str, Any]:
         settings = props.l3ForwardingSettings
         if settings is None or not settings.localAddress or not settings.nextHop:
             raise bad_request(
@@ -393,15 +421,25 @@ class Connections(Kind):
                 "An L3 connection needs l3ForwardingSettings.localAddress and nextHop.",
                 "properties.l3ForwardingSettings",
             )
-        link = _interface_address(settings.localAddress, "properties.l3ForwardingSettings.localAddress")
+        link = _link_network(tx, rid, gateway, settings.localAddress, "properties.l3ForwardingSettings.localAddress")
         hop = address(settings.nextHop, "properties.l3ForwardingSettings.nextHop")
-        if hop not in link:
+        if hop not in link or hop == ip_interface(settings.localAddress).ip:
             raise bad_request(
                 "InvalidNextHop",
-                f"Next hop {hop} is not on the link network {link}.",
+                f"Next hop {hop} is not another address of the link network {link}.",
                 "properties.l3ForwardingSettings.nextHop",
             )
-        return {"localAddress": settings.localAddress, "nextHop": str(hop)}
+        out: dict[str, Any] = {"localAddress": settings.localAddress, "nextHop": str(hop)}
+        if settings.vlanId is not None:
+            for other, body, _remote in _sibling_connections(tx, rid, gateway):
+                if body["properties"].get("l3ForwardingSettings", {}).get("vlanId") == settings.vlanId:
+                    raise bad_request(
+                        "VlanInUse",
+                        f"Connection {other} of the same gateway already uses VLAN {settings.vlanId}.",
+                        "properties.l3ForwardingSettings.vlanId",
+                    )
+            out["vlanId"] = settings.vlanId
+        return out
 
     def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
         body = dict(doc.body)
@@ -474,6 +512,44 @@ def _check_pool_serves(tx: Tx, gateway: Doc, kind: str) -> None:
             f"{', '.join(sorted({p.get('type', '') for p in at_tier}))}).",
             "properties.connectionType",
         )
+
+
+def _sibling_connections(tx: Tx, rid: ResourceId, gateway: str) -> list[tuple[str, dict[str, Any], str | None]]:
+    """The other connections of virtual network gateway `gateway`: (name, body, their remote endpoint)."""
+    out = []
+    for source, path, _target in tx.referrers(gateway, below=False):
+        if path != "virtualNetworkGateway1" or source == rid.key:
+            continue
+        doc = tx.get(source)
+        if doc is None:
+            continue
+        local = tx.get(doc.body["properties"]["localNetworkGateway2"]["id"].lower())
+        out.append((doc.name, doc.body, local.body["properties"].get("gatewayIpAddress") if local else None))
+    return out
+
+
+def _link_network(tx: Tx, rid: ResourceId, gateway: str, text: str, target: str) -> IPv4Network | IPv6Network:
+    """A tunnel's or link's network: an address with its prefix, inside the tenants' transit range and apart
+    from every other connection's of the same gateway."""
+    network = _interface_address(text, target)
+    if not (network.version == 4 and network.subnet_of(TENANT_TRANSIT)):
+        raise bad_request(
+            "InvalidTunnelAddress",
+            f"{text} is outside the transit range tunnels and link networks use ({TENANT_TRANSIT}).",
+            target,
+        )
+    for other, body, _remote in _sibling_connections(tx, rid, gateway):
+        props = body["properties"]
+        theirs = props.get("greSettings", {}).get("tunnelAddress") or props.get("l3ForwardingSettings", {}).get(
+            "localAddress"
+        )
+        if theirs and ip_interface(theirs).network.overlaps(network):
+            raise bad_request(
+                "TunnelAddressOverlaps",
+                f"{network} overlaps {ip_interface(theirs).network} of connection {other} on the same gateway.",
+                target,
+            )
+    return network
 
 
 def _interface_address(text: str, target: str) -> IPv4Network | IPv6Network:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isthmus.lab.kernel.guest import GUEST_SHARE, Guest, GuestError, Tap, boot_guest
-from isthmus.lab.topology import TOR_UNDERLAY, UNDERLAY_MTU, UNDERLAY_PREFIXLEN, Node
+from isthmus.lab.topology import PROVIDER_DEVICE, TOR_UNDERLAY, UNDERLAY_MTU, UNDERLAY_PREFIXLEN, Node
 from isthmus.linux import capabilities
 
 EXEC_DIR = "exec"
@@ -55,11 +55,15 @@ class GuestRun:
 
 
 def taps(node: Node, fabric_netns: str) -> list[Tap]:
-    """eth0 on the underlay bridge (jumbo, as a namespace node's under0), eth1 on the management bridge."""
-    return [
+    """eth0 on the underlay bridge (jumbo, as a namespace node's under0), eth1 on the management bridge; a
+    gateway's eth2 on the provider network (its prov0)."""
+    out = [
         Tap(f"u-{node.name}", "br-under", fabric_netns, mtu=UNDERLAY_MTU),
         Tap(f"m-{node.name}", "br-mgmt", fabric_netns),
     ]
+    if node.role == "gateway":
+        out.append(Tap(f"p-{node.name}", "br-prov", fabric_netns))
+    return out
 
 
 def guest_script(node: Node, sysctls: Mapping[str, str], agent: Sequence[str] | None) -> str:
@@ -72,8 +76,10 @@ def guest_script(node: Node, sysctls: Mapping[str, str], agent: Sequence[str] | 
         "ip link set eth1 up",
         f"ip addr add {node.management}/24 dev eth1",
         f"ip route add default via {TOR_UNDERLAY}",
-        f": > {NET_UP}",
     ]
+    if node.role == "gateway":
+        lines += [f"ip link set eth2 name {PROVIDER_DEVICE}", f"ip link set {PROVIDER_DEVICE} up"]
+    lines.append(f": > {NET_UP}")
     if agent is not None:
         lines.append(f"{shlex.join(agent)} >> {AGENT_LOG} 2>&1 < /dev/null &")
     return "\n".join(lines) + "\n" + _SERVE
