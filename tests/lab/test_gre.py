@@ -111,8 +111,9 @@ def _capture(side: GreSide, tmp_path: Path) -> list[dict[str, str]]:
             tshark.wait()
     fields = ["ip.proto", "ip.src", "gre.flags.version", "gre.flags.checksum", "gre.flags.key", "gre.proto",
               "gre.key", "gre.checksum.status", "icmp.type"]  # fmt: skip
-    done = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", *(a for f in fields for a in ("-e", f)),
-                           "-E", "separator=/t", "-E", "occurrence=f"], capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    options = ["-T", "fields", *(a for f in fields for a in ("-e", f)), "-E", "separator=/t", "-E", "occurrence=f"]
+    done = subprocess.run(["tshark", "-r", str(capture), *options], capture_output=True, text=True, timeout=30,
+                          check=True)  # fmt: skip
     return [dict(zip(fields, line.split("\t"), strict=False)) for line in done.stdout.splitlines() if line]
 
 

@@ -71,6 +71,7 @@ class _Carried:
     needs_charon: bool = False  # it has IPsec connections
     tunnels: tuple[gre.GreTunnel, ...] = ()  # its GRE connections' tunnels
     link_ids: dict[str, str] = field(default_factory=dict)  # GRE or L3 device -> connection id
+    refused: dict[str, str] = field(default_factory=dict)  # connection id -> why this node cannot run it
     links_observed: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})  # when, and what
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # conn name -> the config loaded
     keys: dict[str, str] = field(default_factory=dict)  # conn name -> the shared key loaded
@@ -214,8 +215,11 @@ class GatewayReconciler:
                             loaded.append(carried)
                         carried.applied = (spec, compartment)
                     outcome.resources[compartment.virtual_network_gateway] = {"state": "Succeeded", "message": ""}
+                    refused = self.carried[key].refused if key in self.carried else {}
                     for connection in compartment.connections:
-                        outcome.resources[connection.id] = {"state": "Succeeded", "message": ""}
+                        why = refused.get(connection.id)
+                        outcome.resources[connection.id] = {"state": "Failed" if why else "Succeeded",
+                                                            "message": why or ""}  # fmt: skip
                 except (LinuxError, DaemonError, OSError) as error:
                     log.warning("compartment %s: %s", compartment.virtual_network_gateway, error)
                     for rid in (compartment.virtual_network_gateway, *(c.id for c in compartment.connections)):
@@ -470,11 +474,11 @@ class GatewayReconciler:
     def _links(self, carried: _Carried, compartment: Compartment) -> None:
         """The compartment's L3 forwarding links on the node's provider network."""
         links = {link.device: (link, c.id) for c in compartment.connections if (link := l3.link_of(c)) is not None}
-        for link, _id in links.values():
-            if link.vlan is not None and not self.vlan:
-                raise LinuxError(f"VLAN {link.vlan}: this node's kernel has no 802.1Q")
-        l3.ensure_links(carried.netns, self.provider_device, [link for link, _id in links.values()])
-        carried.link_ids.update({device: cid for device, (_link, cid) in links.items()})
+        carried.refused = {cid: f"VLAN {link.vlan}: this gateway node's kernel has no 802.1Q"
+                           for link, cid in links.values() if link.vlan is not None and not self.vlan}  # fmt: skip
+        runs = {device: (link, cid) for device, (link, cid) in links.items() if cid not in carried.refused}
+        l3.ensure_links(carried.netns, self.provider_device, [link for link, _id in runs.values()])
+        carried.link_ids.update({device: cid for device, (_link, cid) in runs.items()})
 
     def _observe_links(self, carried: _Carried) -> dict[str, dict[str, Any]]:
         """Each GRE or L3 connection: Connected while its device is up with carrier (a userspace GRE datapath

@@ -14,6 +14,7 @@ import typer
 
 from isthmus.cli.client import CliError, Column, emit, health, settings, show, when
 from isthmus.lab import fabric, sites, vms
+from isthmus.lab.gre_site import GreEnd
 from isthmus.lab.mux_routes import collect
 from isthmus.lab.topology import Topology
 from isthmus.model.ids import ResourceId
@@ -23,7 +24,9 @@ lab_app = typer.Typer(
 )
 vm_app = typer.Typer(help="Lab VMs: namespaces a host agent plugs a NIC into.", no_args_is_help=True)
 lab_app.add_typer(vm_app, name="vm")
-site_app = typer.Typer(help="Remote sites: an on-premises network behind its own strongSwan.", no_args_is_help=True)
+site_app = typer.Typer(
+    help="Remote sites: a network behind its own strongSwan, GRE endpoint or provider router.", no_args_is_help=True
+)
 lab_app.add_typer(site_app, name="site")
 WORKDIR = typer.Option(
     Path("var/lab"), "--workdir", envvar="ISTHMUS_LAB", help="The lab's directory: its state file, store and logs."
@@ -262,27 +265,41 @@ def vm_exec(
 @site_app.command("create")
 def site_create(
     name: str = typer.Argument(..., help="The site's name (up to 8 letters and digits)."),
-    address: str = typer.Option(..., help="Its public address on the internet segment, e.g. 198.51.100.20."),
+    address: str = typer.Option(..., help="Its public address (198.51.100.X), or for --l3-link its link address."),
     prefix: str = typer.Option(..., help="Its on-premises network, e.g. 192.0.2.0/26 (a host at .10)."),
-    swanctl: Path = typer.Option(..., exists=True, dir_okay=False, help="The swanctl.conf its charon loads."),
+    swanctl: Path | None = typer.Option(None, exists=True, dir_okay=False, help="IPsec: the swanctl.conf to load."),
+    gre_remote: str | None = typer.Option(None, help="GRE: the gateway's public IP, the tunnel's other end."),
+    key: int | None = typer.Option(None, help="GRE: the tunnel's key."),
+    checksum: bool = typer.Option(False, help="GRE: checksum every packet and require it."),
+    tunnel_address: str | None = typer.Option(None, help="GRE: the site's inner address, e.g. 198.19.0.2/30."),
+    l3_link: str | None = typer.Option(None, help="L3: a provider router, its link address, e.g. 198.19.1.2/30."),
+    next_hop: str | None = typer.Option(None, help="L3: the gateway's address on the link."),
+    route: list[str] = typer.Option([], help="GRE, L3: a prefix routed to the gateway (the VNet's); repeatable."),
     workdir: Path = WORKDIR,
 ) -> None:
-    """A site on the internet segment with a host behind it, its strongSwan configured from your swanctl.conf
-    (`isthmus` can write one: POST …/connections/NAME/vpndeviceconfigurationscript)."""
+    """A site with a host behind it: on the internet segment with strongSwan configured from your swanctl.conf
+    (`isthmus` can write one: POST …/connections/NAME/vpndeviceconfigurationscript) or a GRE endpoint (scapy's,
+    independent of the gateway's datapath); or a provider router (FRR) on the provider segment, for L3."""
     state = lab_state(workdir)
     with lab_errors():
-        site = sites.create(state, name, address, prefix, swanctl.read_text())
+        gre = GreEnd(gre_remote, key, checksum, tunnel_address, tuple(route)) if gre_remote else None
+        if l3_link and not next_hop:
+            raise fabric.LabError("--l3-link needs --next-hop (the gateway's address on the link)")
+        l3 = sites.L3End(l3_link, next_hop, tuple(route)) if l3_link and next_hop else None
+        site = sites.create(state, name, address, prefix, swanctl.read_text() if swanctl else None, gre=gre, l3=l3)
     print(f"site {site.name}: {site.address}, {site.prefix} with host {site.host_address} (netns {site.netns})")
 
 
 @site_app.command("list")
 def site_list(ctx: typer.Context, workdir: Path = WORKDIR) -> None:
-    """The lab's sites, and what their charon says of its SAs."""
+    """The lab's sites, and what an IPsec site's charon says of its SAs."""
     state = lab_state(workdir)
-    rows = [{**site.__dict__, "sas": sites.swanctl(site, "--list-sas").count("ESTABLISHED")}
+    rows = [{**site.__dict__, "kind": sites.kind(site),
+             "sas": sites.swanctl(site, "--list-sas").count("ESTABLISHED") if sites.kind(site) == "ipsec" else "-"}
             for site in sites.listing(state)]  # fmt: skip
     show(settings(ctx), rows, [
         Column("name", _key("name")),
+        Column("kind", _key("kind")),
         Column("address", _key("address")),
         Column("prefix", _key("prefix")),
         Column("host", _key("host_address")),

@@ -1,15 +1,17 @@
-"""Remote sites: an on-premises network with its own strongSwan or GRE endpoint, on the lab's internet segment.
+"""Remote sites: an on-premises network with its own strongSwan or GRE endpoint, on the lab's internet segment;
+or a provider network's router (FRR) on the provider segment, where L3 connections lead.
 
     br-inet ── eth0 198.51.100.X ── site netns (charon, or the GRE endpoint) ── lan0
-                                                                                │
+    br-prov ── eth0 (link network) ── site netns (FRR: zebra, staticd)         │
                                 on-premises host netns ── eth0 (prefix's .10) ──┘
 
 The site's configuration is never isthmus': the caller hands over a swanctl.conf (a test writes it by hand;
 `isthmus lab site create --swanctl FILE`), loaded with swanctl into the site's own charon, which runs with
 userspace ESP unless the kernel has it; or a GRE site's own settings (`GreEnd`: the VIP, key, checksum,
 tunnel address, the prefixes it routes into the tunnel) for its scapy endpoint (lab/gre_site.py), which
-shares no code with the gateway's datapath. Its PID is recorded in the lab's state; `lab down` stops it and
-removes the namespaces with the rest of the lab.
+shares no code with the gateway's datapath; or a provider router's (`L3End`: its address on the link network,
+the gateway's there, the prefixes it routes to it), configured into FRR's staticd. Its PIDs are recorded in
+the lab's state; `lab down` stops them and removes the namespaces with the rest of the lab.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from isthmus.lab.fabric import RUN_ROOT, SITES_FILE, LabError, LabState, _kill
 from isthmus.lab.gre_site import STATS, GreEnd, config_text
 from isthmus.lab.topology import TOR_UPLINK
+from isthmus.linux.frr import frr_daemon
 from isthmus.linux.run import LinuxError, add_netns, delete_netns, ip_batch, list_netns, netns_pids, sysctl
 from isthmus.linux.supervisor import Daemon, DaemonError, Supervisor, socket_answers
 
@@ -39,6 +42,15 @@ SITE_CONF = """charon {
 
 
 @dataclass(frozen=True)
+class L3End:
+    """A provider router's side of an L3 connection's link network."""
+
+    link_address: str  # with its prefix length, e.g. 198.19.1.2/30
+    next_hop: str  # the gateway's address on the link, where `routes` go
+    routes: tuple[str, ...]  # the VNet's prefixes
+
+
+@dataclass(frozen=True)
 class Site:
     name: str
     address: str  # its public address on the internet segment
@@ -48,7 +60,8 @@ class Site:
     host_address: str
     run_dir: str
     libipsec: bool = True
-    gre: GreEnd | None = None  # a GRE site's endpoint (None: an IPsec site)
+    gre: GreEnd | None = None  # a GRE site's endpoint
+    l3: L3End | None = None  # a provider router's link (neither: an IPsec site)
 
     @property
     def gre_stats(self) -> dict[str, int]:
@@ -63,9 +76,10 @@ def _sites(state: LabState) -> dict[str, Site]:
         return {}
     out = {}
     for name, entry in json.loads(path.read_text()).items():
-        end = entry.pop("gre", None)
+        end, link = entry.pop("gre", None), entry.pop("l3", None)
         gre = GreEnd(**{**end, "routes": tuple(end["routes"])}) if end else None
-        out[name] = Site(**entry, gre=gre)
+        l3 = L3End(**{**link, "routes": tuple(link["routes"])}) if link else None
+        out[name] = Site(**entry, gre=gre, l3=l3)
     return out
 
 
@@ -73,40 +87,51 @@ def _save(state: LabState, sites: dict[str, Site]) -> None:
     (Path(state.workdir) / SITES_FILE).write_text(json.dumps({n: asdict(s) for n, s in sorted(sites.items())}))
 
 
+def kind(site: Site) -> str:
+    """ipsec, gre or l3."""
+    return "gre" if site.gre else "l3" if site.l3 else "ipsec"
+
+
 def listing(state: LabState) -> list[Site]:
     return [site for _name, site in sorted(_sites(state).items())]
 
 
 def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: str | None = None, *,
-           libipsec: bool = True, gre: GreEnd | None = None) -> Site:  # fmt: skip
-    """Build site `name` and load `swanctl_conf` into its charon, or run its GRE endpoint (`gre`); LabError (and
+           libipsec: bool = True, gre: GreEnd | None = None, l3: L3End | None = None) -> Site:  # fmt: skip
+    """Build site `name` and load `swanctl_conf` into its charon, or run its GRE endpoint (`gre`), or make it a
+    provider router on the provider segment (`l3`; `address` is then its address on the link); LabError (and
     nothing left) on bad input."""
-    if (swanctl_conf is None) == (gre is None):
-        raise LabError(f"site {name}: give either a swanctl.conf (IPsec) or GRE settings")
+    if [swanctl_conf, gre, l3].count(None) != 2:
+        raise LabError(f"site {name}: give one of a swanctl.conf (IPsec), GRE settings or an L3 link")
     if not name.isalnum() or len(name) > 8:
         raise LabError(f"site name {name!r}: up to 8 letters and digits")
     if name in _sites(state):
         raise LabError(f"site {name} exists: delete it first (`isthmus lab site delete {name}`)")
     try:
-        public = ip_interface(f"{address}/24")
+        public = ip_interface(l3.link_address if l3 else f"{address}/24")
         network = ip_network(prefix)
     except ValueError as error:
         raise LabError(f"site {name}: {error}") from None
-    if public.network != ip_network("198.51.100.0/24") or str(public.ip) in (TOR_UPLINK, "198.51.100.10"):
+    if l3 is not None:
+        if not public.network.subnet_of(ip_network("198.19.0.0/17")):  # type: ignore[arg-type]
+            raise LabError(f"site {name}: a link network is inside 198.19.0.0/17")
+    elif public.network != ip_network("198.51.100.0/24") or str(public.ip) in (TOR_UPLINK, "198.51.100.10"):
         raise LabError(f"site {name}: its address must be a free one of the internet segment 198.51.100.0/24")
     if network.num_addresses < 16:
         raise LabError(f"site {name}: {prefix} is too small for a router and a host")
     topology = state.topology
     netns = topology.netns(f"site-{name}")
     host = str(network.network_address + 10)
-    site = Site(name, str(public.ip), str(network), netns, f"{netns}-h", host, str(RUN_ROOT / netns), libipsec, gre)
+    site = Site(name, str(public.ip), str(network), netns, f"{netns}-h", host, str(RUN_ROOT / netns), libipsec, gre,
+                l3)  # fmt: skip
     try:
         _build(state, site, network)
-        supervisor = Supervisor(_endpoint(site))
-        supervisor.ensure()
-        assert supervisor.pid is not None
-        state.record(f"site-{name}", supervisor.pid)
-        state.save()
+        for i, daemon in enumerate(_endpoints(site)):
+            supervisor = Supervisor(daemon)
+            supervisor.ensure()
+            assert supervisor.pid is not None
+            state.record(f"site-{name}" + (f"-{i}" if i else ""), supervisor.pid)
+            state.save()
         if swanctl_conf is not None:
             load(site, swanctl_conf)
     except (LinuxError, DaemonError, LabError) as error:
@@ -158,35 +183,41 @@ def _build(state: LabState, site: Site, network: IPv4Network | IPv6Network) -> N
         add_netns(netns)
     sysctl(site.netns, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
     outside = f"i-s{site.name}"[:15]
+    bridge, address = ("br-prov", site.l3.link_address) if site.l3 else ("br-inet", f"{site.address}/24")
     ip_batch(fabric, [f"link add {outside} type veth peer name eth0 netns {site.netns}",
-                      f"link set {outside} master br-inet up"])  # fmt: skip
-    ip_batch(site.netns, [f"addr add {site.address}/24 dev eth0", "link set eth0 up", "link set lo up",
-                          f"route add default via {TOR_UPLINK}",
+                      f"link set {outside} master {bridge} up"])  # fmt: skip
+    ip_batch(site.netns, [f"addr add {address} dev eth0", "link set eth0 up", "link set lo up",
+                          *([] if site.l3 else [f"route add default via {TOR_UPLINK}"]),
                           f"link add lan0 type veth peer name eth0 netns {site.host_netns}",
                           f"addr add {router}/{length} dev lan0", "link set lan0 up"])  # fmt: skip
     ip_batch(site.host_netns, [f"addr add {site.host_address}/{length} dev eth0", "link set eth0 up",
                                "link set lo up", f"route add default via {router}"])  # fmt: skip
 
 
-def _endpoint(site: Site) -> Daemon:
-    """The site's charon, or its GRE endpoint."""
+def _endpoints(site: Site) -> list[Daemon]:
+    """The site's charon, its GRE endpoint, or its FRR (zebra, then staticd)."""
     run = Path(site.run_dir)
     if site.gre is not None:
-        return Daemon("gre-site", (sys.executable, "-m", "isthmus.lab.gre_site", str(run / "site.json")), run,
-                      site.netns, configs={"site.json": config_text(site.address, site.gre)}, stale=(run / STATS,),
-                      probe=lambda: (run / STATS).exists())  # fmt: skip
-    return Daemon(
+        return [Daemon("gre-site", (sys.executable, "-m", "isthmus.lab.gre_site", str(run / "site.json")), run,
+                       site.netns, configs={"site.json": config_text(site.address, site.gre)}, stale=(run / STATS,),
+                       probe=lambda: (run / STATS).exists())]  # fmt: skip
+    if site.l3 is not None:
+        routes = "".join(f"ip route {prefix} {site.l3.next_hop}\n" for prefix in site.l3.routes)
+        return [frr_daemon(site.netns, run, "zebra", f"hostname {site.name}\n"),
+                frr_daemon(site.netns, run, "staticd", f"hostname {site.name}\n{routes}")]  # fmt: skip
+    return [Daemon(
         "charon", ("/usr/lib/ipsec/charon",), run, site.netns,
         configs={"strongswan.conf": SITE_CONF % (" kernel-libipsec" if site.libipsec else "")},
         env={"STRONGSWAN_CONF": "/run/strongswan.conf"}, private_run=True,
         stale=(run / "charon.vici", run / "charon.pid"), probe=lambda: socket_answers(run / "charon.vici"),
-    )  # fmt: skip
+    )]  # fmt: skip
 
 
 def _remove(state: LabState, site: Site) -> None:
     if site.run_dir:
-        Supervisor(_endpoint(site)).stop()  # by its record, if it started
-    state.pids.pop(f"site-{site.name}", None)
+        for i, daemon in reversed(list(enumerate(_endpoints(site)))):
+            Supervisor(daemon).stop()  # by its record, if it started
+            state.pids.pop(f"site-{site.name}" + (f"-{i}" if i else ""), None)
     state.save()
     existing = list_netns()
     for netns in (site.netns, site.host_netns):
