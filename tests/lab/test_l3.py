@@ -16,7 +16,7 @@ from isthmus.lab import fabric, faults, probe, sites, vms
 from isthmus.lab.sites import L3End
 from isthmus.lab.tenant import Tenant
 from isthmus.linux import l3
-from isthmus.linux.run import in_netns, ip_json
+from isthmus.linux.run import in_netns, ip_json, list_netns
 from tests.support import ON_PREMISES, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000c3"
@@ -116,6 +116,37 @@ def test_a_vlan_on_a_node_without_8021q_is_failed_with_the_reason(side: L3Side) 
         t.delete("connections/vlan")
     assert wait_for(lambda: t.get("connections/to-provider")["properties"]["provisioningState"] == "Succeeded", 15)
     assert wait_for(lambda: probe.ping(side.vm.netns, side.site.host_address), 10)
+
+
+def _ifindex(lab: fabric.LabState, connection_id: str) -> int | None:
+    for netns in list_netns():
+        if netns.startswith(lab.topology.netns("gw")) and "-gw" in netns.removeprefix(lab.prefix):
+            found = [link for link in ip_json(netns, "link", "show") if link["ifname"] == l3.device_name(connection_id)]
+            if found:
+                return int(found[0]["ifindex"])
+    return None
+
+
+def test_the_tier_holds_both_ways_and_a_new_sku_applies_in_place(gateway_lab: fabric.LabState, side: L3Side) -> None:
+    """Standard is sold at 100 Mbit/s; the pool also sells HighPerformance's 200: the SKU changed on the live
+    connection, the same link (the same device) carries it at the new tier."""
+    host = side.site.host_address
+    up = probe.iperf_gbps(side.site.host_netns, host, side.vm.netns, 3.0, port=7310) * 1000
+    down = probe.iperf_gbps(side.vm.netns, side.vm.addresses[0], side.site.host_netns, 3.0, port=7311) * 1000
+    assert 60 < up < 110 and 60 < down < 110, (up, down)
+    before = _ifindex(gateway_lab, side.connection_id)
+    with gateway_lab.operator() as http:
+        pool = http.get("/admin/gatewayPools/all").json()["properties"]
+        changed = http.put("/admin/gatewayPools/all", json={"properties": {**pool, "additionalTiersKbps": [200_000]}})
+        assert changed.status_code == 200, changed.text
+    side.tenant.vpn_gateway("gw", "vnet1", "gw-pip", sku="HighPerformance")
+    assert wait_for(lambda: side.tenant.get("connections/to-provider")["properties"]["provisioningState"]
+                    == "Succeeded", 15)  # fmt: skip
+    time.sleep(1.0)
+    faster = probe.iperf_gbps(side.site.host_netns, host, side.vm.netns, 3.0, port=7312) * 1000
+    assert 130 < faster < 220, faster
+    assert _ifindex(gateway_lab, side.connection_id) == before  # not made anew: nothing reconnected
+    assert side.tenant.get("connections/to-provider")["properties"]["shapingDroppedPackets"] >= 0
 
 
 def test_the_standby_takes_the_link_over_with_the_same_mac(gateway_lab: fabric.LabState, side: L3Side) -> None:

@@ -90,3 +90,11 @@ def test_deterministic() -> None:
         {f"c{i}": (f"v{i}", "IPsec") for i in range(6)},
     )
     assert place(world).as_json() == place(world).as_json()
+
+
+def test_a_pool_sold_at_several_tiers_takes_each_and_reserves_each_ones_bandwidth() -> None:
+    two_tiers = {**pool(capacity=300_000), "additionalTiersKbps": [200_000]}
+    result = place(snapshot({"p": two_tiers}, {"g1": "p", "g2": "p"}, {"a": "HighPerformance", "b": "Standard"},
+                            {"ca": ("a", "IPsec"), "cb": ("b", "IPsec")}))  # fmt: skip
+    assert sorted(p.virtual_network_gateway.rsplit("/", 1)[1] for p in result.placed) == ["a", "b"]
+    assert {p.virtual_network_gateway.rsplit("/", 1)[1]: p.kbps for p in result.placed} == {"a": 200_000, "b": 100_000}

@@ -31,7 +31,7 @@ from typing import Any
 
 from isthmus.agents.loop import Outcome
 from isthmus.agents.watchdog import WITNESSES, LeaseView, read_view, stamp_agent
-from isthmus.linux import gre, l3, strongswan
+from isthmus.linux import gre, l3, shaping, strongswan
 from isthmus.linux.link_counters import counters
 from isthmus.linux.nat_nft import NO_NAT, compartment_guard
 from isthmus.linux.router import Remote, RouterSpec, realize, transit_pairs
@@ -72,6 +72,9 @@ class _Carried:
     tunnels: tuple[gre.GreTunnel, ...] = ()  # its GRE connections' tunnels
     link_ids: dict[str, str] = field(default_factory=dict)  # GRE or L3 device -> connection id
     refused: dict[str, str] = field(default_factory=dict)  # connection id -> why this node cannot run it
+    vni: int = 0
+    shaped: tuple[shaping.Limit, ...] | None = None  # the tiers applied (None: not known)
+    drops_observed: tuple[float, dict[str, int]] = (0.0, {})  # when; connection id -> packets its tier dropped
     links_observed: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})  # when, and what
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # conn name -> the config loaded
     keys: dict[str, str] = field(default_factory=dict)  # conn name -> the shared key loaded
@@ -210,6 +213,7 @@ class GatewayReconciler:
                         carried.applied = None
                         self._tunnels(carried, compartment)
                         self._links(carried, compartment)
+                        self._shaping(carried, compartment, verify=full)
                         if self._charon(carried, compartment):
                             self._connections(carried, compartment)
                             loaded.append(carried)
@@ -469,7 +473,11 @@ class GatewayReconciler:
         return {"connections": dict(self._observed), "daemons": daemons}
 
     def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:
-        return {**self._observe_ipsec(carried), **self._observe_links(carried)}
+        reports = {**self._observe_ipsec(carried), **self._observe_links(carried)}
+        for connection_id, dropped in self._shaping_drops(carried).items():
+            if connection_id in reports:
+                reports[connection_id]["shapingDroppedPackets"] = dropped
+        return reports
 
     def _links(self, carried: _Carried, compartment: Compartment) -> None:
         """The compartment's L3 forwarding links on the node's provider network."""
@@ -479,6 +487,33 @@ class GatewayReconciler:
         runs = {device: (link, cid) for device, (link, cid) in links.items() if cid not in carried.refused}
         l3.ensure_links(carried.netns, self.provider_device, [link for link, _id in runs.values()])
         carried.link_ids.update({device: cid for device, (_link, cid) in runs.items()})
+
+    def _shaping(self, carried: _Carried, compartment: Compartment, *, verify: bool) -> None:
+        """Every connection held to its tier both ways (linux/shaping.py); a new tier is applied in place."""
+        assert compartment.vni is not None
+        limits = tuple(
+            shaping.Limit(c.id, compartment.connection_kbps, tuple(str(p) for p in c.remote_prefixes if p.version == 4))
+            for c in compartment.connections
+            if compartment.connection_kbps and c.remote_prefixes
+        )
+        carried.vni = compartment.vni
+        if verify and carried.shaped and not shaping.in_place(carried.netns, compartment.vni):
+            carried.shaped = None  # the VNet device was made anew: its trees went with it
+        shaping.ensure_shaping(carried.netns, compartment.vni, limits, carried.shaped)
+        carried.shaped = limits
+
+    def _shaping_drops(self, carried: _Carried) -> dict[str, int]:
+        """Per connection, the packets its tier dropped (both ways), read at most every LINKS_OBSERVE_S."""
+        at, last = carried.drops_observed
+        if not carried.shaped or time.monotonic() - at < LINKS_OBSERVE_S:
+            return last if carried.shaped else {}
+        try:
+            seen = shaping.counters(carried.netns, carried.vni, carried.shaped)
+        except LinuxError:
+            seen = {}
+        drops = {cid: sum(s.dropped for s in ways.values()) for cid, ways in seen.items()}
+        carried.drops_observed = (time.monotonic(), drops)
+        return drops
 
     def _observe_links(self, carried: _Carried) -> dict[str, dict[str, Any]]:
         """Each GRE or L3 connection: Connected while its device is up with carrier (a userspace GRE datapath
@@ -592,5 +627,5 @@ def _terminate(vici: Any, name: str) -> None:
 
 def _without_counters(report: dict[str, Any]) -> dict[str, Any]:
     """A report without what changes with every packet: a change in the rest is reported at once."""
-    moving = ("tunnelConnectionStatus", "ikeSas")
+    moving = ("tunnelConnectionStatus", "ikeSas", "shapingDroppedPackets")
     return {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k not in moving}

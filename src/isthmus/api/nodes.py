@@ -129,6 +129,7 @@ class ConnectionReport(BaseModel):
     lastConnectionEstablishedUtcTime: str | None = Field(default=None, max_length=40)
     reason: str = Field(default="", max_length=500)
     ikeSas: list[IkeSaReport] = Field(default_factory=list, max_length=4)
+    shapingDroppedPackets: Counter = 0  # dropped by its tier, both ways
 
 
 class StatusReport(BaseModel):

@@ -13,7 +13,7 @@ from ipaddress import ip_interface
 from typing import Any
 
 from isthmus.compile.host import HostIndex, HostMemo, address, gateway_address, remote_hosts, router_mac
-from isthmus.compile.placement import Placed, Placement
+from isthmus.compile.placement import SKU_MBPS, Placed, Placement
 from isthmus.model.addresses import Address, parse_network
 from isthmus.model.documents import (
     BgpSettings,
@@ -238,6 +238,7 @@ def _compartment(
         address_space=tuple(parse_network(p) for p in space),
         remotes=remotes,
         subnet_gateways=_subnet_gateways(vnet_doc),
+        connection_kbps=SKU_MBPS.get(props.get("sku", {}).get("name", ""), 0) * 1000,
     )
 
 

@@ -317,6 +317,7 @@ class _Pool:
     capacity: int
     tier: int
     members: list[_Gateway]  # by (name, node)
+    tiers: frozenset[int] = frozenset()  # every tier it is sold at (tier among them)
 
     @property
     def key(self) -> str:
@@ -468,7 +469,7 @@ class _Planner:
 
     def _best_active(self, vgw: _VnetGateway) -> _Gateway | str:
         """The available active with the most capacity left that fits `vgw`, or why there is none."""
-        candidates = [p for p in self.pools if p.tier == vgw.tier]
+        candidates = [p for p in self.pools if vgw.tier in p.tiers]
         if not candidates:
             return f"no gateway pool is sold at the {vgw.sku} tier ({vgw.tier} kbps)"
         candidates = [p for p in candidates if vgw.kinds <= POOL_SERVES[p.type]]
@@ -518,7 +519,7 @@ class _Planner:
 
 def _unserved(pool: _Pool, vgw: _VnetGateway) -> str | None:
     """Why `pool` cannot carry `vgw` (tier, connection types), if it cannot."""
-    if pool.tier != vgw.tier:
+    if vgw.tier not in pool.tiers:
         return f"pool {pool.name} is not sold at the {vgw.sku} tier ({vgw.tier} kbps)"
     if not vgw.kinds <= POOL_SERVES[pool.type]:
         return f"pool {pool.name} does not serve connection types {sorted(vgw.kinds - POOL_SERVES[pool.type])}"
@@ -536,6 +537,9 @@ def _pools(
             capacity=doc["properties"]["gatewayCapacityKbps"],
             tier=doc["properties"]["tierBandwidthKbps"],
             members=[],
+            tiers=frozenset(
+                [doc["properties"]["tierBandwidthKbps"], *doc["properties"].get("additionalTiersKbps", [])]
+            ),
         )
         for _key, doc in snapshot.of_type(POOLS)
     }

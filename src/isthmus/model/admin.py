@@ -33,6 +33,8 @@ class GatewayPoolProperties(AdminModel):
     redundantGatewayCount: int = Field(default=1, ge=0, le=16)
     gatewayCapacityKbps: int = Field(gt=0, le=100_000_000)
     tierBandwidthKbps: int = Field(gt=0, le=100_000_000)  # what one connection of this pool is sold at
+    # Further tiers the pool is sold at: a gateway whose SKU changes between them stays, retiered in place.
+    additionalTiersKbps: list[Annotated[int, Field(gt=0, le=100_000_000)]] = Field(default_factory=list, max_length=8)
     publicIpAddress: IPAddressText | None = None  # a VIP shared by all the pool's connections (isthmus extension)
     provisioningState: str | None = None
 

@@ -249,6 +249,7 @@ class Compartment(_Wire):
     # The VNet's subnet gateways (x.x.x.1), on the compartment's lo too: charon (kernel-libipsec) routes a
     # child SA only with a local address inside its local selector, and a site may narrow that to a subnet.
     subnet_gateways: tuple[IPAddress, ...] = ()
+    connection_kbps: int = 0  # every connection's tier, both ways (0: not shaped)
 
     @property
     def key(self) -> str:

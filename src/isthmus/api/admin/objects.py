@@ -66,12 +66,13 @@ class AdminKind:
                 )
         elif self.collection == "gatewayPools":
             _check_redundancy(tx, name, props, existing)
-            if props.tierBandwidthKbps > props.gatewayCapacityKbps:
-                raise bad_request(
-                    "InvalidTierBandwidth",
-                    "A connection's tier cannot exceed a gateway's capacity.",
-                    "properties.tierBandwidthKbps",
-                )
+            for target, tier in [("properties.tierBandwidthKbps", props.tierBandwidthKbps),
+                                 *((f"properties.additionalTiersKbps[{i}]", t)
+                                   for i, t in enumerate(props.additionalTiersKbps))]:  # fmt: skip
+                if tier > props.gatewayCapacityKbps:
+                    raise bad_request(
+                        "InvalidTierBandwidth", "A connection's tier cannot exceed a gateway's capacity.", target
+                    )
         elif self.collection == "loadBalancerMuxes":
             addresses = [peer.address for peer in props.peers]
             for index, address in enumerate(addresses):

@@ -453,6 +453,7 @@ class Connections(Kind):
             props["lastConnectionEstablishedUtcTime"] = observed["lastConnectionEstablishedUtcTime"]
         if observed.get("reason"):
             props["connectionStatusReason"] = observed["reason"]  # isthmus: why it is not connected
+        props["shapingDroppedPackets"] = observed.get("shapingDroppedPackets", 0)  # isthmus: what its tier dropped
         body["properties"] = props
         return body
 
@@ -504,7 +505,7 @@ def _check_pool_serves(tx: Tx, gateway: Doc, kind: str) -> None:
     sku = gateway.body["properties"]["sku"]["name"]
     pools = [d.body["properties"] for d in tx.list_docs("admin", POOLS)]
     tier = SKU_MBPS.get(sku, 0) * 1000
-    at_tier = [p for p in pools if p.get("tierBandwidthKbps") == tier]
+    at_tier = [p for p in pools if tier in (p.get("tierBandwidthKbps"), *p.get("additionalTiersKbps", []))]
     if at_tier and not any(kind in POOL_SERVES.get(p.get("type", ""), set()) for p in at_tier):
         raise bad_request(
             "GatewayPoolCannotCarryConnectionType",
