@@ -26,6 +26,8 @@ bench: bootstrap
 	$(VENV)/python bench/kernel_tier.py --quick
 	$(VENV)/python bench/ipsec.py --quick
 	$(VENV)/python bench/failover.py --quick
+	$(VENV)/python bench/gre.py --quick
+	$(VENV)/python bench/tiers.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -54,6 +54,19 @@ def test_a_vm_and_its_on_premises_host_talk_through_the_tunnel(vpn: dict[str, Si
         assert probe.tcp_echo(a.site.host_netns, a.vm.addresses[0], 7101)
 
 
+def test_path_mtu_discovery_works_through_the_tunnel(vpn: dict[str, Side]) -> None:
+    """A datagram too big for the tunnel is answered by the gateway's own VNet address, not a subnet gateway's
+    (which the host's router holds too and would never deliver): TCP through the tunnel finds its MSS."""
+    a = vpn["a"]
+    config = a.tenant.get("virtualNetworkGateways/gw")["properties"]["ipConfigurations"][0]["properties"]
+    ping = ["ping", "-c", "1", "-s", "1450", "-M", "do", "-W", "2", a.site.host_address]
+    done = subprocess.run(in_netns(a.vm.netns, ping), capture_output=True, text=True, timeout=10)
+    assert f"From {config['privateIPAddress']}" in done.stdout and "Frag needed" in done.stdout, done.stdout
+    with probe.server(a.site.host_netns, a.site.host_address, 7103) as at_site:
+        assert probe.tcp_echo(a.vm.netns, a.site.host_address, 7103)
+        assert len(at_site.peers) == 1
+
+
 def test_each_tenant_reaches_only_its_own_site(vpn: dict[str, Side]) -> None:
     """Same VNet space, same on-premises prefix, the same pool and gateway node: still two worlds."""
     a, b = vpn["a"], vpn["b"]

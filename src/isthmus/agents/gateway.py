@@ -290,6 +290,7 @@ class GatewayReconciler:
             ports=(),
             remotes=remotes,
             filter_body=compartment_guard(str(compartment.vip) if compartment.vip else None, gre_remotes),
+            icmp_source=str(compartment.private_ip_address) if compartment.private_ip_address else None,
             nat_body=NO_NAT,
         )
 

@@ -66,6 +66,9 @@ class RouterSpec:
     filter_body: str
     nat_body: str
     site_routes: tuple[tuple[str, str], ...] = ()  # (on-premises prefix, the gateway compartment's address)
+    # A gateway compartment's own address in the VNet: the source of its ICMP errors (a "fragmentation needed"
+    # from a subnet's gateway address, which the hosts' routers hold too, would never reach the VM: PMTU breaks).
+    icmp_source: str | None = None
     vxlan: str = field(init=False)
     uplink: str = field(init=False)
 
@@ -113,6 +116,8 @@ def realize(spec: RouterSpec, host_netns: str | None, *, check_vms: bool = True)
         ip_batch(spec.netns, [f"link set {spec.vxlan} address {spec.router_mac}"])
         changes += 1
     changes += _gateways(spec)
+    if spec.icmp_source is not None:  # the source address the kernel picks for what leaves on the VXLAN device
+        ip_batch(spec.netns, [f"addr replace {spec.icmp_source}/32 dev {spec.vxlan}"])
     wanted_ports = {p.interface for p in spec.ports}
     stale = [name for name in links if name.startswith("n") and name not in wanted_ports]
     ip_batch(spec.netns, [f"link del {name}" for name in sorted(stale)])
