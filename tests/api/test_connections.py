@@ -319,3 +319,26 @@ def test_a_second_gre_tunnel_to_the_same_site_with_another_key_is_accepted(seede
     assert props["greSettings"] == {"key": 8, "checksum": False, "tunnelAddress": "198.19.0.5/30"}
     again = seeded.call("PUT", net("connections", "gre2"), _tunnel_body("GRE", key=8, tunnelAddress="198.19.0.5/30"))
     assert again.status_code == 200, again.text  # a PUT of itself collides with nothing
+
+
+def test_metrics_show_the_connections_counters_gateways_and_nodes_to_operators_only(seeded: Controller) -> None:
+    declare_fabric(seeded)
+    tenant_world(seeded)
+    node, token = _carrier(seeded)
+    report = {"connectionStatus": "Connected", "ingressBytesTransferred": 1200, "egressBytesTransferred": 3400,
+              "lastConnectionEstablishedUtcTime": "2026-12-03T12:00:00Z", "shapingDroppedPackets": 7}  # fmt: skip
+    sent = seeded.client.post(f"/v1/nodes/{node}/status", headers=seeded.headers(token),
+                              json={"appliedRevision": 1, "connections": {CONNECTION: report}})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    scraped = seeded.client.get("/metrics", headers=seeded.headers(seeded.operator))
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    text = scraped.text
+    assert f'direction="in",node="{node}",subscription="' in text and "isthmus_connection_bytes_total{" in text
+    assert "1200.0" in text and "3400.0" in text
+    assert 'isthmus_connection_shaping_dropped_packets_total{connection="conn"' in text
+    assert 'isthmus_connection_established_timestamp_seconds{connection="conn"} 1.7962992e+09' in text
+    assert 'isthmus_gateway_role{gateway="' in text and 'role="active"' in text and 'role="standby"' in text
+    assert 'isthmus_node_revision_lag{node="' in text and "isthmus_request_seconds_bucket" in text
+    assert seeded.client.get("/metrics", headers=seeded.headers(seeded.tenant_a)).status_code == 403
+    assert seeded.client.get("/metrics").status_code == 401
+    assert "psk" not in text  # no shared key, ever

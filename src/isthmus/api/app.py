@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from isthmus import __version__
-from isthmus.api import errors
+from isthmus.api import errors, metrics
 from isthmus.api.admin import moves
 from isthmus.api.admin.routes import router as admin_router
 from isthmus.api.arm.flow_verify import router as flow_verify_router
@@ -163,12 +163,15 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(nodes_router)
     app.include_router(lease_router)
+    app.include_router(metrics.router)
+    app.state.metrics, latency = metrics.registry(state)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "revision": state.revision(), "replica": state.name, "leader": state.replica.leading,
                 "leasesRenewed": state.leases.renewed()}  # fmt: skip
 
+    app.add_middleware(metrics.RequestTimer, histogram=latency)
     app.add_middleware(AuthenticatedBodies, state=state)
     app.add_middleware(CanonicalPaths)
     return app

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from isthmus.compile.documents import Compiler
 from isthmus.compile.gateway import Unseal
+from isthmus.compile.placement import Placement
 from isthmus.model.documents import (
     Delta,
     Document,
@@ -141,6 +142,11 @@ class DocumentCache:
                     if held.encoded is None or sum(map(len, chain)) < len(held.encoded):
                         return seen, held.revision, Answer(held.revision, deltas=chain)
             return seen, held.revision, Answer(held.revision, document=held.body())
+
+    def placement(self) -> Placement:
+        """The placement at the store's current revision (what the documents follow)."""
+        with self._lock:
+            return self._current().placement
 
     def document(self, node: str, role: str | None = None) -> Document:
         """`node`'s document at the store's current revision (compiled now, not the one the node holds)."""

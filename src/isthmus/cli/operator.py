@@ -77,6 +77,11 @@ def _pool(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
         "--public-ip-address": "publicIpAddress",
     }
     _copy(pairs)(p, given, creating)
+    if "--also-tier-kbps" in given:
+        tiers = [str(t) for t in given["--also-tier-kbps"]]
+        if not all(t.isdigit() for t in tiers):
+            raise CliError(f"--also-tier-kbps takes whole kbps (e.g. 200000), not {', '.join(tiers)}")
+        p["additionalTiersKbps"] = [int(t) for t in tiers]
     if creating:
         p.setdefault("type", "All")
 
@@ -124,6 +129,7 @@ NOUNS = {
                 Opt("--redundant-gateways", "N of M+N: gateways kept free to take over (default 1).", type=int),
                 Opt("--capacity-kbps", "What one gateway of the pool carries.", type=int),
                 Opt("--tier-kbps", "What one connection of the pool is sold at.", type=int),
+                Opt("--also-tier-kbps", "A further tier the pool is sold at (repeatable).", many=True),
                 Opt("--public-ip-address", "A VIP the pool's connections share."),
             ),
             _pool,

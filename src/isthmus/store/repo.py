@@ -426,6 +426,11 @@ class Tx:
                 changed.append((key, held.get(key, "Unknown"), status))
         return changed
 
+    def connection_statuses(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every connection's last report: key -> (the node that sent it, the report)."""
+        columns = (t.connection_status.c.connection, t.connection_status.c.node, t.connection_status.c.body)
+        return {row.connection: (row.node, json.loads(row.body)) for row in self.conn.execute(select(*columns))}
+
     def connection_status(self, key: str) -> dict[str, Any] | None:
         where = t.connection_status.c.connection == key
         row = self.conn.execute(select(t.connection_status.c.body).where(where)).first()
