@@ -11,13 +11,13 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from isthmus.api.deps import operator, read, state
 from isthmus.api.state import State
@@ -95,22 +95,32 @@ def _names(key: str) -> tuple[str, str]:
     return (rid.name, rid.subscription) if rid is not None else (key, "")
 
 
-class RequestTimer(BaseHTTPMiddleware):
-    """Every request's latency, by method, route template and status class."""
+class RequestTimer:
+    """Every request's latency, by method, route template and status class (plain ASGI: no body buffering)."""
 
-    def __init__(self, app: object, histogram: Histogram) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+    def __init__(self, app: Any, histogram: Histogram) -> None:
+        self.app = app
         self.histogram = histogram
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "other")
-        self.histogram.labels(request.method, path, f"{response.status_code // 100}xx").observe(
-            time.perf_counter() - started
-        )
-        return response
+        status = [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "other")
+            self.histogram.labels(scope["method"], route, f"{status[0] // 100}xx").observe(
+                time.perf_counter() - started
+            )
 
 
 def registry(st: State) -> tuple[CollectorRegistry, Histogram]:
