@@ -224,10 +224,15 @@ def run(
     address: str | None,
     stop: threading.Event,
     capabilities: dict[str, Any] | None = None,
+    metrics: str | None = None,
 ) -> None:
     """Run an agent until SIGTERM/SIGINT (or `stop`): at once if it is waiting for the controller, after
-    the pass otherwise."""
+    the pass otherwise. `metrics` (HOST:PORT): where to serve its Prometheus metrics (agents/metrics.py)."""
     agent = Agent(client, reconciler, address, capabilities=capabilities)
+    if metrics:
+        from isthmus.agents.metrics import serve
+
+        serve(agent, client.role, client.node, metrics)
 
     def ask_to_stop(*_: object) -> None:
         stop.set()

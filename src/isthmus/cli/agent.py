@@ -32,7 +32,8 @@ def _logging(role: str, node: str, log_level: str) -> None:
 
 
 def _start(role: str, node: str, controller: str, token_file: Path, ca: str | None, address: str | None,
-           reconciler: Reconciler, log_level: str, capabilities: dict[str, Any] | None = None) -> None:  # fmt: skip
+           reconciler: Reconciler, log_level: str, capabilities: dict[str, Any] | None = None,
+           metrics: str | None = None) -> None:  # fmt: skip
     """Run the agent; `capabilities`: probed already (by a command whose reconciler needed them)."""
     from isthmus.agents.client import ControllerClient  # the agents' imports, only for the agent commands
     from isthmus.agents.loop import run
@@ -40,7 +41,7 @@ def _start(role: str, node: str, controller: str, token_file: Path, ca: str | No
 
     _logging(role, node, log_level)
     client = ControllerClient(controller, token_file.read_text().strip(), ca, node, role)
-    run(client, reconciler, address, threading.Event(), capabilities or probe_for_registration())
+    run(client, reconciler, address, threading.Event(), capabilities or probe_for_registration(), metrics)
 
 
 @agent_app.command("host")
@@ -51,12 +52,14 @@ def host(
     ca: str | None = typer.Option(None, envvar="ISTHMUS_CA"),
     address: str | None = typer.Option(None, help="Underlay address to register."),
     netns_prefix: str = typer.Option("isthmus-", help="Prefix of the namespaces this agent creates."),
+    metrics: str | None = typer.Option(None, help="HOST:PORT to serve this agent's Prometheus metrics on."),
     log_level: str = typer.Option("info"),
 ) -> None:
     """A compute host: VNet routers, VM ports, NSGs, public IPs, outbound NAT."""
     from isthmus.agents.host import HostReconciler
 
-    _start("host", node, controller, token_file, ca, address, HostReconciler(node, netns_prefix), log_level)
+    _start("host", node, controller, token_file, ca, address, HostReconciler(node, netns_prefix), log_level,
+           metrics=metrics)  # fmt: skip
 
 
 @agent_app.command("mux")
@@ -68,6 +71,7 @@ def mux(
     address: str | None = typer.Option(None, help="Underlay address to register."),
     run_dir: Path | None = typer.Option(None, help="The speaker's socket, config and log (default /run/isthmus/NODE)."),
     speaker: SpeakerKind = typer.Option(DEFAULT, envvar="ISTHMUS_MUX_SPEAKER", help="The BGP speaker it runs."),
+    metrics: str | None = typer.Option(None, help="HOST:PORT to serve this agent's Prometheus metrics on."),
     log_level: str = typer.Option("info"),
 ) -> None:
     """An SLB MUX: every public IP announced over BGP (BIRD or gobgpd) and routed to its backend."""
@@ -80,7 +84,7 @@ def mux(
         contact = ControllerContact(LeaseClient(controller, token_file.read_text().strip(), ca, node))
         threading.Thread(target=contact.run, args=(threading.Event(),), name="lease", daemon=True).start()
         WitnessServer(node, address, contact, reconciler.routes_via)
-    _start("mux", node, controller, token_file, ca, address, reconciler, log_level)
+    _start("mux", node, controller, token_file, ca, address, reconciler, log_level, metrics=metrics)
 
 
 @agent_app.command("gateway")
@@ -93,6 +97,7 @@ def gateway(
     netns_prefix: str = typer.Option("isthmus-", help="Prefix of the compartment namespaces this agent creates."),
     run_dir: Path | None = typer.Option(None, help="The compartments' charons (default /run/isthmus/NODE)."),
     provider_device: str | None = typer.Option(None, help="The interface on the provider network (L3 connections)."),
+    metrics: str | None = typer.Option(None, help="HOST:PORT to serve this agent's Prometheus metrics on."),
     log_level: str = typer.Option("info"),
 ) -> None:
     """A gateway node of a pool: one compartment per virtual network gateway it carries (IKEv2 by charon, GRE)."""
@@ -113,4 +118,4 @@ def gateway(
     reconciler = GatewayReconciler(node, netns_prefix, run_root, libipsec=datapath.get("ipsec") != "xfrm",
                                    kernel_gre=datapath.get("gre") == "ip_gre", vlan=datapath.get("vlan") == "8021q",
                                    provider_device=provider_device, watchdog=guard)  # fmt: skip
-    _start("gateway", node, controller, token_file, ca, address, reconciler, log_level, capabilities)
+    _start("gateway", node, controller, token_file, ca, address, reconciler, log_level, capabilities, metrics)

@@ -87,7 +87,7 @@ def encapsulate(tunnel: Tunnel, local: str) -> None:
     target = out.fileno()
     fd = tunnel.fd
     readv, writev = os.readv, os.writev
-    plain = tunnel.header
+    plain = outer + tunnel.header  # the whole header of an IPv4 packet without a checksum, in one piece
     buffers = [buffer]
     while True:
         try:
@@ -98,27 +98,30 @@ def encapsulate(tunnel: Tunnel, local: str) -> None:
             raise
         payload = view[:size]
         if tunnel.checksum:
-            header = gre_wire.header(gre_wire.inner_protocol(payload), key=tunnel.key, checksum=True, payload=payload)
+            protocol = gre_wire.inner_protocol(payload)
+            header = outer + gre_wire.header(protocol, key=tunnel.key, checksum=True, payload=payload)
         elif buffer[0] >> 4 == 6:
-            header = gre_wire.header(gre_wire.IPV6, key=tunnel.key, checksum=False)
+            header = outer + gre_wire.header(gre_wire.IPV6, key=tunnel.key, checksum=False)
         else:
             header = plain
         try:
-            writev(target, [outer, header, payload])
+            writev(target, [header, payload])
             tunnel.sent_packets += 1
         except OSError:  # ENOBUFS, an unreachable remote: the packet is lost, as on a wire
             tunnel.send_errors += 1
 
 
-def decapsulate(sock: socket.socket, tunnels: dict[tuple[bytes, int | None], Tunnel], counters: Counters) -> None:
+def decapsulate(sock: socket.socket, tunnels: dict[tuple[bytes, int | None], Tunnel], counters: Counters,
+                local: bytes) -> None:  # fmt: skip
     """GRE -> TUN, for ever. The raw socket hands over the whole IPv4 packet, outer header included. The common
     packet (IPv4 inside, a key or none, no checksum) is told by its source and its first GRE bytes alone."""
     buffer = bytearray(BUFFER)
     view = memoryview(buffer)
+    # Keyed by the outer header's source and destination and the GRE header: one slice of an option-less packet.
     fast: dict[bytes, Tunnel] = {}
     for (source, key), each in tunnels.items():
         if not each.checksum:
-            fast[source + gre_wire.header(gre_wire.IPV4, key=key, checksum=False)] = each
+            fast[source + local + gre_wire.header(gre_wire.IPV4, key=key, checksum=False)] = each
     recv_into, write = sock.recv_into, os.write
     while True:
         size = recv_into(buffer)
@@ -126,11 +129,12 @@ def decapsulate(sock: socket.socket, tunnels: dict[tuple[bytes, int | None], Tun
             counters.malformed += 1
             continue
         start = (buffer[0] & 0x0F) * 4
-        length = 8 if buffer[start] == 0x20 else 4
-        tunnel: Tunnel | None = fast.get(bytes(view[12:16]) + bytes(view[start : start + length]))
-        if tunnel is not None:
-            offset = start + length
-        else:
+        tunnel: Tunnel | None = None
+        if start == 20:
+            offset = 28 if buffer[20] == 0x20 else 24
+            if size >= offset:
+                tunnel = fast.get(view[12:offset].tobytes())
+        if tunnel is None:
             try:
                 parsed = gre_wire.parse(view[:size], start)
             except gre_wire.Malformed:
@@ -202,7 +206,10 @@ def run(config_path: Path) -> None:
             target=_or_exit(encapsulate), args=(tunnel, config["local"]), name=tunnel.device, daemon=True
         ).start()
     threading.Thread(
-        target=_or_exit(decapsulate), args=(sock, by_source, counters), name="receive", daemon=True
+        target=_or_exit(decapsulate),
+        args=(sock, by_source, counters, socket.inet_aton(config["local"])),
+        name="receive",
+        daemon=True,
     ).start()
     stats = config_path.parent / STATS
     while True:
