@@ -207,3 +207,21 @@ def test_a_killed_datapath_is_restarted_the_connection_recovers_and_an_event_say
 
     assert wait_for(recorded, 15)
     assert a.tenant.wait_connection("to-onprem", timeout=10)["properties"]["connectionStatus"] == "Connected"
+
+
+def test_the_gateway_agent_serves_its_connections_metrics(
+    gateway_lab: fabric.LabState, gre: dict[str, GreSide]
+) -> None:
+    """Scraped from the management network, as a Prometheus server there would."""
+    import sys
+
+    node = next(n for n in gateway_lab.topology.nodes() if n.name == "gw1")
+    url = f"http://{node.management}:{fabric.METRICS_PORT}/metrics"
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    done = subprocess.run(in_netns(gateway_lab.topology.netns("ctl"), [sys.executable, "-c", code]),
+                          capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    text = done.stdout
+    assert 'isthmus_connection_up{connection="to-onprem",status="Connected"} 1.0' in text, text[:2000]
+    assert 'isthmus_connection_bytes_total{connection="to-onprem",direction="in"}' in text
+    assert 'isthmus_agent_detail{name="compartments",node="gw1",role="gateway"}' in text
+    assert "isthmus_gateway_lease_epoch{" in text

@@ -106,6 +106,7 @@ class Agent:
         self._last_full = 0.0
         self._pass_lock = threading.Lock()  # one pass at a time, whichever thread runs it
         self._reported = threading.Event()  # a pass finished: report it now
+        self.registered_once = threading.Event()  # the first registration went through
 
     def run(self, stop: threading.Event) -> None:
         heart = threading.Thread(target=self._heartbeats, args=(stop,), name="heartbeat", daemon=True)
@@ -127,6 +128,8 @@ class Agent:
             try:
                 if not self.registered:
                     self.client.register(self.address, self.capabilities)
+                    if not self.registered_once.is_set():
+                        self.registered_once.set()
                     self.registered = True
                 held = self.document
                 until_full = self.resync - (time.monotonic() - self._last_full)
@@ -229,10 +232,15 @@ def run(
     """Run an agent until SIGTERM/SIGINT (or `stop`): at once if it is waiting for the controller, after
     the pass otherwise. `metrics` (HOST:PORT): where to serve its Prometheus metrics (agents/metrics.py)."""
     agent = Agent(client, reconciler, address, capabilities=capabilities)
-    if metrics:
-        from isthmus.agents.metrics import serve
+    if metrics:  # once registered: serving costs nothing before the node is in service (a second in a TCG guest)
 
-        serve(agent, client.role, client.node, metrics)
+        def serve_when_registered() -> None:
+            agent.registered_once.wait()
+            from isthmus.agents.metrics import serve
+
+            serve(agent, client.role, client.node, metrics)
+
+        threading.Thread(target=serve_when_registered, name="metrics", daemon=True).start()
 
     def ask_to_stop(*_: object) -> None:
         stop.set()

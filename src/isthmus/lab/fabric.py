@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from isthmus.lab.kernel.guest import Guest
 
 STATE_FILE = "lab.json"
+METRICS_PORT = 9477  # every agent's Prometheus metrics, on its management address
 RUN_ROOT = tor.run_dir("lab").parent  # /run/isthmus: the daemons' run directories, and who owns each prefix
 KERNEL_NODE_DEADLINE = 120.0  # qemu start -> network up, and -> agent registered (TCG: ~7 s and ~38 s)
 NODE_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
@@ -298,7 +299,7 @@ def _agent_command(state: LabState, node: Node, token_file: str, ca: str, log_le
     command = [
         sys.executable, "-m", "isthmus", "agent", node.role, "--node", node.name,
         "--controller", state.topology.controller_url, "--ca", ca, "--token-file", token_file,
-        "--address", node.underlay, "--log-level", log_level,
+        "--address", node.underlay, "--log-level", log_level, "--metrics", f"{node.management}:{METRICS_PORT}",
     ]  # fmt: skip
     if node.role in ("host", "gateway"):
         command += ["--netns-prefix", state.prefix]
