@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -22,13 +23,16 @@ from isthmus.lab.gre_site import GreEnd
 from isthmus.lab.kernel.image import KernelImage
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
-from isthmus.linux.run import in_netns
+from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch
 from tests.support import site_conf, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000d1"
 GRE_SUB = "00000000-0000-0000-0000-0000000000d2"
 GRE_SITE_ADDRESS = "198.51.100.32"
 GRE_KEY = 77
+VLAN = 30
+VLAN_LINK = ("198.19.2.1", "198.19.2.2")
+VLAN_HOST = "192.0.2.200"
 ON_PREMISES = "192.0.2.0/26"
 SITE_ADDRESS = "198.51.100.31"
 KEY = "Sh4red-Key-for-the-kernel-lab"
@@ -193,6 +197,47 @@ def test_gre_rides_a_keyed_kernel_gre_device_in_the_guest(world: World, gre_worl
     assert "gre.supervisor.json" not in guest(world.lab, f"ls {tor.run_dir(world.lab.topology.netns('gw1'))}/*/")
     stats = gre_world.site.gre_stats
     assert stats["received"] > 0 and stats["bad_checksum"] == 0 and stats["wrong_key"] == 0, stats
+
+
+@pytest.fixture(scope="module")
+def vlan_peer(lab: fabric.LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The provider's side of VLAN 30 on br-prov: tests/kernel/vlan_peer.py in a namespace of its own."""
+    netns = lab.topology.netns("vlanpeer")
+    fabric_ns = lab.topology.netns("fabric")
+    count = tmp_path_factory.mktemp("vlan") / "answered"
+    add_netns(netns)
+    process = None
+    try:
+        ip_batch(fabric_ns, [f"link add p-vlanpeer type veth peer name eth0 netns {netns}",
+                             "link set p-vlanpeer master br-prov up"])  # fmt: skip
+        ip_batch(netns, ["link set eth0 up"])
+        peer = Path(__file__).with_name("vlan_peer.py")
+        process = subprocess.Popen(in_netns(netns, [sys.executable, str(peer), "eth0", str(VLAN), VLAN_LINK[1],
+                                                    VLAN_HOST, str(count)]))  # fmt: skip
+        assert wait_for(count.exists, 20)
+        yield count
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait()
+        delete_netns(netns)
+
+
+def test_an_l3_connection_on_a_vlan_rides_an_8021q_sub_interface_in_the_guest(world: World, vlan_peer: Path) -> None:
+    lab, t = world.lab, world.tenant
+    t.local_gateway("provider", "198.51.100.70", [f"{VLAN_HOST.rsplit('.', 1)[0]}.192/26"])
+    t.put("connections/to-provider", {
+        "connectionType": "L3", "virtualNetworkGateway1": {"id": t.id("virtualNetworkGateways/gw")},
+        "localNetworkGateway2": {"id": t.id("localNetworkGateways/provider")},
+        "l3ForwardingSettings": {"localAddress": f"{VLAN_LINK[0]}/30", "nextHop": VLAN_LINK[1],
+                                 "vlanId": VLAN}})  # fmt: skip
+    doc = t.wait_connection("to-provider", timeout=90)
+    assert doc["properties"]["connectionStatus"] == "Connected", doc
+    assert wait_for(lambda: probe.ping(world.vm.netns, VLAN_HOST, timeout=2), 30)
+    assert int(vlan_peer.read_text() or 0) >= 1
+    links = guest(lab, f"ip netns exec {world.compartment} ip -d link show")
+    assert f"vlan protocol 802.1Q id {VLAN}" in links, links
+    t.delete("connections/to-provider")
 
 
 def _placed(lab: fabric.LabState) -> list[str]:
