@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import pytest
 
 from isthmus.lab import fabric, sites, vms
 from isthmus.lab.tenant import Tenant
-from isthmus.linux.run import netns_pids
+from isthmus.linux.run import in_netns, netns_pids
 
 SPEAKERS = (b"gobgpd", b"bird")  # the MUX's BGP speaker is one of these (isthmus agent mux --speaker)
 
@@ -108,17 +109,48 @@ class Side:
     site: sites.Site
 
 
-def vpn_side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY,
-          **conf: str) -> Side:  # fmt: skip
-    """A tenant's VNet with one VM on `host`, a VPN gateway, and a connection to an independent strongSwan
-    site at `site_address` (its swanctl.conf is `site_conf`'s, written by hand) with ON_PREMISES behind it."""
+def gateway_tenant(lab: fabric.LabState, subscription: str, tag: str, host: str) -> tuple[Tenant, vms.Vm, str]:
+    """A tenant's VNet 100.64.0.0/16 with one VM (`tag`1) on `host` and a VPN gateway "gw": (tenant, VM, VIP)."""
     t = Tenant(lab, subscription)
     t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
     t.nic(f"{tag}1", "vnet1", "front")
     vm = vms.create(lab, f"{tag}1", t.id(f"networkInterfaces/{tag}1"), host)
     vip = t.public_ip("gw-pip")
     t.vpn_gateway("gw", "vnet1", "gw-pip")
+    return t, vm, vip
+
+
+def vpn_side(lab: fabric.LabState, subscription: str, tag: str, host: str, site_address: str, secret: str = KEY,
+          **conf: str) -> Side:  # fmt: skip
+    """`gateway_tenant`'s with a connection to an independent strongSwan site at `site_address` (its
+    swanctl.conf is `site_conf`'s, written by hand) with ON_PREMISES behind it."""
+    t, vm, vip = gateway_tenant(lab, subscription, tag, host)
     t.local_gateway("onprem", site_address, [ON_PREMISES])
     site = sites.create(lab, f"s{tag}", site_address, ON_PREMISES, site_conf(site_address, vip, secret, **conf))
     t.connection("to-onprem", "gw", "onprem", KEY)
     return Side(t, vm, vip, site)
+
+
+def capture(netns: str, capture_filter: str, pcap: Path, traffic: Callable[[], object]) -> Path:
+    """tshark on `netns`'s eth0 (its capture filter `capture_filter`) for 4 s, while `traffic()` runs (and must
+    answer true: a ping that failed makes a capture worth nothing)."""
+    tshark = subprocess.Popen(in_netns(netns, ["tshark", "-q", "-i", "eth0", "-f", capture_filter, "-a", "duration:4",
+                                               "-w", str(pcap)]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(1.5)  # tshark is listening
+        assert traffic(), "the traffic during the capture failed"
+        tshark.wait(timeout=15)
+    finally:
+        if tshark.poll() is None:
+            tshark.kill()
+            tshark.wait()
+    return pcap
+
+
+def tshark_fields(pcap: Path, fields: list[str]) -> list[dict[str, str]]:
+    """Each packet of `pcap` as {field: its first occurrence}."""
+    options = ["-T", "fields", *(a for f in fields for a in ("-e", f)), "-E", "separator=/t", "-E", "occurrence=f"]
+    done = subprocess.run(["tshark", "-r", str(pcap), *options], capture_output=True, text=True, timeout=30,
+                          check=True)  # fmt: skip
+    return [dict(zip(fields, line.split("\t"), strict=False)) for line in done.stdout.splitlines() if line]

@@ -20,7 +20,7 @@ from isthmus.lab.tenant import rule
 from isthmus.linux.run import in_netns, ip_json, list_netns
 from isthmus.store import tokens
 from isthmus.store.db import make_engine
-from tests.support import KEY, ON_PREMISES, Side, site_conf, vpn_side, wait_for
+from tests.support import KEY, ON_PREMISES, Side, capture, site_conf, vpn_side, wait_for
 
 SUB_A = "00000000-0000-0000-0000-0000000000a1"
 SUB_B = "00000000-0000-0000-0000-0000000000b1"
@@ -81,21 +81,11 @@ def test_each_tenant_reaches_only_its_own_site(vpn: dict[str, Side]) -> None:
 
 def test_the_wire_between_site_and_vip_carries_only_esp_in_udp(vpn: dict[str, Side], tmp_path: Path) -> None:
     a = vpn["a"]
-    capture = tmp_path / "site.pcap"
-    tshark = subprocess.Popen(in_netns(a.site.netns, ["tshark", "-q", "-i", "eth0", "-f", f"host {a.vip}",
-                                                      "-a", "duration:4", "-w", str(capture)]),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        time.sleep(1.5)  # tshark is listening
-        assert probe.ping(a.vm.netns, a.site.host_address, count=5)
-        tshark.wait(timeout=15)
-    finally:
-        if tshark.poll() is None:
-            tshark.kill()
-            tshark.wait()
+    pcap = capture(a.site.netns, f"host {a.vip}", tmp_path / "site.pcap",
+                   lambda: probe.ping(a.vm.netns, a.site.host_address, count=5))  # fmt: skip
 
     def count(display_filter: str) -> int:
-        done = subprocess.run(["tshark", "-r", str(capture), "-Y", display_filter], capture_output=True, text=True,
+        done = subprocess.run(["tshark", "-r", str(pcap), "-Y", display_filter], capture_output=True, text=True,
                               timeout=30, check=True)  # fmt: skip
         return len(done.stdout.splitlines())
 

@@ -4,7 +4,6 @@ standby takes the link over when the active dies, with the same MAC, announced a
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from isthmus.lab import fabric, faults, probe, sites, vms
 from isthmus.lab.sites import L3End
 from isthmus.lab.tenant import Tenant
 from isthmus.linux import l3
-from isthmus.linux.run import in_netns, ip_json, list_netns
-from tests.support import ON_PREMISES, wait_for
+from isthmus.linux.run import ip_json, list_netns
+from tests.support import ON_PREMISES, capture, gateway_tenant, tshark_fields, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000c3"
 LINK = ("198.19.1.1", "198.19.1.2")
@@ -38,12 +37,7 @@ def _placed(lab: fabric.LabState) -> list[str]:
 
 @pytest.fixture(scope="module")
 def side(gateway_lab: fabric.LabState) -> Iterator[L3Side]:
-    t = Tenant(gateway_lab, SUB)
-    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
-    t.nic("c1", "vnet1", "front")
-    vm = vms.create(gateway_lab, "c1", t.id("networkInterfaces/c1"), "h1")
-    t.public_ip("gw-pip")
-    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t, vm, _vip = gateway_tenant(gateway_lab, SUB, "c", "h1")
     t.local_gateway("provider", "198.51.100.60", [ON_PREMISES])
     site = sites.create(gateway_lab, "p1", LINK[1], ON_PREMISES,
                         l3=L3End(f"{LINK[1]}/30", LINK[0], ("100.64.0.0/16",)))  # fmt: skip
@@ -67,22 +61,9 @@ def test_a_vm_and_the_providers_network_talk_both_ways(side: L3Side) -> None:
 
 
 def test_the_link_carries_the_vnets_own_packets_unencapsulated(side: L3Side, tmp_path: Path) -> None:
-    capture = tmp_path / "link.pcap"
-    tshark = subprocess.Popen(in_netns(side.site.netns, ["tshark", "-q", "-i", "eth0", "-f", "icmp",
-                                                         "-a", "duration:4", "-w", str(capture)]),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        time.sleep(1.5)
-        assert probe.ping(side.vm.netns, side.site.host_address, count=5)
-        tshark.wait(timeout=15)
-    finally:
-        if tshark.poll() is None:
-            tshark.kill()
-            tshark.wait()
-    done = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", "-e", "eth.src", "-e", "ip.src",
-                           "-e", "ip.dst", "-e", "ip.proto"], capture_output=True, text=True, timeout=30,
-                          check=True)  # fmt: skip
-    packets = [line.split("\t") for line in done.stdout.splitlines() if line]
+    pcap = capture(side.site.netns, "icmp", tmp_path / "link.pcap",
+                   lambda: probe.ping(side.vm.netns, side.site.host_address, count=5))  # fmt: skip
+    packets = [[p["eth.src"], p["ip.src"], p["ip.dst"]] for p in tshark_fields(pcap, ["eth.src", "ip.src", "ip.dst"])]
     assert len(packets) >= 10, packets
     vm, host = side.vm.addresses[0], side.site.host_address
     assert {(p[1], p[2]) for p in packets} == {(vm, host), (host, vm)}  # the VNet's addresses, not a tunnel's
