@@ -7,7 +7,7 @@ directions. Paths: L3 (routed, no encapsulation) and GRE (the userspace datapath
   - worst_error_pct: the largest |error| of all rows (target <= 5)
   - retier_interruption_ms: the longest gap in a UDP stream (a datagram every 10 ms, both ways) while the tier is
     changed in place 5 times (tc class change)
-IPsec tiers are not measured here yet (they use the same trees on the compartment's VXLAN device).
+IPsec (10 / 50 / 100): the lab's compartment of a real IPsec connection to a strongSwan site, the same trees.
 Prints a table, then one JSON object as the last line.
 """
 
@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from isthmus.lab import fabric
 from isthmus.lab.outage import OutageProbe, Stream
+from isthmus.lab.topology import Topology
 from isthmus.linux import gre, shaping
 from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch, list_netns, sysctl
 from isthmus.linux.supervisor import Supervisor
@@ -79,11 +81,14 @@ def _iperf(server_ns: str, address: str, client_ns: str, seconds: float, port: i
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(0.3)
-        udp = ["-u", "-b", f"{udp_mbps}M", "-l", "1400"] if udp_mbps else []
+        udp = ["-u", "-b", f"{udp_mbps}M", "-l", "1300"] if udp_mbps else []  # fits every path's MTU (IPsec: 1400)
         done = subprocess.run(in_netns(client_ns, ["iperf3", "-c", address, "-p", str(port), "-t", str(seconds),
                                                    "-J", *udp]),
                               capture_output=True, text=True, timeout=seconds + 20, check=True)  # fmt: skip
-        end = json.loads(done.stdout)["end"]
+        answer = json.loads(done.stdout)
+        if "error" in answer:
+            raise RuntimeError(f"iperf3 to {address}: {answer['error']}")
+        end = answer["end"]
         if udp_mbps:  # the sender's rate, less what the server reported lost
             return float(end["sum"]["bits_per_second"]) * (1 - float(end["sum"]["lost_percent"]) / 100) / 1e6
         return float(end["sum_received"]["bits_per_second"]) / 1e6
@@ -112,6 +117,42 @@ def measure(kind: str, tiers: list[int], seconds: float, rows: list[dict[str, An
                                  "mbps": round(got, 1), "error_pct": round((got - mbps) / mbps * 100, 2)})  # fmt: skip
     finally:
         _teardown(datapaths)
+
+
+def measure_ipsec(tiers: list[int], seconds: float, rows: list[dict[str, Any]]) -> None:
+    """IPsec: the lab (a 1+1 pool), a tenant's connection to a strongSwan site, the compartment's trees as the
+    agent made them at its Standard tier (100), then set to each other rate in place by the bench: Azure's SKUs
+    sell 100 and 200 Mbit/s only, and the trees are the same whatever set their rate."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ipsec import KEY, Side  # the IPsec benchmark's tenants and sites
+
+    workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-tiers-lab-"))
+    lab = fabric.up(workdir, Topology("btl-", hosts=1, muxes=1, gateways=2), log_level="warning")
+    port = 7900
+    try:
+        side = Side(lab, 0, with_vm=True)
+        side.tenant.connection("to-onprem", "gw", "onprem", KEY)
+        side.tenant.wait_connection("to-onprem", timeout=40)
+        assert side.vm is not None
+        compartment = next(n for n in list_netns() if n.startswith(lab.topology.netns("gw")) and "-gw" in n[4:])
+        vni = int(compartment.rsplit("-gw", 1)[1])
+        connection = side.tenant.get("connections/to-onprem")["id"]
+        applied = [shaping.Limit(connection, 100_000, (ON_PREMISES,))]
+        for mbps in tiers:
+            limits = [shaping.Limit(connection, mbps * 1000, (ON_PREMISES,))]
+            shaping.ensure_shaping(compartment, vni, limits, applied)
+            applied = limits
+            for protocol in ("tcp", "udp"):
+                udp = mbps * 1.1 if protocol == "udp" else None
+                ends = (("to site", (side.site.host_netns, side.site.host_address, side.vm.netns)),
+                        ("from site", (side.vm.netns, side.vm.addresses[0], side.site.host_netns)))  # fmt: skip
+                for direction, (server, address, client) in ends:
+                    port += 1
+                    got = _iperf(server, address, client, seconds, port, udp)
+                    rows.append({"path": "ipsec", "tier_mbps": mbps, "protocol": protocol, "direction": direction,
+                                 "mbps": round(got, 1), "error_pct": round((got - mbps) / mbps * 100, 2)})  # fmt: skip
+    finally:
+        fabric.down(workdir, "btl-")
 
 
 def retier_interruption_ms() -> float | None:
@@ -148,9 +189,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for kind in ("l3", "gre"):
         measure(kind, tiers, seconds, rows)
+    measure_ipsec([10, 100] if args.quick else [10, 50, 100], seconds, rows)
     figures: dict[str, Any] = {"worst_error_pct": max((abs(r["error_pct"]) for r in rows), default=None),
                                "retier_interruption_ms": retier_interruption_ms(), "cases": rows,
-                               "ipsec_measured": False}  # fmt: skip
+                               "ipsec_measured": True}  # fmt: skip
     print("\nisthmus tiers benchmark" + (" (--quick)" if args.quick else ""))
     print(f"{'path':<5} {'tier':>6} {'proto':<5} {'direction':<10} {'Mbit/s':>8} {'error %':>8}")
     for r in rows:
