@@ -326,7 +326,8 @@ def test_metrics_show_the_connections_counters_gateways_and_nodes_to_operators_o
     tenant_world(seeded)
     node, token = _carrier(seeded)
     report = {"connectionStatus": "Connected", "ingressBytesTransferred": 1200, "egressBytesTransferred": 3400,
-              "lastConnectionEstablishedUtcTime": "2026-12-03T12:00:00Z", "shapingDroppedPackets": 7}  # fmt: skip
+              "lastConnectionEstablishedUtcTime": "2026-12-03T12:00:00Z", "shapingDroppedPackets": 7,
+              "ingressPackets": 12, "egressPackets": 34}  # fmt: skip
     sent = seeded.client.post(f"/v1/nodes/{node}/status", headers=seeded.headers(token),
                               json={"appliedRevision": 1, "connections": {CONNECTION: report}})  # fmt: skip
     assert sent.status_code == 200, sent.text
@@ -336,6 +337,7 @@ def test_metrics_show_the_connections_counters_gateways_and_nodes_to_operators_o
     assert f'direction="in",node="{node}",subscription="' in text and "isthmus_connection_bytes_total{" in text
     assert "1200.0" in text and "3400.0" in text
     assert 'isthmus_connection_shaping_dropped_packets_total{connection="conn"' in text
+    assert "isthmus_connection_packets_total{" in text and "34.0" in text
     assert 'isthmus_connection_established_timestamp_seconds{connection="conn"} 1.7962992e+09' in text
     assert 'isthmus_gateway_role{gateway="' in text and 'role="active"' in text and 'role="standby"' in text
     assert 'isthmus_node_revision_lag{node="' in text and "isthmus_request_seconds_bucket" in text

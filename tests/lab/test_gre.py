@@ -206,5 +206,6 @@ def test_the_gateway_agent_serves_its_connections_metrics(
     text = done.stdout
     assert 'isthmus_connection_up{connection="to-onprem",status="Connected"} 1.0' in text, text[:2000]
     assert 'isthmus_connection_bytes_total{connection="to-onprem",direction="in"}' in text
+    assert 'isthmus_connection_packets_total{connection="to-onprem",direction="out"}' in text
     assert 'isthmus_agent_detail{name="compartments",node="gw1",role="gateway"}' in text
     assert "isthmus_gateway_lease_epoch{" in text

@@ -535,6 +535,8 @@ class GatewayReconciler:
                 "connectionStatus": "Connected" if seen is not None and seen.up else "NotConnected",
                 "ingressBytesTransferred": seen.received_bytes if seen else 0,
                 "egressBytesTransferred": seen.sent_bytes if seen else 0,
+                "ingressPackets": seen.received_packets if seen else 0,
+                "egressPackets": seen.sent_packets if seen else 0,
             }
             if seen is None:
                 report["reason"] = f"its device {device} is missing"
@@ -575,6 +577,8 @@ class GatewayReconciler:
                 "connectionStatus": status,
                 "ingressBytesTransferred": tunnel.bytes_in if tunnel else 0,
                 "egressBytesTransferred": tunnel.bytes_out if tunnel else 0,
+                "ingressPackets": tunnel.packets[0] if tunnel else 0,
+                "egressPackets": tunnel.packets[1] if tunnel else 0,
                 "tunnelConnectionStatus": [
                     {
                         "tunnel": f"{child[1]}=={child[2]}",
@@ -628,5 +632,5 @@ def _terminate(vici: Any, name: str) -> None:
 
 def _without_counters(report: dict[str, Any]) -> dict[str, Any]:
     """A report without what changes with every packet: a change in the rest is reported at once."""
-    moving = ("tunnelConnectionStatus", "ikeSas", "shapingDroppedPackets")
+    moving = ("tunnelConnectionStatus", "ikeSas", "shapingDroppedPackets", "ingressPackets", "egressPackets")
     return {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k not in moving}

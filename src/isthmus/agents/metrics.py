@@ -46,6 +46,8 @@ class AgentCollector(Collector):
             return
         transferred = CounterMetricFamily("isthmus_connection_bytes", "Bytes a connection carried",
                                           labels=["connection", "direction"])  # fmt: skip
+        packets = CounterMetricFamily("isthmus_connection_packets", "Packets a connection carried",
+                                      labels=["connection", "direction"])  # fmt: skip
         up = GaugeMetricFamily("isthmus_connection_up", "1 while Connected", labels=["connection", "status"])
         dropped = CounterMetricFamily("isthmus_connection_shaping_dropped_packets", "Packets its tier dropped",
                                       labels=["connection"])  # fmt: skip
@@ -56,11 +58,13 @@ class AgentCollector(Collector):
             status = str(report.get("connectionStatus", "Unknown"))
             transferred.add_metric([name, "in"], report.get("ingressBytesTransferred", 0))
             transferred.add_metric([name, "out"], report.get("egressBytesTransferred", 0))
+            packets.add_metric([name, "in"], report.get("ingressPackets", 0))
+            packets.add_metric([name, "out"], report.get("egressPackets", 0))
             up.add_metric([name, status], 1.0 if status == "Connected" else 0.0)
             dropped.add_metric([name], report.get("shapingDroppedPackets", 0))
             if established := report.get("lastConnectionEstablishedUtcTime"):
                 since.add_metric([name], datetime.fromisoformat(established.replace("Z", "+00:00")).timestamp())
-        yield from (transferred, up, dropped, since)
+        yield from (transferred, packets, up, dropped, since)
 
 
 def serve(agent: Agent, role: str, node: str, listen: str) -> None:

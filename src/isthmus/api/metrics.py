@@ -40,6 +40,8 @@ class FabricCollector(Collector):
         revision = st.revision()
         transferred = CounterMetricFamily("isthmus_connection_bytes", "Bytes a connection carried (inner packets)",
                                           labels=["connection", "subscription", "direction", "node"])  # fmt: skip
+        packets = CounterMetricFamily("isthmus_connection_packets", "Packets a connection carried (inner)",
+                                      labels=["connection", "subscription", "direction", "node"])  # fmt: skip
         dropped = CounterMetricFamily("isthmus_connection_shaping_dropped_packets",
                                       "Packets a connection's tier dropped, both ways",
                                       labels=["connection", "node"])  # fmt: skip
@@ -53,11 +55,13 @@ class FabricCollector(Collector):
             status = str(body.get("connectionStatus", "Unknown"))
             transferred.add_metric([name, subscription, "in", carrier], body.get("ingressBytesTransferred", 0))
             transferred.add_metric([name, subscription, "out", carrier], body.get("egressBytesTransferred", 0))
+            packets.add_metric([name, subscription, "in", carrier], body.get("ingressPackets", 0))
+            packets.add_metric([name, subscription, "out", carrier], body.get("egressPackets", 0))
             dropped.add_metric([name, carrier], body.get("shapingDroppedPackets", 0))
             up.add_metric([name, subscription, carrier, status], 1.0 if status == "Connected" else 0.0)
             if established := body.get("lastConnectionEstablishedUtcTime"):
                 since.add_metric([name], datetime.fromisoformat(established.replace("Z", "+00:00")).timestamp())
-        yield from (transferred, dropped, up, since)
+        yield from (transferred, packets, dropped, up, since)
 
         lag = GaugeMetricFamily("isthmus_node_revision_lag", "Store revisions since the node's applied one",
                                 labels=["node", "role"])  # fmt: skip

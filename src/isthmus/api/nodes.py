@@ -130,6 +130,8 @@ class ConnectionReport(BaseModel):
     reason: str = Field(default="", max_length=500)
     ikeSas: list[IkeSaReport] = Field(default_factory=list, max_length=4)
     shapingDroppedPackets: Counter = 0  # dropped by its tier, both ways
+    ingressPackets: Counter = 0  # isthmus: packets from the site (the metrics' packet counters)
+    egressPackets: Counter = 0
 
 
 class StatusReport(BaseModel):

@@ -156,6 +156,7 @@ class Tunnel:
     established_s: int | None  # seconds since the IKE SA was established
     summary: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the IKE SA, for getikesas
     unique_id: str = ""  # charon's number for the IKE SA: a new one is a new SA
+    packets: tuple[int, int] = (0, 0)  # (in, out), over its child SAs
 
     @property
     def connected(self) -> bool:
@@ -190,8 +191,10 @@ def tunnels(sas: Iterable[Mapping[str, Any]]) -> dict[str, Tunnel]:
                 for c in (ike.get("child-sas") or {}).values()
             )
             established = ike.get("established")
+            packets = tuple(sum(int(_text(c.get(key, 0))) for c in (ike.get("child-sas") or {}).values())
+                            for key in ("packets-in", "packets-out"))  # fmt: skip
             tunnel = Tunnel(_text(ike.get("state", "")), children, int(_text(established)) if established else None,
-                            _summary(ike), _text(ike.get("uniqueid", "")))  # fmt: skip
+                            _summary(ike), _text(ike.get("uniqueid", "")), (packets[0], packets[1]))  # fmt: skip
             held = out.get(_text(name))
             if held is None or (tunnel.connected and not held.connected):
                 out[_text(name)] = tunnel
