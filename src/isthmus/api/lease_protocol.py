@@ -44,8 +44,10 @@ async def lease(
 ) -> JSONResponse:
     """Renew (or acquire) `node`'s lease. A renewal of the epoch held is answered from memory; anything else
     is decided from the store, in the writer. Only the leading replica holds leases: the others send the
-    renewer on to the next controller it knows (503 NotLeader)."""
-    if not st.replica.leading:
+    renewer on to the next controller it knows (503 NotLeader). So does a replica on its way out: a MUX that
+    heard a stopping replica would vouch for a controller that is about to be gone (agents/witness.py), and a
+    follower elected while it shuts down must not be one."""
+    if not st.replica.leading or st.leases.stopped:
         raise not_leader(st)
     held = st.leases.renew(node, body.epoch, body.sequence)
     if held is not None and held.sequence == body.sequence:
