@@ -72,6 +72,8 @@ class _Carried:
     tunnels: tuple[gre.GreTunnel, ...] = ()  # its GRE connections' tunnels
     link_ids: dict[str, str] = field(default_factory=dict)  # GRE or L3 device -> connection id
     refused: dict[str, str] = field(default_factory=dict)  # connection id -> why this node cannot run it
+    swept: bool = False  # GRE and L3 devices an earlier agent may have left were looked for
+    has_l3: bool = False  # it runs L3 links
     vni: int = 0
     shaped: tuple[shaping.Limit, ...] | None = None  # the tiers applied (None: not known)
     drops_observed: tuple[float, dict[str, int]] = (0.0, {})  # when; connection id -> packets its tier dropped
@@ -321,6 +323,7 @@ class GatewayReconciler:
     def _tunnels(self, carried: _Carried, compartment: Compartment) -> None:
         """The compartment's GRE devices and routes, and its userspace datapath where the kernel has no GRE."""
         tunnels = {t.device: (t, c.id) for c in compartment.connections if (t := gre.tunnel_of(c)) is not None}
+        had = bool(carried.tunnels)
         carried.tunnels = tuple(sorted(t for t, _id in tunnels.values()))
         carried.link_ids = {device: cid for device, (_t, cid) in tunnels.items()}
         carried.links_observed = (0.0, {})
@@ -328,7 +331,8 @@ class GatewayReconciler:
             if carried.datapath.daemon is not None:
                 carried.datapath.stop()
                 carried.datapath.daemon = None
-            gre.ensure_tunnels(carried.netns, "", (), kernel=self.kernel_gre)
+            if had or not carried.swept:  # nothing to look at otherwise: spare a bringup the processes
+                gre.ensure_tunnels(carried.netns, "", (), kernel=self.kernel_gre)
             return
         vip = str(compartment.vip)
         gre.ensure_tunnels(carried.netns, vip, carried.tunnels, kernel=self.kernel_gre, remove=self.kernel_gre)
@@ -486,7 +490,9 @@ class GatewayReconciler:
         carried.refused = {cid: f"VLAN {link.vlan}: this gateway node's kernel has no 802.1Q"
                            for link, cid in links.values() if link.vlan is not None and not self.vlan}  # fmt: skip
         runs = {device: (link, cid) for device, (link, cid) in links.items() if cid not in carried.refused}
-        l3.ensure_links(carried.netns, self.provider_device, [link for link, _id in runs.values()])
+        if runs or carried.has_l3 or not carried.swept:
+            l3.ensure_links(carried.netns, self.provider_device, [link for link, _id in runs.values()])
+        carried.has_l3, carried.swept = bool(runs), True
         carried.link_ids.update({device: cid for device, (_link, cid) in runs.items()})
 
     def _shaping(self, carried: _Carried, compartment: Compartment, *, verify: bool) -> None:
