@@ -96,10 +96,7 @@ def failover(trials: int) -> dict[str, Any]:
         l3_tenant.local_gateway("provider", "198.51.100.52", [ON_PREMISES])
         l3_site = sites.create(lab, "prov", "198.19.1.2", ON_PREMISES,
                                l3=L3End("198.19.1.2/30", "198.19.1.1", ("100.64.0.0/16",)))  # fmt: skip
-        l3_tenant.put("connections/to-provider", {
-            "connectionType": "L3", "virtualNetworkGateway1": {"id": l3_tenant.id("virtualNetworkGateways/gw")},
-            "localNetworkGateway2": {"id": l3_tenant.id("localNetworkGateways/provider")},
-            "l3ForwardingSettings": {"localAddress": "198.19.1.1/30", "nextHop": "198.19.1.2"}})  # fmt: skip
+        l3_tenant.l3_connection("to-provider", "gw", "provider", localAddress="198.19.1.1/30", nextHop="198.19.1.2")
         gre_tenant.wait_connection("to-onprem", timeout=40)
         l3_tenant.wait_connection("to-provider", timeout=40)
         streams = [Stream("gre", gre_vm.netns, gre_vm.addresses[0], gre_site.host_netns, gre_site.host_address,

@@ -226,11 +226,9 @@ def vlan_peer(lab: fabric.LabState, tmp_path_factory: pytest.TempPathFactory) ->
 def test_an_l3_connection_on_a_vlan_rides_an_8021q_sub_interface_in_the_guest(world: World, vlan_peer: Path) -> None:
     lab, t = world.lab, world.tenant
     t.local_gateway("provider", "198.51.100.70", [f"{VLAN_HOST.rsplit('.', 1)[0]}.192/26"])
-    t.put("connections/to-provider", {
-        "connectionType": "L3", "virtualNetworkGateway1": {"id": t.id("virtualNetworkGateways/gw")},
-        "localNetworkGateway2": {"id": t.id("localNetworkGateways/provider")},
-        "l3ForwardingSettings": {"localAddress": f"{VLAN_LINK[0]}/30", "nextHop": VLAN_LINK[1],
-                                 "vlanId": VLAN}})  # fmt: skip
+    t.l3_connection(
+        "to-provider", "gw", "provider", localAddress=f"{VLAN_LINK[0]}/30", nextHop=VLAN_LINK[1], vlanId=VLAN
+    )
     doc = t.wait_connection("to-provider", timeout=90)
     assert doc["properties"]["connectionStatus"] == "Connected", doc
     assert wait_for(lambda: probe.ping(world.vm.netns, VLAN_HOST, timeout=2), 30)

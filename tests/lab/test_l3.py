@@ -41,10 +41,7 @@ def side(gateway_lab: fabric.LabState) -> Iterator[L3Side]:
     t.local_gateway("provider", "198.51.100.60", [ON_PREMISES])
     site = sites.create(gateway_lab, "p1", LINK[1], ON_PREMISES,
                         l3=L3End(f"{LINK[1]}/30", LINK[0], ("100.64.0.0/16",)))  # fmt: skip
-    doc = t.put("connections/to-provider", {
-        "connectionType": "L3", "virtualNetworkGateway1": {"id": t.id("virtualNetworkGateways/gw")},
-        "localNetworkGateway2": {"id": t.id("localNetworkGateways/provider")},
-        "l3ForwardingSettings": {"localAddress": f"{LINK[0]}/30", "nextHop": LINK[1]}})  # fmt: skip
+    doc = t.l3_connection("to-provider", "gw", "provider", localAddress=f"{LINK[0]}/30", nextHop=LINK[1])
     connected = t.wait_connection("to-provider", timeout=30)
     assert connected["properties"]["connectionStatus"] == "Connected", connected
     yield L3Side(t, vm, site, doc["id"])
@@ -83,10 +80,7 @@ def test_the_connection_reports_its_counters(side: L3Side) -> None:
 def test_a_vlan_on_a_node_without_8021q_is_failed_with_the_reason(side: L3Side) -> None:
     t = side.tenant
     t.local_gateway("provider2", "198.51.100.61", ["192.0.2.128/26"])
-    t.put("connections/vlan", {
-        "connectionType": "L3", "virtualNetworkGateway1": {"id": t.id("virtualNetworkGateways/gw")},
-        "localNetworkGateway2": {"id": t.id("localNetworkGateways/provider2")},
-        "l3ForwardingSettings": {"localAddress": "198.19.1.5/30", "nextHop": "198.19.1.6", "vlanId": 30}})  # fmt: skip
+    t.l3_connection("vlan", "gw", "provider2", localAddress="198.19.1.5/30", nextHop="198.19.1.6", vlanId=30)
 
     def failed() -> bool:
         return t.get("connections/vlan")["properties"]["provisioningState"] == "Failed"

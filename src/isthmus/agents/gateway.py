@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from isthmus.agents.loop import Outcome
+from isthmus.agents.loop import HEARTBEAT, Outcome
 from isthmus.agents.watchdog import WITNESSES, LeaseView, read_view, stamp_agent
 from isthmus.linux import gre, l3, shaping, strongswan
 from isthmus.linux.link_counters import counters
@@ -46,6 +46,7 @@ RETRY_FIRST_S = 2.0
 RETRY_CAP_S = 60.0
 STAMP_S = 0.25  # how often the agent tells its watchdog it lives
 LINKS_OBSERVE_S = 1.0  # how often a compartment's GRE and L3 devices are read (only this agent changes them)
+DROPS_OBSERVE_S = HEARTBEAT  # tier drops are a counter, reported with the heartbeat: read no more often
 
 
 @dataclass
@@ -510,9 +511,9 @@ class GatewayReconciler:
         carried.shaped = limits
 
     def _shaping_drops(self, carried: _Carried) -> dict[str, int]:
-        """Per connection, the packets its tier dropped (both ways), read at most every LINKS_OBSERVE_S."""
+        """Per connection, the packets its tier dropped (both ways), read at most every DROPS_OBSERVE_S."""
         at, last = carried.drops_observed
-        if not carried.shaped or time.monotonic() - at < LINKS_OBSERVE_S:
+        if not carried.shaped or time.monotonic() - at < DROPS_OBSERVE_S:
             return last if carried.shaped else {}
         try:
             seen = shaping.counters(carried.netns, carried.vni, carried.shaped)

@@ -141,24 +141,23 @@ class Tenant:
 
     def connection(self, name: str, gateway: str, local: str, shared_key: str, **extra: Any) -> dict[str, Any]:
         """An IPsec connection from VPN gateway `gateway` to local network gateway `local`."""
-        properties = {
-            "connectionType": "IPsec",
-            "virtualNetworkGateway1": {"id": self.id(f"virtualNetworkGateways/{gateway}")},
-            "localNetworkGateway2": {"id": self.id(f"localNetworkGateways/{local}")},
-            "sharedKey": shared_key,
-            **extra,
-        }
-        return self.put(f"connections/{name}", properties)
+        return self._connection(name, "IPsec", gateway, local, sharedKey=shared_key, **extra)
 
     def gre_connection(self, name: str, gateway: str, local: str, **settings: Any) -> dict[str, Any]:
         """A GRE connection (isthmus' type) from `gateway` to `local`; `settings` are its greSettings."""
-        properties = {
-            "connectionType": "GRE",
+        return self._connection(name, "GRE", gateway, local, greSettings=settings)
+
+    def l3_connection(self, name: str, gateway: str, local: str, **settings: Any) -> dict[str, Any]:
+        """An L3 forwarding connection (isthmus' type); `settings` are its l3ForwardingSettings."""
+        return self._connection(name, "L3", gateway, local, l3ForwardingSettings=settings)
+
+    def _connection(self, name: str, kind: str, gateway: str, local: str, **properties: Any) -> dict[str, Any]:
+        return self.put(f"connections/{name}", {
+            "connectionType": kind,
             "virtualNetworkGateway1": {"id": self.id(f"virtualNetworkGateways/{gateway}")},
             "localNetworkGateway2": {"id": self.id(f"localNetworkGateways/{local}")},
-            "greSettings": settings,
-        }
-        return self.put(f"connections/{name}", properties)
+            **properties,
+        })  # fmt: skip
 
     def wait_connection(self, name: str, status: str = "Connected", timeout: float = 30.0) -> dict[str, Any]:
         """Poll the connection until its connectionStatus is `status` (the last read when time is up)."""
