@@ -48,3 +48,6 @@ LIVE_SECONDS = 15.0  # a node that has not reported for this long no longer hold
 TRAFFIC_SELECTOR_POLICIES = 16  # trafficSelectorPolicies of one connection
 TRAFFIC_SELECTOR_RANGES = 16  # address ranges on each side of one traffic selector policy
 SHARED_KEY_LENGTH = 128  # Azure: a connection's pre-shared key is at most 128 characters
+# Routes a gateway learns over BGP from one connection's site: Azure Stack Hub's figure (its "BGP routes
+# per connection"). The gateway installs and reports at most this many; the excess is dropped and counted.
+BGP_LEARNED_ROUTES = 150
