@@ -31,7 +31,7 @@ from typing import Any
 
 from isthmus.agents.loop import HEARTBEAT, Outcome
 from isthmus.agents.watchdog import WITNESSES, LeaseView, read_view, stamp_agent
-from isthmus.linux import gre, l3, shaping, strongswan
+from isthmus.linux import compartment_bgp, gre, l3, shaping, strongswan
 from isthmus.linux.link_counters import counters
 from isthmus.linux.nat_nft import NO_NAT, compartment_guard
 from isthmus.linux.router import Remote, RouterSpec, realize, transit_pairs
@@ -47,6 +47,10 @@ RETRY_CAP_S = 60.0
 STAMP_S = 0.25  # how often the agent tells its watchdog it lives
 LINKS_OBSERVE_S = 1.0  # how often a compartment's GRE and L3 devices are read (only this agent changes them)
 DROPS_OBSERVE_S = HEARTBEAT  # tier drops are a counter, reported with the heartbeat: read no more often
+BGP_OBSERVE_S = 0.5  # how often a compartment's bgpd is read (learned routes follow the sites at this pace)
+# A compartment that comes up on this node (a failover, a move) has no session yet: until its site's session is
+# complete, or for this long, it reports no learned routes at all, and the hosts keep the last ones they had.
+BGP_HOLD_S = 30.0
 
 
 @dataclass
@@ -69,6 +73,11 @@ class _Carried:
     run_dir: Path
     charon: Supervisor
     datapath: Supervisor  # the userspace GRE datapath (no daemon until one is needed)
+    bgpd: Supervisor = field(default_factory=Supervisor)  # its BGP with the sites (no daemon until one is needed)
+    bgp: compartment_bgp.Speaker | None = None  # what its bgpd runs
+    bgp_since: float = 0.0  # when this agent first ran that bgpd (monotonic)
+    bgp_complete: set[str] = field(default_factory=set)  # connection ids whose session was complete here
+    bgp_observed: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})  # when; connection id -> its bgp report
     needs_charon: bool = False  # it has IPsec connections
     tunnels: tuple[gre.GreTunnel, ...] = ()  # its GRE connections' tunnels
     link_ids: dict[str, str] = field(default_factory=dict)  # GRE or L3 device -> connection id
@@ -150,7 +159,9 @@ class GatewayReconciler:
         if self.fenced_by is not None:
             return False  # the watchdog holds a lease again: a pass brings the compartments back
         return all(
-            (not c.needs_charon or c.charon.healthy()) and (not c.datapath.daemon or c.datapath.healthy())
+            (not c.needs_charon or c.charon.healthy())
+            and (not c.datapath.daemon or c.datapath.healthy())
+            and (not c.bgpd.daemon or c.bgpd.healthy())
             for c in list(self.carried.values())
         )
 
@@ -209,6 +220,7 @@ class GatewayReconciler:
                         or held.applied != (spec, compartment)
                         or (held.needs_charon and not held.charon.alive())
                         or (held.datapath.daemon is not None and not held.datapath.alive())
+                        or (held.bgpd.daemon is not None and not held.bgpd.alive())
                     ):
                         # Only what changed: a pool node carries many compartments, a change touches one.
                         realize(spec, None, check_vms=full)
@@ -216,6 +228,7 @@ class GatewayReconciler:
                         carried.applied = None
                         self._tunnels(carried, compartment)
                         self._links(carried, compartment)
+                        self._bgp(carried, compartment)
                         self._shaping(carried, compartment, verify=full)
                         if self._charon(carried, compartment):
                             self._connections(carried, compartment)
@@ -421,6 +434,7 @@ class GatewayReconciler:
                 ip_batch(None, [f"link set t{vni} down"])
             carried.charon.stop()
             carried.datapath.stop()
+            carried.bgpd.stop()
             with contextlib.suppress(LinuxError):  # the pair goes with it, whatever still holds the namespace
                 ip_batch(None, [f"link del t{vni}"])
             shutil.rmtree(carried.run_dir, ignore_errors=True)
@@ -432,6 +446,7 @@ class GatewayReconciler:
                 if run_dir.exists():
                     Supervisor(strongswan.charon_daemon(name, run_dir, libipsec=self.libipsec)).stop()
                     Supervisor(gre.datapath_daemon(name, run_dir, "", ())).stop()
+                    Supervisor(compartment_bgp.bgpd_daemon(name, run_dir, 0, "0.0.0.0")).stop()
                     shutil.rmtree(run_dir, ignore_errors=True)
                 delete_netns(name)
                 removed += 1
@@ -472,6 +487,10 @@ class GatewayReconciler:
                 state = carried.datapath.state()
                 alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
                 daemons[f"gre {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+            if carried.bgpd.daemon is not None:
+                state = carried.bgpd.state()
+                alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
+                daemons[f"bgpd {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
         if self.watchdog is not None:
             state = self.watchdog.state()
             alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
@@ -483,7 +502,67 @@ class GatewayReconciler:
         for connection_id, dropped in self._shaping_drops(carried).items():
             if connection_id in reports:
                 reports[connection_id]["shapingDroppedPackets"] = dropped
+        for connection_id, bgp in self._observe_bgp(carried).items():
+            if connection_id in reports:
+                reports[connection_id]["bgp"] = bgp
         return reports
+
+    def _bgp(self, carried: _Carried, compartment: Compartment) -> None:
+        """The compartment's bgpd while it has BGP connections: their sites as neighbours, the VNet's address
+        space advertised (linux/compartment_bgp.py)."""
+        speaker = _speaker(compartment, carried.refused)
+        if speaker is None:
+            if carried.bgpd.daemon is not None:
+                carried.bgpd.stop()
+                carried.bgpd.daemon = None
+                compartment_bgp.install(carried.netns, ())
+            carried.bgp, carried.bgp_observed = None, (0.0, {})
+            return
+        daemon = compartment_bgp.bgpd_daemon(carried.netns, carried.run_dir, speaker.asn, speaker.router_id)
+        if carried.bgpd.ensure(daemon):
+            log.info("bgpd of %s started (%s)", carried.netns, carried.bgpd.reason)
+        if carried.bgp is None:
+            carried.bgp_since = time.monotonic()
+        compartment_bgp.ensure(carried.run_dir, speaker)
+        carried.bgp, carried.bgp_observed = speaker, (0.0, {})
+
+    def _observe_bgp(self, carried: _Carried) -> dict[str, dict[str, Any]]:
+        """Each BGP connection's session and routes (the report's `bgp`); the learned routes it takes are
+        installed in the compartment. Until a session is complete here the learned routes are not known (None)
+        for BGP_HOLD_S; a session that was complete here and went down has withdrawn them ([])."""
+        speaker = carried.bgp
+        if speaker is None:
+            return {}
+        at, last = carried.bgp_observed
+        now = time.monotonic()
+        if now - at < BGP_OBSERVE_S:
+            return last
+        try:
+            sessions = compartment_bgp.sessions(carried.run_dir)
+        except (OSError, ValueError) as error:
+            log.warning("reading bgpd of %s: %s", carried.netns, error)
+            sessions = {}
+        out, routes = {}, []
+        for neighbor in speaker.neighbors:
+            session = sessions.get(neighbor.address)
+            learned: list[compartment_bgp.Learned] | None = None
+            dropped = 0
+            if session is not None and session.complete:
+                carried.bgp_complete.add(neighbor.connection)
+                learned, dropped = compartment_bgp.acceptable(session.routes, speaker.networks,
+                                                              limits.BGP_LEARNED_ROUTES)  # fmt: skip
+            elif neighbor.connection in carried.bgp_complete or now - carried.bgp_since > BGP_HOLD_S:
+                learned = []
+            if learned and neighbor.device is not None:
+                routes += [Route(r.network.removesuffix("/32"), neighbor.device, r.next_hop or neighbor.address)
+                           for r in learned]  # fmt: skip
+            out[neighbor.connection] = compartment_bgp.report(neighbor, session, learned, dropped, speaker.asn)
+        try:
+            compartment_bgp.install(carried.netns, routes)
+        except LinuxError as error:
+            log.warning("learned routes in %s: %s", carried.netns, error)
+        carried.bgp_observed = (now, out)
+        return out
 
     def _links(self, carried: _Carried, compartment: Compartment) -> None:
         """The compartment's L3 forwarding links on the node's provider network."""
@@ -626,6 +705,32 @@ class GatewayReconciler:
         return data.decode(errors="replace").splitlines()
 
 
+def _speaker(compartment: Compartment, refused: dict[str, str]) -> compartment_bgp.Speaker | None:
+    """What the compartment's bgpd runs: a neighbour per BGP connection this node can run (None: no BGP)."""
+    if compartment.bgp is None or not compartment.bgp.asn:
+        return None
+    neighbors = []
+    for c in compartment.connections:
+        site = c.remote_bgp
+        if not c.enable_bgp or site is None or not site.asn or not site.bgp_peering_address or c.id in refused:
+            continue
+        tunnel, link = gre.tunnel_of(c), l3.link_of(c)
+        if tunnel is not None and tunnel.inner:
+            local, device, multihop = tunnel.inner.split("/")[0], tunnel.device, False
+        elif link is not None:
+            local, device, multihop = link.local.split("/")[0], link.device, False
+        elif c.connection_type == "IPsec" and compartment.private_ip_address is not None:
+            local, device, multihop = str(compartment.private_ip_address), None, True
+        else:
+            continue
+        neighbors.append(compartment_bgp.Neighbor(site.bgp_peering_address, site.asn, local, c.id, device, multihop))
+    if not neighbors:
+        return None
+    router_id = str(compartment.vip or compartment.private_ip_address)
+    networks = tuple(str(p) for p in compartment.address_space if p.version == 4)
+    return compartment_bgp.Speaker(compartment.bgp.asn, router_id, tuple(sorted(neighbors)), networks)
+
+
 def _terminate(vici: Any, name: str) -> None:
     """End connection `name`'s SAs, if it has any (without waiting for the peer)."""
     from vici.exception import CommandException
@@ -640,4 +745,10 @@ def _terminate(vici: Any, name: str) -> None:
 def _without_counters(report: dict[str, Any]) -> dict[str, Any]:
     """A report without what changes with every packet: a change in the rest is reported at once."""
     moving = ("tunnelConnectionStatus", "ikeSas", "shapingDroppedPackets", "ingressPackets", "egressPackets")
-    return {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k not in moving}
+    out = {k: v for k, v in report.items() if not k.endswith("BytesTransferred") and k not in moving}
+    if "bgp" in out:  # its state and routes count, its message counters and uptime move
+        peer = {
+            k: v for k, v in out["bgp"]["peer"].items() if not k.startswith("messages") and k != "connectedDuration"
+        }
+        out["bgp"] = {**out["bgp"], "peer": peer}
+    return out

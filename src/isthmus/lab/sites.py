@@ -51,6 +51,28 @@ class L3End:
 
 
 @dataclass(frozen=True)
+class SiteBgp:
+    """A GRE or L3 site's own BGP (FRR bgpd beside its zebra): eBGP with the gateway over the tunnel or the link,
+    advertising `networks` (its on-premises prefix and any more) and learning the VNet's."""
+
+    asn: int
+    peer: str  # the gateway's address: its GRE tunnel address, or its address on the link
+    peer_asn: int  # the VNet gateway's ASN
+    networks: tuple[str, ...] = ()  # what it advertises besides its on-premises prefix
+
+    def config(self, name: str, router_id: str, prefix: str) -> str:
+        """bgpd's configuration, written here by hand: the site does not use the gateway's code."""
+        networks = "".join(f"  network {n}\n" for n in (prefix, *self.networks))
+        return (
+            f"frr defaults traditional\nhostname {name}\nrouter bgp {self.asn}\n bgp router-id {router_id}\n"
+            " no bgp ebgp-requires-policy\n no bgp network import-check\n bgp graceful-restart\n"
+            f" neighbor {self.peer} remote-as {self.peer_asn}\n neighbor {self.peer} timers 10 30\n"
+            f" neighbor {self.peer} timers connect 1\n address-family ipv4 unicast\n{networks}"
+            " exit-address-family\nexit\n"
+        )
+
+
+@dataclass(frozen=True)
 class Site:
     name: str
     address: str  # its public address on the internet segment
@@ -62,6 +84,12 @@ class Site:
     libipsec: bool = True
     gre: GreEnd | None = None  # a GRE site's endpoint
     l3: L3End | None = None  # a provider router's link (neither: an IPsec site)
+    bgp: SiteBgp | None = None  # a GRE or L3 site's BGP with the gateway
+
+    @property
+    def bgp_dir(self) -> Path:
+        """Where its FRR keeps its files (vtysh --vty_socket BGP_DIR/run)."""
+        return Path(self.run_dir) / ("" if self.l3 else "frr")
 
     @property
     def gre_stats(self) -> dict[str, int]:
@@ -76,10 +104,11 @@ def _sites(state: LabState) -> dict[str, Site]:
         return {}
     out = {}
     for name, entry in json.loads(path.read_text()).items():
-        end, link = entry.pop("gre", None), entry.pop("l3", None)
+        end, link, bgp = entry.pop("gre", None), entry.pop("l3", None), entry.pop("bgp", None)
         gre = GreEnd(**{**end, "routes": tuple(end["routes"])}) if end else None
         l3 = L3End(**{**link, "routes": tuple(link["routes"])}) if link else None
-        out[name] = Site(**entry, gre=gre, l3=l3)
+        speaker = SiteBgp(**{**bgp, "networks": tuple(bgp["networks"])}) if bgp else None
+        out[name] = Site(**entry, gre=gre, l3=l3, bgp=speaker)
     return out
 
 
@@ -97,12 +126,17 @@ def listing(state: LabState) -> list[Site]:
 
 
 def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: str | None = None, *,
-           libipsec: bool = True, gre: GreEnd | None = None, l3: L3End | None = None) -> Site:  # fmt: skip
+           libipsec: bool = True, gre: GreEnd | None = None, l3: L3End | None = None,
+           bgp: SiteBgp | None = None) -> Site:  # fmt: skip
     """Build site `name` and load `swanctl_conf` into its charon, or run its GRE endpoint (`gre`), or make it a
-    provider router on the provider segment (`l3`; `address` is then its address on the link); LabError (and
-    nothing left) on bad input."""
+    provider router on the provider segment (`l3`; `address` is then its address on the link); a GRE or L3 site
+    may speak BGP with the gateway (`bgp`); LabError (and nothing left) on bad input."""
     if [swanctl_conf, gre, l3].count(None) != 2:
         raise LabError(f"site {name}: give one of a swanctl.conf (IPsec), GRE settings or an L3 link")
+    if bgp is not None and gre is None and l3 is None:
+        raise LabError(f"site {name}: BGP is for GRE and L3 sites (an IPsec site's charon has no routing daemon)")
+    if bgp is not None and gre is not None and not gre.tunnel_address:
+        raise LabError(f"site {name}: BGP over GRE needs the site's tunnel address")
     if not name.isalnum() or len(name) > 8:
         raise LabError(f"site name {name!r}: up to 8 letters and digits")
     if name in _sites(state):
@@ -123,7 +157,7 @@ def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: 
     netns = topology.netns(f"site-{name}")
     host = str(network.network_address + 10)
     site = Site(name, str(public.ip), str(network), netns, f"{netns}-h", host, str(RUN_ROOT / netns), libipsec, gre,
-                l3)  # fmt: skip
+                l3, bgp)  # fmt: skip
     try:
         _build(state, site, network)
         for i, daemon in enumerate(_endpoints(site)):
@@ -195,22 +229,33 @@ def _build(state: LabState, site: Site, network: IPv4Network | IPv6Network) -> N
 
 
 def _endpoints(site: Site) -> list[Daemon]:
-    """The site's charon, its GRE endpoint, or its FRR (zebra, then staticd)."""
+    """The site's charon; or its GRE endpoint (and for BGP an FRR of its own: zebra, bgpd); or its FRR (zebra,
+    staticd, and for BGP bgpd)."""
     run = Path(site.run_dir)
     if site.gre is not None:
-        return [Daemon("gre-site", (sys.executable, "-m", "isthmus.lab.gre_site", str(run / "site.json")), run,
-                       site.netns, configs={"site.json": config_text(site.address, site.gre)}, stale=(run / STATS,),
-                       probe=lambda: (run / STATS).exists())]  # fmt: skip
+        endpoint = Daemon("gre-site", (sys.executable, "-m", "isthmus.lab.gre_site", str(run / "site.json")), run,
+                          site.netns, configs={"site.json": config_text(site.address, site.gre)}, stale=(run / STATS,),
+                          probe=lambda: (run / STATS).exists())  # fmt: skip
+        frr = [frr_daemon(site.netns, site.bgp_dir, "zebra", f"hostname {site.name}\n")] if site.bgp else []
+        return [endpoint, *frr, *_bgpd(site)]
     if site.l3 is not None:
         routes = "".join(f"ip route {prefix} {site.l3.next_hop}\n" for prefix in site.l3.routes)
         return [frr_daemon(site.netns, run, "zebra", f"hostname {site.name}\n"),
-                frr_daemon(site.netns, run, "staticd", f"hostname {site.name}\n{routes}")]  # fmt: skip
+                frr_daemon(site.netns, run, "staticd", f"hostname {site.name}\n{routes}"), *_bgpd(site)]  # fmt: skip
     return [Daemon(
         "charon", ("/usr/lib/ipsec/charon",), run, site.netns,
         configs={"strongswan.conf": SITE_CONF % (" kernel-libipsec" if site.libipsec else "")},
         env={"STRONGSWAN_CONF": "/run/strongswan.conf"}, private_run=True,
         stale=(run / "charon.vici", run / "charon.pid"), probe=lambda: socket_answers(run / "charon.vici"),
     )]  # fmt: skip
+
+
+def _bgpd(site: Site) -> list[Daemon]:
+    if site.bgp is None:
+        return []
+    own = site.gre.tunnel_address if site.gre else site.l3.link_address if site.l3 else None
+    assert own is not None
+    return [frr_daemon(site.netns, site.bgp_dir, "bgpd", site.bgp.config(site.name, own.split("/")[0], site.prefix))]
 
 
 def _remove(state: LabState, site: Site) -> None:

@@ -125,31 +125,41 @@ class Tenant:
             properties["networkSecurityGroup"] = {"id": self.id(f"networkSecurityGroups/{nsg}")}
         return self.put(f"networkInterfaces/{name}", properties)
 
-    def vpn_gateway(self, name: str, vnet: str, public_ip: str, sku: str = "Standard") -> dict[str, Any]:
-        """A route-based VPN gateway in `vnet`'s GatewaySubnet, owning `public_ip`."""
+    def vpn_gateway(self, name: str, vnet: str, public_ip: str, sku: str = "Standard",
+                    bgp_asn: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """A route-based VPN gateway in `vnet`'s GatewaySubnet, owning `public_ip`; with `bgp_asn`, BGP enabled."""
         config = {
             "subnet": {"id": self.id(f"virtualNetworks/{vnet}/subnets/GatewaySubnet")},
             "publicIPAddress": {"id": self.id(f"publicIPAddresses/{public_ip}")},
         }
-        properties = {"gatewayType": "Vpn", "vpnType": "RouteBased", "sku": {"name": sku, "tier": sku},
+        properties: dict[str, Any] = {"gatewayType": "Vpn", "vpnType": "RouteBased", "sku": {"name": sku, "tier": sku},
                       "ipConfigurations": [{"name": "default", "properties": config}]}  # fmt: skip
+        if bgp_asn is not None:
+            properties.update(enableBgp=True, bgpSettings={"asn": bgp_asn})
         return self.put(f"virtualNetworkGateways/{name}", properties)
 
-    def local_gateway(self, name: str, address: str, prefixes: list[str]) -> dict[str, Any]:
-        properties = {"gatewayIpAddress": address, "localNetworkAddressSpace": {"addressPrefixes": prefixes}}
+    def local_gateway(self, name: str, address: str, prefixes: list[str],
+                      bgp: tuple[int, str] | None = None) -> dict[str, Any]:  # fmt: skip
+        """A local network gateway; `bgp`: the site's (ASN, BGP peering address)."""
+        properties: dict[str, Any] = {"gatewayIpAddress": address,
+                                      "localNetworkAddressSpace": {"addressPrefixes": prefixes}}  # fmt: skip
+        if bgp is not None:
+            properties["bgpSettings"] = {"asn": bgp[0], "bgpPeeringAddress": bgp[1]}
         return self.put(f"localNetworkGateways/{name}", properties)
 
     def connection(self, name: str, gateway: str, local: str, shared_key: str, **extra: Any) -> dict[str, Any]:
         """An IPsec connection from VPN gateway `gateway` to local network gateway `local`."""
         return self._connection(name, "IPsec", gateway, local, sharedKey=shared_key, **extra)
 
-    def gre_connection(self, name: str, gateway: str, local: str, **settings: Any) -> dict[str, Any]:
+    def gre_connection(self, name: str, gateway: str, local: str, *, enable_bgp: bool = False,
+                       **settings: Any) -> dict[str, Any]:  # fmt: skip
         """A GRE connection (isthmus' type) from `gateway` to `local`; `settings` are its greSettings."""
-        return self._connection(name, "GRE", gateway, local, greSettings=settings)
+        return self._connection(name, "GRE", gateway, local, greSettings=settings, enableBgp=enable_bgp)
 
-    def l3_connection(self, name: str, gateway: str, local: str, **settings: Any) -> dict[str, Any]:
+    def l3_connection(self, name: str, gateway: str, local: str, *, enable_bgp: bool = False,
+                      **settings: Any) -> dict[str, Any]:  # fmt: skip
         """An L3 forwarding connection (isthmus' type); `settings` are its l3ForwardingSettings."""
-        return self._connection(name, "L3", gateway, local, l3ForwardingSettings=settings)
+        return self._connection(name, "L3", gateway, local, l3ForwardingSettings=settings, enableBgp=enable_bgp)
 
     def _connection(self, name: str, kind: str, gateway: str, local: str, **properties: Any) -> dict[str, Any]:
         return self.put(f"connections/{name}", {

@@ -12,14 +12,14 @@ from isthmus.linux.supervisor import Daemon, Supervisor, socket_answers
 FRR = Path("/usr/lib/frr")
 
 
-def frr_daemon(netns: str | None, workdir: Path, daemon: str, config: str) -> Daemon:
+def frr_daemon(netns: str | None, workdir: Path, daemon: str, config: str, extra: tuple[str, ...] = ()) -> Daemon:
     """One FRR daemon (e.g. "bfdd") in `netns`: config `workdir/DAEMON.conf`, pid file and sockets under
-    `workdir/run` (shared by the daemons of one FRR: zebra's zserv.api, every vty for vtysh). It daemonizes;
-    ready and healthy when its vty socket accepts connections."""
+    `workdir/run` (shared by the daemons of one FRR: zebra's zserv.api, every vty for vtysh), `extra` options
+    after those (bgpd's -Z). It daemonizes; ready and healthy when its vty socket accepts connections."""
     run = workdir / "run"
     command = [
         str(FRR / daemon), "-d", "-u", "frr", "-g", "frr", "-f", str(workdir / f"{daemon}.conf"),
-        "-i", str(run / f"{daemon}.pid"), "-z", str(run / "zserv.api"), "--vty_socket", str(run),
+        "-i", str(run / f"{daemon}.pid"), "-z", str(run / "zserv.api"), "--vty_socket", str(run), *extra,
     ]  # fmt: skip
     stale = [run / f"{daemon}.vty"]
     if daemon == "bfdd":
