@@ -107,3 +107,10 @@ def test_reasons_are_read_from_charons_log() -> None:
     reasons = strongswan.reason_in(lines)
     assert reasons["c1"].startswith("authentication failed") and reasons["c2"].startswith("no proposal chosen")
     assert reasons["c3"].startswith("peer unreachable") and "c4" not in reasons
+
+
+def test_a_bgp_connection_is_route_based_any_to_any() -> None:
+    """Its site's prefixes are learned, not declared: the selectors must not depend on them."""
+    [conn] = strongswan.conn_config(connection(enable_bgp=True), "203.0.113.7", ["100.64.0.0/16"]).values()
+    [child] = conn["children"].values()
+    assert child["remote_ts"] == ["0.0.0.0/0"] and child["local_ts"] == ["100.64.0.0/16"]

@@ -52,23 +52,26 @@ class L3End:
 
 @dataclass(frozen=True)
 class SiteBgp:
-    """A GRE or L3 site's own BGP (FRR bgpd beside its zebra): eBGP with the gateway over the tunnel or the link,
-    advertising `networks` (its on-premises prefix and any more) and learning the VNet's."""
+    """A site's own BGP (FRR bgpd beside its zebra): eBGP with the gateway over the GRE tunnel, on the L3 link, or
+    through the IPsec tunnel from its LAN address, advertising `networks` (its on-premises prefix and any more)
+    and learning the VNet's."""
 
     asn: int
-    peer: str  # the gateway's address: its GRE tunnel address, or its address on the link
+    peer: str  # the gateway's address: its GRE tunnel address, its address on the link, or its bgpPeeringAddress
     peer_asn: int  # the VNet gateway's ASN
     networks: tuple[str, ...] = ()  # what it advertises besides its on-premises prefix
 
-    def config(self, name: str, router_id: str, prefix: str) -> str:
-        """bgpd's configuration, written here by hand: the site does not use the gateway's code."""
+    def config(self, name: str, own: str, prefix: str, behind_tunnel: bool) -> str:
+        """bgpd's configuration, written here by hand: the site does not use the gateway's code. `own`: its
+        address for the session (an IPsec site's is its LAN address, reached through the tunnel)."""
         networks = "".join(f"  network {n}\n" for n in (prefix, *self.networks))
+        multihop = f" neighbor {self.peer} ebgp-multihop 2\n neighbor {self.peer} update-source {own}\n"
         return (
-            f"frr defaults traditional\nhostname {name}\nrouter bgp {self.asn}\n bgp router-id {router_id}\n"
+            f"frr defaults traditional\nhostname {name}\nrouter bgp {self.asn}\n bgp router-id {own}\n"
             " no bgp ebgp-requires-policy\n no bgp network import-check\n bgp graceful-restart\n"
             f" neighbor {self.peer} remote-as {self.peer_asn}\n neighbor {self.peer} timers 10 30\n"
-            f" neighbor {self.peer} timers connect 1\n address-family ipv4 unicast\n{networks}"
-            " exit-address-family\nexit\n"
+            f" neighbor {self.peer} timers connect 1\n{multihop if behind_tunnel else ''}"
+            f" address-family ipv4 unicast\n{networks} exit-address-family\nexit\n"
         )
 
 
@@ -133,8 +136,6 @@ def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: 
     may speak BGP with the gateway (`bgp`); LabError (and nothing left) on bad input."""
     if [swanctl_conf, gre, l3].count(None) != 2:
         raise LabError(f"site {name}: give one of a swanctl.conf (IPsec), GRE settings or an L3 link")
-    if bgp is not None and gre is None and l3 is None:
-        raise LabError(f"site {name}: BGP is for GRE and L3 sites (an IPsec site's charon has no routing daemon)")
     if bgp is not None and gre is not None and not gre.tunnel_address:
         raise LabError(f"site {name}: BGP over GRE needs the site's tunnel address")
     if not name.isalnum() or len(name) > 8:
@@ -236,8 +237,7 @@ def _endpoints(site: Site) -> list[Daemon]:
         endpoint = Daemon("gre-site", (sys.executable, "-m", "isthmus.lab.gre_site", str(run / "site.json")), run,
                           site.netns, configs={"site.json": config_text(site.address, site.gre)}, stale=(run / STATS,),
                           probe=lambda: (run / STATS).exists())  # fmt: skip
-        frr = [frr_daemon(site.netns, site.bgp_dir, "zebra", f"hostname {site.name}\n")] if site.bgp else []
-        return [endpoint, *frr, *_bgpd(site)]
+        return [endpoint, *_zebra(site), *_bgpd(site)]
     if site.l3 is not None:
         routes = "".join(f"ip route {prefix} {site.l3.next_hop}\n" for prefix in site.l3.routes)
         return [frr_daemon(site.netns, run, "zebra", f"hostname {site.name}\n"),
@@ -247,15 +247,21 @@ def _endpoints(site: Site) -> list[Daemon]:
         configs={"strongswan.conf": SITE_CONF % (" kernel-libipsec" if site.libipsec else "")},
         env={"STRONGSWAN_CONF": "/run/strongswan.conf"}, private_run=True,
         stale=(run / "charon.vici", run / "charon.pid"), probe=lambda: socket_answers(run / "charon.vici"),
-    )]  # fmt: skip
+    ), *_zebra(site), *_bgpd(site)]  # fmt: skip
+
+
+def _zebra(site: Site) -> list[Daemon]:
+    """A GRE or IPsec site's zebra, for its bgpd (an L3 site runs one anyway)."""
+    return [frr_daemon(site.netns, site.bgp_dir, "zebra", f"hostname {site.name}\n")] if site.bgp else []
 
 
 def _bgpd(site: Site) -> list[Daemon]:
     if site.bgp is None:
         return []
     own = site.gre.tunnel_address if site.gre else site.l3.link_address if site.l3 else None
-    assert own is not None
-    return [frr_daemon(site.netns, site.bgp_dir, "bgpd", site.bgp.config(site.name, own.split("/")[0], site.prefix))]
+    address = own.split("/")[0] if own else str(ip_network(site.prefix).network_address + 1)  # its LAN's router
+    config = site.bgp.config(site.name, address, site.prefix, behind_tunnel=own is None)
+    return [frr_daemon(site.netns, site.bgp_dir, "bgpd", config)]
 
 
 def _remove(state: LabState, site: Site) -> None:

@@ -92,7 +92,11 @@ def conn_config(connection: Connection, vip: str, local_ts: Sequence[str]) -> di
     assert connection.remote_address is not None
     remote = str(connection.remote_address)
     policies = connection.ipsec_policies
-    remote_ts = [str(p) for p in connection.remote_prefixes] or ["0.0.0.0/0"]
+    # With BGP the site's prefixes are learned, not declared: route-based, any-to-any, as Azure's gateways are
+    # (charon routes everything but the site's own address into the tunnel; the routes decide).
+    remote_ts = (
+        ["0.0.0.0/0"] if connection.enable_bgp else [str(p) for p in connection.remote_prefixes] or ["0.0.0.0/0"]
+    )
     selectors = connection.traffic_selector_policies
     if connection.use_policy_based_traffic_selectors and selectors:  # the site's own pairs, as one child
         local_ts = sorted({str(p) for t in selectors for p in t.local})
