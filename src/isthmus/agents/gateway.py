@@ -75,8 +75,9 @@ class _Carried:
     datapath: Supervisor  # the userspace GRE datapath (no daemon until one is needed)
     bgpd: Supervisor = field(default_factory=Supervisor)  # its BGP with the sites (no daemon until one is needed)
     bgp: compartment_bgp.Speaker | None = None  # what its bgpd runs
-    bgp_since: float = 0.0  # when this agent first ran that bgpd (monotonic)
+    bgp_since: float = 0.0  # when this agent last started that bgpd (monotonic; 0: adopted it)
     bgp_complete: set[str] = field(default_factory=set)  # connection ids whose session was complete here
+    bgp_routes: dict[str, list[Route]] = field(default_factory=dict)  # connection id -> its learned routes installed
     bgp_observed: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})  # when; connection id -> its bgp report
     needs_charon: bool = False  # it has IPsec connections
     tunnels: tuple[gre.GreTunnel, ...] = ()  # its GRE connections' tunnels
@@ -516,13 +517,12 @@ class GatewayReconciler:
                 carried.bgpd.stop()
                 carried.bgpd.daemon = None
                 compartment_bgp.install(carried.netns, ())
-            carried.bgp, carried.bgp_observed = None, (0.0, {})
+            carried.bgp, carried.bgp_observed, carried.bgp_routes = None, (0.0, {}), {}
             return
         daemon = compartment_bgp.bgpd_daemon(carried.netns, carried.run_dir, speaker.asn, speaker.router_id)
-        if carried.bgpd.ensure(daemon):
+        if carried.bgpd.ensure(daemon):  # new, or after a crash: its sessions start again, held meanwhile
             log.info("bgpd of %s started (%s)", carried.netns, carried.bgpd.reason)
-        if carried.bgp is None:
-            carried.bgp_since = time.monotonic()
+            carried.bgp_since, carried.bgp_complete = time.monotonic(), set()
         compartment_bgp.ensure(carried.run_dir, speaker)
         carried.bgp, carried.bgp_observed = speaker, (0.0, {})
 
@@ -542,7 +542,7 @@ class GatewayReconciler:
         except (OSError, ValueError) as error:
             log.warning("reading bgpd of %s: %s", carried.netns, error)
             sessions = {}
-        out, routes = {}, []
+        out = {}
         for neighbor in speaker.neighbors:
             session = sessions.get(neighbor.address)
             learned: list[compartment_bgp.Learned] | None = None
@@ -553,12 +553,16 @@ class GatewayReconciler:
                                                               limits.BGP_LEARNED_ROUTES)  # fmt: skip
             elif neighbor.connection in carried.bgp_complete or now - carried.bgp_since > BGP_HOLD_S:
                 learned = []
-            if learned and neighbor.device is not None:
-                routes += [Route(r.network.removesuffix("/32"), neighbor.device, r.next_hop or neighbor.address)
-                           for r in learned]  # fmt: skip
+            if learned is not None and neighbor.device is not None:  # (None: what was installed stays)
+                carried.bgp_routes[neighbor.connection] = [
+                    Route(r.network.removesuffix("/32"), neighbor.device, r.next_hop or neighbor.address)
+                    for r in learned
+                ]
             out[neighbor.connection] = compartment_bgp.report(neighbor, session, learned, dropped, speaker.asn)
+        running = {n.connection for n in speaker.neighbors}
+        carried.bgp_routes = {cid: routes for cid, routes in carried.bgp_routes.items() if cid in running}
         try:
-            compartment_bgp.install(carried.netns, routes)
+            compartment_bgp.install(carried.netns, [r for routes in carried.bgp_routes.values() for r in routes])
         except LinuxError as error:
             log.warning("learned routes in %s: %s", carried.netns, error)
         carried.bgp_observed = (now, out)
