@@ -92,7 +92,7 @@ def check_connection(
         raise bad_request(
             "BgpSettingsMissingOnLocalNetworkGateway",
             "enableBgp needs bgpSettings on the local network gateway.",
-            targets.site_address,
+            targets.enable,
         )
     ours, theirs = int(props["bgpSettings"]["asn"]), int(bgp["asn"])
     if ours == theirs:
