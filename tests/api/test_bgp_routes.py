@@ -144,7 +144,7 @@ def test_a_report_past_the_bounds_is_refused_whole(seeded: Controller) -> None:
         ({"peer": {**PEER, "state": "Established"}}, "state"),
         ({"peer": {**PEER, "asn": "65050"}}, "asn"),
         ({"peer": PEER, "learnedRoutes": [route("192.0.2.1/24")]}, "network"),
-        ({"peer": PEER, "learnedRoutes": [{**route("192.0.2.0/24"), "asPath": "65050 {1}"}]}, "asPath"),
+        ({"peer": PEER, "learnedRoutes": [{**route("192.0.2.0/24"), "asPath": "65050;65051"}]}, "asPath"),
         ({"peer": PEER, "learnedRoutes": [{**route("192.0.2.0/24"), "secret": 1}]}, "secret"),
     ):
         refused = report(seeded, node, token, bad)
@@ -201,3 +201,20 @@ def test_azures_bgp_actions_answer_from_the_reports(seeded: Controller) -> None:
     for name in ("getBgpPeerStatus", "getLearnedRoutes"):
         assert action(seeded, name).json() == {"value": []}
     assert action(seeded, "getAdvertisedRoutes", "198.19.1.2").json() == {"value": []}
+
+
+def test_the_gateway_agents_own_shapes_are_taken_and_served_as_azures(seeded: Controller) -> None:
+    """FRR's forms as the agent sends them: an AS path with spaces (Azure joins with '-'), an empty next hop or
+    source peer, hours past 99 in connectedDuration."""
+    node, token, _host = world(seeded)
+    peer = {**PEER, "connectedDuration": "123:04:05.0060000"}
+    learned = [{**route("198.51.100.0/24"), "asPath": "65050 65051", "nextHop": ""}]
+    advertised = [{**ADVERTISED[0], "sourcePeer": "", "asPath": "65515 65050"}]
+    sent = report(seeded, node, token, {"peer": peer, "learnedRoutes": learned, "learnedRoutesDropped": 0,
+                                        "advertisedRoutes": advertised})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    [ebgp] = [r for r in action(seeded, "getLearnedRoutes").json()["value"] if r["origin"] == "EBgp"]
+    assert ebgp["asPath"] == "65050-65051" and "nextHop" not in ebgp
+    [out] = action(seeded, "getAdvertisedRoutes", "198.19.1.2").json()["value"]
+    assert out["asPath"] == "65515-65050" and "sourcePeer" not in out
+    assert action(seeded, "getBgpPeerStatus").json()["value"][0]["connectedDuration"] == "123:04:05.0060000"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from isthmus.model import limits
 from isthmus.model.addresses import parse_address, parse_network
@@ -34,7 +34,17 @@ def _prefix(text: str) -> str:
     return str(parse_network(text))  # host bits set: refused
 
 
+def _as_path(text: str) -> str:
+    """Azure writes an AS path with '-' between the ASNs ("65050-65051"); FRR with spaces: either is taken."""
+    return "-".join(text.replace("-", " ").split())
+
+
+def _absent(value: object) -> object:
+    return None if value == "" else value  # "" (FRR's empty next hop, no source peer): not given
+
+
 AddressText = Annotated[str, StringConstraints(min_length=2, max_length=45), AfterValidator(_address)]
+MaybeAddress = Annotated[AddressText | None, BeforeValidator(_absent)]
 PrefixText = Annotated[str, StringConstraints(min_length=4, max_length=49), AfterValidator(_prefix)]
 Counter = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Asn = Annotated[int, Field(ge=1, le=4294967295)]
@@ -53,22 +63,25 @@ class BgpPeerReport(_Strict):
     neighbor: AddressText
     asn: Asn
     state: PeerState
-    # A .NET TimeSpan as Azure writes it: [d.]hh:mm:ss[.fffffff]; empty while not connected.
-    connectedDuration: str = Field(default="", max_length=32, pattern=r"^((\d{1,8}\.)?\d{2}:\d{2}:\d{2}(\.\d{1,7})?)?$")
+    # A .NET TimeSpan as Azure writes it: [d.]hh:mm:ss[.fffffff] (hours past 99 when days are folded into them).
+    connectedDuration: str = Field(
+        default="", max_length=32, pattern=r"^((\d{1,8}\.)?\d{2,9}:\d{2}:\d{2}(\.\d{1,7})?)?$"
+    )
     routesReceived: Counter = 0
     messagesSent: Counter = 0
     messagesReceived: Counter = 0
 
 
 class GatewayRouteReport(_Strict):
-    """Azure's GatewayRoute. asPath as Azure writes it: the ASNs joined by '-' ("65050-65051")."""
+    """Azure's GatewayRoute. asPath is kept as Azure writes it, the ASNs joined by '-' ("65050-65051"); a report
+    may join them with spaces (FRR's form). An empty nextHop or sourcePeer is none."""
 
     localAddress: AddressText
     network: PrefixText
-    nextHop: AddressText | None = None
-    sourcePeer: AddressText | None = None
+    nextHop: MaybeAddress = None
+    sourcePeer: MaybeAddress = None
     origin: Literal["EBgp", "IBgp", "Igp", "Egp", "Incomplete", "Network"]
-    asPath: str = Field(default="", max_length=512, pattern=r"^(\d{1,10}(-\d{1,10})*)?$")
+    asPath: Annotated[str, Field(max_length=512, pattern=r"^[0-9{}(),\- ]*$"), AfterValidator(_as_path)] = ""
     weight: int = Field(default=0, ge=0, le=65535)
 
 
