@@ -13,6 +13,8 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network import models as m
 
+from isthmus.store import tokens
+from isthmus.store.db import make_engine
 from tests.e2e.conftest import SUB_A, SUB_B, Live
 
 GROUP = "sdk-rg"
@@ -343,3 +345,124 @@ def test_other_tenant_sees_nothing(live: Live, network: NetworkManagementClient)
     with client_for(live, live.tenant_b, SUB_B) as own:
         assert list(own.virtual_networks.list_all()) == []
     network.virtual_networks.begin_delete(GROUP, "private").result()
+
+
+def test_bgp_peer_status_and_routes_as_the_sdk_reads_them(live: Live, network: NetworkManagementClient) -> None:
+    """A BGP connection whose gateway node (a fake one here) reports the session: the SDK's three BGP actions
+    on the virtual network gateway, and nothing of it for another tenant."""
+    network.virtual_networks.begin_create_or_update(
+        GROUP,
+        "bgp-vnet",
+        m.VirtualNetwork(
+            location="local",
+            address_space=m.AddressSpace(address_prefixes=["100.64.0.0/16"]),
+            subnets=[m.Subnet(name="GatewaySubnet", address_prefix="100.64.255.0/27")],
+        ),
+    ).result()
+    gw_ip = network.public_ip_addresses.begin_create_or_update(
+        GROUP, "bgp-gw-ip", m.PublicIPAddress(location="local")
+    ).result()
+    gateway = network.virtual_network_gateways.begin_create_or_update(
+        GROUP,
+        "bgp-gw",
+        m.VirtualNetworkGateway(
+            location="local",
+            gateway_type="Vpn",
+            vpn_type="RouteBased",
+            sku=m.VirtualNetworkGatewaySku(name="Standard", tier="Standard"),
+            enable_bgp=True,
+            bgp_settings=m.BgpSettings(asn=4_200_000_000),
+            ip_configurations=[
+                m.VirtualNetworkGatewayIPConfiguration(
+                    name="c",
+                    subnet=m.SubResource(id=vnet_id("bgp-vnet") + "/subnets/GatewaySubnet"),
+                    public_ip_address=m.SubResource(id=gw_ip.id),
+                )
+            ],
+        ),
+    ).result()
+    assert gateway.bgp_settings.asn == 4_200_000_000 and gateway.bgp_settings.bgp_peering_address == "100.64.255.4"
+    site = network.local_network_gateways.begin_create_or_update(
+        GROUP,
+        "bgp-site",
+        m.LocalNetworkGateway(
+            location="local",
+            gateway_ip_address="198.51.100.30",
+            local_network_address_space=m.AddressSpace(address_prefixes=["192.0.2.254/32"]),
+            bgp_settings=m.BgpSettings(asn=65050, bgp_peering_address="192.0.2.254"),
+        ),
+    ).result()
+    with pytest.raises(HttpResponseError) as reserved:
+        network.local_network_gateways.begin_create_or_update(
+            GROUP,
+            "tor-asn",
+            m.LocalNetworkGateway(location="local", gateway_ip_address="198.51.100.31",
+                                  bgp_settings=m.BgpSettings(asn=23456, bgp_peering_address="192.0.2.253")),
+        ).result()  # fmt: skip
+    assert reserved.value.error.code == "BgpAsnReserved"
+    connection = network.virtual_network_gateway_connections.begin_create_or_update(
+        GROUP,
+        "bgp-conn",
+        m.VirtualNetworkGatewayConnection(
+            location="local",
+            connection_type="IPsec",
+            shared_key="psk-bgp",
+            enable_bgp=True,
+            virtual_network_gateway1=m.VirtualNetworkGateway(id=gateway.id),
+            local_network_gateway2=m.LocalNetworkGateway(id=site.id),
+        ),
+    ).result()
+    assert connection.enable_bgp is True
+    gateways = network.virtual_network_gateways
+    [unknown] = gateways.begin_get_bgp_peer_status(GROUP, "bgp-gw").result().value
+    assert (unknown.neighbor, unknown.asn, unknown.state) == ("192.0.2.254", 65050, "Unknown")
+
+    http = httpx.Client(base_url=live.url, verify=str(live.ca))
+    node = {"Authorization": f"Bearer {tokens.create(make_engine(live.db), 'node', 'sdk-gw1')}"}
+    registration = {"role": "gateway", "address": "198.18.0.61"}
+    assert http.post("/v1/nodes/sdk-gw1/register", headers=node, json=registration).status_code == 200
+    peer = {
+        "localAddress": "100.64.255.4",
+        "neighbor": "192.0.2.254",
+        "asn": 65050,
+        "state": "Connected",
+        "connectedDuration": "00:00:42.0000000",
+        "routesReceived": 1,
+        "messagesSent": 5,
+        "messagesReceived": 6,
+    }
+    learned = {
+        "localAddress": "100.64.255.4",
+        "network": "192.0.2.0/25",
+        "nextHop": "192.0.2.254",
+        "sourcePeer": "192.0.2.254",
+        "origin": "EBgp",
+        "asPath": "65050",
+        "weight": 0,
+    }
+    advertised = {"localAddress": "100.64.255.4", "network": "100.64.0.0/16", "nextHop": "100.64.255.4",
+                  "origin": "Igp", "asPath": "4200000000", "weight": 0}  # fmt: skip
+    bgp = {"peer": peer, "learnedRoutes": [learned], "learnedRoutesDropped": 0, "advertisedRoutes": [advertised]}
+    report = {"appliedRevision": 1, "connections": {connection.id: {"connectionStatus": "Connected", "bgp": bgp}}}
+    sent = http.post("/v1/nodes/sdk-gw1/status", headers=node, json=report)
+    assert sent.status_code == 200, sent.text
+
+    [status] = gateways.begin_get_bgp_peer_status(GROUP, "bgp-gw").result().value
+    assert (status.local_address, status.neighbor, status.state, status.connected_duration) == (
+        "100.64.255.4", "192.0.2.254", "Connected", "00:00:42.0000000")  # fmt: skip
+    assert gateways.begin_get_bgp_peer_status(GROUP, "bgp-gw", peer="192.0.2.1").result().value == []
+    routes = gateways.begin_get_learned_routes(GROUP, "bgp-gw").result().value
+    assert [(r.network, r.origin) for r in routes] == [
+        ("100.64.0.0/16", "Network"), ("192.0.2.254/32", "Network"), ("192.0.2.0/25", "EBgp")]  # fmt: skip
+    assert routes[-1].next_hop == "192.0.2.254" and routes[-1].as_path == "65050"
+    [out] = gateways.begin_get_advertised_routes(GROUP, "bgp-gw", peer="192.0.2.254").result().value
+    assert (out.network, out.as_path, out.origin) == ("100.64.0.0/16", "4200000000", "Igp")
+    with client_for(live, live.tenant_b, SUB_A) as intruder, pytest.raises(HttpResponseError) as denied:
+        intruder.virtual_network_gateways.begin_get_learned_routes(GROUP, "bgp-gw").result()
+    assert denied.value.status_code == 404 and "192.0.2.0/25" not in str(denied.value)
+
+    network.virtual_network_gateway_connections.begin_delete(GROUP, "bgp-conn").result()
+    network.local_network_gateways.begin_delete(GROUP, "bgp-site").result()
+    network.virtual_network_gateways.begin_delete(GROUP, "bgp-gw").result()
+    network.public_ip_addresses.begin_delete(GROUP, "bgp-gw-ip").result()
+    network.virtual_networks.begin_delete(GROUP, "bgp-vnet").result()

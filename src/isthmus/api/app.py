@@ -24,6 +24,7 @@ from isthmus import __version__
 from isthmus.api import errors, metrics
 from isthmus.api.admin import moves
 from isthmus.api.admin.routes import router as admin_router
+from isthmus.api.arm.bgp_actions import router as bgp_actions_router
 from isthmus.api.arm.flow_verify import router as flow_verify_router
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.arm.routes import router as arm_router
@@ -160,6 +161,7 @@ def create_app(
     app.include_router(flow_verify_router)
     app.include_router(shared_key_router)
     app.include_router(vpn_actions_router)
+    app.include_router(bgp_actions_router)
     app.include_router(admin_router)
     app.include_router(nodes_router)
     app.include_router(lease_router)

@@ -180,6 +180,11 @@ class DocumentCache:
             self._reported[node] = current
             return None
 
+    def carried(self, node: str, role: str) -> frozenset[str]:
+        """The store keys `node`'s current document names: what it carries now."""
+        with self._lock:
+            return self._held(node, role).keys()
+
     def snapshot(self) -> Snapshot:
         """The snapshot at the store's current revision (what placement plans from)."""
         with self._lock:

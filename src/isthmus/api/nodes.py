@@ -14,6 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
+from isthmus.api import bgp_reports
+from isthmus.api.bgp_reports import BgpReport
 from isthmus.api.deps import principal, read, state, write
 from isthmus.api.documents import Answer
 from isthmus.api.errors import ArmError, bad_request, conflict, not_found
@@ -132,6 +134,7 @@ class ConnectionReport(BaseModel):
     shapingDroppedPackets: Counter = 0  # dropped by its tier, both ways
     ingressPackets: Counter = 0  # isthmus: packets from the site (the metrics' packet counters)
     egressPackets: Counter = 0
+    bgp: BgpReport | None = None  # a BGP connection's session and routes (api/bgp_reports.py)
 
 
 class StatusReport(BaseModel):
@@ -150,6 +153,15 @@ class StatusReport(BaseModel):
         if len(dumps(details).encode()) > limits.REPORT_DETAILS_BYTES:
             raise ValueError(f"details may take at most {limits.REPORT_DETAILS_BYTES} bytes as JSON")
         return details
+
+
+def _kept(connections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The connection reports as connection_status keeps them: learned routes live in their own table."""
+    out = {}
+    for key, report in connections.items():
+        bgp = report.get("bgp")
+        out[key] = {**report, "bgp": {k: v for k, v in bgp.items() if k != "learnedRoutes"}} if bgp else report
+    return out
 
 
 def _restarts(text: str) -> int:
@@ -291,6 +303,8 @@ async def status(
     foreign = await run_in_threadpool(st.documents.foreign, node, role, sorted(set(states) | set(connections)))
     if foreign is not None:
         raise bad_request("ResourceNotCarriedByNode", f"Node {node} does not carry {foreign}.", "resources")
+    # Learned routes are taken only from the node that carries the connection now (not one it just left).
+    carried = await run_in_threadpool(st.documents.carried, node, role) if connections else frozenset()
 
     def work() -> None:
         with write(st) as tx:
@@ -303,7 +317,7 @@ async def status(
                 )
             before_report = tx.node_status(node)
             before_daemons = before_report.get("daemons") or {}
-            if not tx.report_status(node, body.appliedRevision, body.model_dump()):
+            if not tx.report_status(node, body.appliedRevision, bgp_reports.without_bgp(body.model_dump())):
                 raise not_found("NodeNotRegistered", f"Node {node} has not registered.")
             before = tx.failures(node)
             tx.set_resource_status(node, states)
@@ -317,8 +331,10 @@ async def status(
                 if restarts > held and name in before_daemons:
                     tx.event("admin", "daemon.restarted", f"/admin/nodes/{node}",
                              f"{name} on {node} was restarted ({text})")  # fmt: skip
-            for key, was, now_ in tx.set_connection_status(node, connections):
+            reported = tx.connection_reports(sorted(connections))
+            for key, was, now_ in tx.set_connection_status(node, _kept(connections)):
                 _connection_event(tx, node, key, was, now_, connections[key].get("reason", ""))
+            bgp_reports.record(tx, node, connections, reported, carried)
             _fence_event(tx, node, _last_fence(before_report), _last_fence(body.model_dump()))
 
     await st.in_writer(work)

@@ -19,6 +19,7 @@ from isthmus.model.snapshot import (
     CONNECTION,
     GATEWAYS,
     HOSTS,
+    LEARNED,
     LOCAL_GATEWAY,
     MUXES,
     NIC,
@@ -93,12 +94,12 @@ class Compiler:
         if placement_moved:
             self.placement = placement.place(new)
             affected.update(n for n, r in self.roles.items() if r == "gateway")
-            sites = site_routes(new, self.placement)
-            held = self.host_memo.site_routes
-            rerouted = {v for v in set(held) | set(sites) if held.get(v) != sites.get(v)}
-            self.host_memo.site_routes = sites
-            self.host_memo.forget(rerouted)  # the VirtualNetwork tag of their NSG programs covers the sites
-            touched_vnets |= rerouted
+            touched_vnets |= self._reroute(new)
+        elif VNET in types or any(k.startswith(LEARNED) for k in changed):
+            # What a site learned (observed), kept apart from the VNet's own space: only that VNet's hosts
+            # follow; gateway documents carry no learned routes.
+            for vnet in self._reroute(new):
+                affected.update(self.host_index.hosts_of(vnet))
         for key in changed:
             type_ = new.types.get(key) or old.types.get(key, "")
             if type_ == NIC:
@@ -129,6 +130,15 @@ class Compiler:
             affected.update(n for n, r in self.roles.items() if r == "mux")
         self.vips_touched = set(self.vip_table.changed)
         return affected
+
+    def _reroute(self, new: Snapshot) -> set[str]:
+        """The site routes of `new` held for the host documents; returns the VNets whose routes changed."""
+        sites = site_routes(new, self.placement)
+        held = self.host_memo.site_routes
+        rerouted = {v for v in set(held) | set(sites) if held.get(v) != sites.get(v)}
+        self.host_memo.site_routes = sites
+        self.host_memo.forget(rerouted)  # the VirtualNetwork tag of their NSG programs covers the sites
+        return rerouted
 
     def carriers(self, key: str) -> set[str]:
         """The nodes whose documents realise resource `key` (what must apply it before it is done)."""

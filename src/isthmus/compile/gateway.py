@@ -8,13 +8,13 @@ opened here, by the `unseal` the controller gives, for that node's document alon
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import ip_interface
 from typing import Any
 
 from isthmus.compile.host import HostIndex, HostMemo, address, gateway_address, remote_hosts, router_mac
 from isthmus.compile.placement import SKU_MBPS, Placed, Placement
-from isthmus.model.addresses import Address, parse_network
+from isthmus.model.addresses import Address, Network, parse_network
 from isthmus.model.documents import (
     BgpSettings,
     Compartment,
@@ -33,6 +33,9 @@ from isthmus.model.snapshot import GATEWAYS, Snapshot, vnet_key_of
 Unseal = Callable[[str, str], str]  # (sealed value, the store key it belongs to) -> the secret
 SEALED_KEY = "sharedKeySealed"  # isthmus.store.sealed.SEALED (compile/ does not import the store)
 RESET_GENERATION = "resetGeneration"  # a connection's count of resetconnection calls (not rendered)
+# The hosts' side of their VNet routers' links (linux.nat_nft.TRANSIT; compile/ does not import linux): a
+# site's BGP announcement never lands there.
+HOST_TRANSIT = parse_network("198.19.128.0/17")
 
 
 def gateway_document(
@@ -88,7 +91,9 @@ def vnet_of_gateway(snapshot: Snapshot, gateway_id: str) -> str | None:
 
 
 def site_routes(snapshot: Snapshot, placement: Placement) -> dict[str, tuple[SiteRoute, ...]]:
-    """Per VNet key, the on-premises prefixes its placed gateway's connections reach, for every host of it."""
+    """Per VNet key, the on-premises prefixes its placed gateway's connections reach, for every host of it:
+    what the local network gateways declare and what the sites of BGP connections advertised (the observed
+    `snapshot.learned_routes`), routed to the node carrying the compartment now."""
     out: dict[str, list[SiteRoute]] = {}
     for placed in placement.placed:
         route = _site_route(snapshot, placed)
@@ -106,12 +111,36 @@ def _site_route(snapshot: Snapshot, placed: Placed) -> SiteRoute | None:
     vni = snapshot.vnis.get(vnet_key_of(subnet)) if subnet else None
     if not vtep or not private or vni is None:
         return None
-    prefixes: set[str] = set()
+    prefixes: set[Network] = set()
     for connection_id in placed.connections:
         local = _local_gateway(snapshot, connection_id)
-        prefixes.update(local.get("localNetworkAddressSpace", {}).get("addressPrefixes", []))
-    networks = tuple(sorted((parse_network(p) for p in prefixes), key=lambda n: (n.version, int(n.network_address))))
+        prefixes.update(parse_network(p) for p in local.get("localNetworkAddressSpace", {}).get("addressPrefixes", []))
+    prefixes |= learned_prefixes(snapshot, vnet_key_of(subnet), placed.connections)
+    networks = tuple(sorted(prefixes, key=lambda n: (n.version, int(n.network_address), n.prefixlen)))
     return SiteRoute(placed.node, address(vtep), router_mac(vtep, vni), address(private), networks)
+
+
+def learned_prefixes(snapshot: Snapshot, vnet: str, connections: Iterable[str]) -> set[Network]:
+    """What the sites of `connections` advertised over BGP that the VNet's hosts route to the gateway: only
+    connections with enableBgp, never a default route (a learned 0.0.0.0/0 does not force-tunnel the VNet),
+    nothing that overlaps the VNet's own address space or the hosts' transit."""
+    space = [parse_network(p) for p in (snapshot.get(vnet) or {}).get("properties", {}).get("addressSpace", {})
+             .get("addressPrefixes", [])]  # fmt: skip
+    out: set[Network] = set()
+    for connection_id in connections:
+        learned = snapshot.learned_routes.get(normalize(connection_id))
+        if not learned or not (snapshot.get(connection_id) or {}).get("properties", {}).get("enableBgp"):
+            continue
+        for text in learned:
+            prefix = parse_network(text)
+            if prefix.prefixlen == 0 or any(_overlaps(prefix, s) for s in (*space, HOST_TRANSIT)):
+                continue
+            out.add(prefix)
+    return out
+
+
+def _overlaps(a: Network, b: Network) -> bool:
+    return a.version == b.version and a.overlaps(b)
 
 
 def _local_gateway(snapshot: Snapshot, connection_id: str) -> Mapping[str, Any]:

@@ -51,3 +51,6 @@ SHARED_KEY_LENGTH = 128  # Azure: a connection's pre-shared key is at most 128 c
 # Routes a gateway learns over BGP from one connection's site: Azure Stack Hub's figure (its "BGP routes
 # per connection"). The gateway installs and reports at most this many; the excess is dropped and counted.
 BGP_LEARNED_ROUTES = 150
+# What a gateway reports it advertises to one site: the VNet's address space (at most ADDRESS_PREFIXES_PER_VNET)
+# and what it passes on from its other sites.
+BGP_ADVERTISED_ROUTES = 1_000

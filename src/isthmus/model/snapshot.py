@@ -27,6 +27,14 @@ MUXES = "admin/loadBalancerMuxes"
 GATEWAYS = "admin/gateways"
 POOLS = "admin/gatewayPools"
 BINDINGS = "admin/portBindings"
+# Observed state compile/ reads beside the intent: the routes a connection's site advertised over BGP
+# (store.learned_routes). A change of one connection's set is the changed key LEARNED + its key.
+LEARNED = "learned:"
+
+
+def learned_key(connection: str) -> str:
+    """The changed key that says connection `connection` (a store key) learned another set of routes."""
+    return LEARNED + connection
 
 
 Address = IPv4Address | IPv6Address
@@ -59,6 +67,9 @@ class Snapshot:
     assignment: Mapping[str, Assigned] = field(default_factory=dict)
     gateway_states: Mapping[str, GatewayState] = field(default_factory=dict)
     placement_version: tuple[int, ...] = ()  # store.placements.version when read: tells refresh to re-read
+    # Observed, not intent: connection key -> the prefixes its site last advertised over BGP (canonical text).
+    learned_routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    learned_version: tuple[int, ...] = ()  # store.learned_routes.version when read
 
     def of_type(self, type_: str) -> list[tuple[str, Mapping[str, Any]]]:
         """(key, document) of every resource of `type_`, in key order."""
@@ -82,6 +93,8 @@ def build(
     assignment: Mapping[str, Assigned] | None = None,
     gateway_states: Mapping[str, GatewayState] | None = None,
     placement_version: tuple[int, ...] = (),
+    learned_routes: Mapping[str, tuple[str, ...]] | None = None,
+    learned_version: tuple[int, ...] = (),
 ) -> Snapshot:
     by_type: dict[str, set[str]] = {}
     for key, type_ in types.items():
@@ -100,6 +113,8 @@ def build(
         assignment or {},
         gateway_states or {},
         placement_version,
+        learned_routes or {},
+        learned_version,
     )
 
 
@@ -114,7 +129,8 @@ def evolve(
     changed: set[str],
 ) -> Snapshot:
     """`old` moved to new contents, re-deriving indexes only for the types that `changed` touched (the
-    stored placement state stays `old`'s: store.snapshots replaces it when it changed)."""
+    stored placement state and the learned routes stay `old`'s: store.snapshots replaces them when they
+    changed)."""
     touched: dict[str, set[str]] = {}
     for key in changed:
         for type_ in {old.types.get(key), types.get(key)} - {None}:
@@ -137,6 +153,8 @@ def evolve(
         old.assignment,
         old.gateway_states,
         old.placement_version,
+        old.learned_routes,
+        old.learned_version,
     )
 
 

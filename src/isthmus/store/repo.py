@@ -431,6 +431,15 @@ class Tx:
         columns = (t.connection_status.c.connection, t.connection_status.c.node, t.connection_status.c.body)
         return {row.connection: (row.node, json.loads(row.body)) for row in self.conn.execute(select(*columns))}
 
+    def connection_reports(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The last report of each of `keys` that has one."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        columns = (t.connection_status.c.connection, t.connection_status.c.body)
+        rows = self.conn.execute(select(*columns).where(t.connection_status.c.connection.in_(wanted)))
+        return {row.connection: json.loads(row.body) for row in rows}
+
     def connection_status(self, key: str) -> dict[str, Any] | None:
         where = t.connection_status.c.connection == key
         row = self.conn.execute(select(t.connection_status.c.body).where(where)).first()

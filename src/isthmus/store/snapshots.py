@@ -10,7 +10,7 @@ from sqlalchemy import Connection, select
 
 from isthmus.model.addresses import parse_address
 from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys
-from isthmus.store import placements
+from isthmus.store import learned_routes, placements
 from isthmus.store import tables as t
 from isthmus.store.db import current_revision
 
@@ -32,7 +32,8 @@ def load_snapshot(conn: Connection) -> Snapshot:
         )
     }
     assignment, states = placements.load(conn)
-    return build(revision, documents, types, vnis, public, _nodes(conn), assignment, states, placements.version(conn))
+    return build(revision, documents, types, vnis, public, _nodes(conn), assignment, states, placements.version(conn),
+                 learned_routes.load(conn), learned_routes.version(conn))  # fmt: skip
 
 
 def _nodes(conn: Connection) -> dict[str, Any]:
@@ -44,7 +45,8 @@ def _nodes(conn: Connection) -> dict[str, Any]:
 
 
 def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
-    """`old` brought to the store's current revision, reading only what changed; and the changed keys."""
+    """`old` brought to the store's current revision, reading only what changed; and the changed keys (a
+    connection's learned routes: model.snapshot.learned_key of it)."""
     revision = current_revision(conn)
     if revision == old.revision:
         return old, set()
@@ -86,4 +88,8 @@ def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
     if version != old.placement_version:  # the controller planned again, or learnt a gateway's liveness
         assignment, states = placements.load(conn)
         snapshot = replace(snapshot, assignment=assignment, gateway_states=states, placement_version=version)
+    learned, learned_version, relearned = learned_routes.refresh(conn, old)
+    if learned_version != old.learned_version:  # observed: what the sites of BGP connections advertise
+        snapshot = replace(snapshot, learned_routes=learned, learned_version=learned_version)
+        changed |= relearned
     return snapshot, changed

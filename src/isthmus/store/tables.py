@@ -172,3 +172,17 @@ gateway_states = Table(
     Column("epoch", BigInteger, nullable=False, server_default="0"),  # its lease epoch
     Column("revision", BigInteger, nullable=False, index=True),
 )
+
+# The routes the site of each BGP connection last advertised, as the gateway carrying it reported them
+# (observed state, never intent; store/learned_routes.py). Written only when the set changes, so each write
+# is a revision the documents of the VNet's hosts follow; kept across a report that does not know them
+# (a new carrier whose session is not up yet) and across a move to another node.
+learned_routes = Table(
+    "learned_routes",
+    metadata,
+    Column("connection", String(512), primary_key=True),  # store key
+    Column("node", String(96), nullable=False),  # the gateway node that reported them
+    Column("prefixes", Text, nullable=False),  # the learned networks, canonical, sorted, space-separated
+    Column("routes", Text, nullable=False),  # the routes as reported (JSON: Azure's GatewayRoute fields)
+    Column("revision", BigInteger, nullable=False, index=True),
+)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
 from typing import Any
 
-from isthmus.api.arm import public_ip_addresses
+from isthmus.api.arm import bgp_rules, public_ip_addresses
 from isthmus.api.arm.addressing import address, allocate_private, cidr
 from isthmus.api.arm.kind import (
     SUCCEEDED,
@@ -26,6 +27,7 @@ from isthmus.compile.placement import POOL_SERVES, SKU_MBPS
 from isthmus.model import arm, limits
 from isthmus.model.ids import ResourceId
 from isthmus.model.snapshot import POOLS, public_ip_keys, vnet_key_of
+from isthmus.store import learned_routes
 from isthmus.store.repo import Doc, Tx
 from isthmus.store.sealed import CLEAR, SEALED
 
@@ -93,6 +95,15 @@ class VirtualNetworkGateways(Kind):
             "provisioningState": SUCCEEDED,
             "resourceGuid": guid(existing),
         }
+        if enable_bgp:
+            bgp_rules.check_asn(tx, asn, "properties.bgpSettings.asn")
+        if existing is not None:  # its BGP connections must still hold
+            planned = replace(existing, body={**existing.body, "properties": properties})
+            for connection in bgp_rules.bgp_connections(tx, rid.key, "virtualNetworkGateway1"):
+                cp = connection.body["properties"]
+                site = tx.get(cp["localNetworkGateway2"]["id"].lower())
+                site_props = site.body["properties"] if site else {}
+                bgp_rules.check_connection(tx, cp["connectionType"], cp, planned, site_props, bgp_rules.ON_GATEWAY)
         return Prepared(properties, refs)
 
     @staticmethod
@@ -215,6 +226,18 @@ class LocalNetworkGateways(Kind):
                 "Give the on-premises prefixes, or bgpSettings to learn them.",
                 target,
             )
+        if "bgpSettings" in properties:
+            asn = properties["bgpSettings"]["asn"]
+            if asn in RESERVED_ASNS:  # Azure keeps them from on-premises devices too
+                raise bad_request("BgpAsnReserved", f"ASN {asn} is reserved.", "properties.bgpSettings.asn")
+            bgp_rules.check_asn(tx, asn, "properties.bgpSettings.asn")
+        for connection in (
+            bgp_rules.bgp_connections(tx, rid.key, "localNetworkGateway2") if existing is not None else ()
+        ):
+            cp = connection.body["properties"]
+            vnet_gateway = tx.get(cp["virtualNetworkGateway1"]["id"].lower())
+            if vnet_gateway is not None:
+                bgp_rules.check_connection(tx, cp["connectionType"], cp, vnet_gateway, properties, bgp_rules.ON_SITE)
         return Prepared(properties)
 
     def check_delete(self, tx: Tx, doc: Doc) -> None:
@@ -301,7 +324,13 @@ class Connections(Kind):
             )
         if kind == "L3":
             properties["l3ForwardingSettings"] = self._l3(tx, rid, props, gw_id.key)
+        if properties["enableBgp"]:
+            bgp_rules.check_connection(tx, kind, properties, _gw, lgw.body["properties"], bgp_rules.ON_CONNECTION)
         return Prepared(properties, refs)
+
+    def after_put(self, tx: Tx, doc: Doc, existing: Doc | None) -> None:
+        if not doc.body["properties"].get("enableBgp"):
+            learned_routes.forget(tx, doc.key)  # what its site advertised no longer reaches the VNet
 
     @staticmethod
     def _ipsec(tx: Tx, rid: ResourceId, props: arm.ConnectionProperties, existing: Doc | None) -> dict[str, Any]:
@@ -468,6 +497,7 @@ class Connections(Kind):
 
     def after_delete(self, tx: Tx, doc: Doc) -> None:
         tx.forget_connection_status(doc.key)
+        learned_routes.forget(tx, doc.key)
 
 
 SHARED_KEY_CHARACTERS = frozenset(chr(c) for c in range(0x20, 0x7F))  # printable ASCII
