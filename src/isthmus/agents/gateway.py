@@ -333,6 +333,7 @@ class GatewayReconciler:
             log.info("charon of %s started (%s)", carried.netns, carried.charon.reason)
             carried.loaded.clear()
             carried.keys.clear()
+        strongswan.ensure_main_first(carried.netns)
         return True
 
     def _tunnels(self, carried: _Carried, compartment: Compartment) -> None:

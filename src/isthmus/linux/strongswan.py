@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isthmus.linux.run import ip_batch, ip_json
 from isthmus.linux.supervisor import Daemon, socket_answers
 from isthmus.model.documents import Connection
 from isthmus.model.ipsec import (
@@ -31,6 +32,7 @@ from isthmus.model.ipsec import (
 )
 
 CHARON = "/usr/lib/ipsec/charon"
+MAIN_FIRST = 200  # a compartment's rule before charon's table 220 (ROUTING_TABLE): its own routes first
 SOCKET = "charon.vici"
 LOG = "charon.log"
 ROUTING_TABLE = 220
@@ -80,6 +82,17 @@ def charon_daemon(netns: str, run_dir: Path, *, libipsec: bool) -> Daemon:
         stale=(run_dir / SOCKET, run_dir / "charon.pid"),
         probe=lambda: socket_answers(run_dir / SOCKET),
     )
+
+
+def ensure_main_first(netns: str) -> bool:
+    """The compartment's own specific routes (its VNet's VMs, links, tunnels) win over charon's table 220, whose
+    default route a route-based child (any-to-any: BGP) puts into the tunnel: else the VNet's own traffic coming
+    out of the tunnel would be sent back into it. The main table's default route is left to table 220 (which
+    throws the sites' own addresses back to it). True if the rule had to be added."""
+    if any(rule.get("priority") == MAIN_FIRST for rule in ip_json(netns, "rule", "show")):
+        return False
+    ip_batch(netns, [f"rule add priority {MAIN_FIRST} lookup main suppress_prefixlength 0"])
+    return True
 
 
 def conn_name(connection_id: str) -> str:
