@@ -7,10 +7,11 @@ gateway declares no prefix: everything the hosts route to the site is learned. M
     prefix added to the local network gateway through the API -> the same two routers; and their ratio.
   - bgp_failover_routes_lost: kill -9 of every process of the active gateway node while the hosts' routers are
     sampled every 20 ms; the (host, learned prefix) pairs missing from any sample until the standby's session
-    is up again and the VMs reach the site (target 0). With it: bgp_failover_reestablished_ms (kill -> the
-    site's bgpd counts a new established session) and bgp_failover_traffic_ms (kill -> a ping through, 50 ms
-    probes).
-Prints a table, then one JSON object as the last line. `--quick`: 3 announcements, 3 declarations, 1 failover.
+    is up again (and 2 s more, for the new carrier's report; target 0). With it: bgp_failover_reestablished_ms
+    (kill -> the site's bgpd counts a new established session). The data plane's outage on a failover is
+    bench/gre.py's l3_failover_p50_ms (a namespace node's kernel goes on forwarding after a kill -9 of its
+    processes, so a ping here would say nothing of it).
+Prints a table, then one JSON object as the last line. `--quick`: 5 announcements, 5 declarations, 1 failover.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from failover import Bench  # the failover benchmark's helpers
 from ipsec import percentile
-from isthmus.lab import fabric, faults, probe, sites, vms
+from isthmus.lab import fabric, faults, sites, vms
 from isthmus.lab.sites import L3End, SiteBgp
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
@@ -145,10 +146,8 @@ def failovers(setup: Setup, trials: int) -> dict[str, Any]:
         setup.announce(prefix)
     for prefix in wanted:
         until_in_hosts(routers, prefix, time.monotonic())
-    lost, samples = 0, 0
+    lost, samples, trials_done = 0, 0, 0
     again: list[float] = []
-    through: list[float] = []
-    vm = setup.vms[0]
     for _ in range(trials):
         victim = bench.node_of_gateway(setup.tenant.id("virtualNetworkGateways/gw"))
         if victim is None:
@@ -159,34 +158,33 @@ def failovers(setup: Setup, trials: int) -> dict[str, Any]:
         time.sleep(0.2)
         killed = time.monotonic()
         faults.kill_node(setup.lab.topology.netns(victim))
-        reached = session = None
-        while time.monotonic() - killed < 30 and (reached is None or session is None):
-            if session is None and setup.established() > sessions:
+        session = None
+        while time.monotonic() - killed < 30 and session is None:
+            if setup.established() > sessions:
                 session = (time.monotonic() - killed) * 1000
-            if reached is None and probe.ping(vm.netns, setup.site.host_address, timeout=0.05):
-                reached = (time.monotonic() - killed) * 1000
-        through += [reached] if reached is not None else []
+            time.sleep(0.01)
         again += [session] if session is not None else []
         time.sleep(2.0)  # the new carrier's report of its learned routes has replaced the held ones
         sampler.done.set()
         sampler.join()
         lost += len(sampler.missing)
         samples += sampler.samples
+        trials_done += 1
         bench.back_up(victim)
-    return {"bgp_failover_routes_lost": lost, "bgp_failover_samples": samples, "bgp_failover_trials": len(through),
-            "bgp_failover_reestablished_ms": round(statistics.median(again), 1) if again else None,
-            "bgp_failover_traffic_ms": round(statistics.median(through), 1) if through else None}  # fmt: skip
+    return {"bgp_failover_routes_lost": lost, "bgp_failover_samples": samples, "bgp_failover_trials": trials_done,
+            "bgp_failover_reestablished_ms": round(statistics.median(again), 1) if again else None}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 announcements, 1 failover: under a minute")
+    parser.add_argument("--quick", action="store_true", help="5 announcements, 1 failover: under a minute")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-bgp-"))
     lab = fabric.up(workdir, Topology(PREFIX, hosts=2, muxes=1, gateways=2), log_level="warning")
     try:
         setup = Setup(lab)
-        figures = propagation(setup, 3 if args.quick else 20)
+        time.sleep(2.0)  # the first passes are over: the gateway's observations are not skipped
+        figures = propagation(setup, 5 if args.quick else 20)
         figures.update(failovers(setup, 1 if args.quick else 3))
     finally:
         fabric.down(workdir, PREFIX)
@@ -204,7 +202,6 @@ def main() -> None:
          met(f("bgp_failover_routes_lost"), 0)),
         ("  samples, failovers", f"{f('bgp_failover_samples')} / {f('bgp_failover_trials')}", "n / n", "-", ""),
         ("failover: kill -> site's session again, p50", f("bgp_failover_reestablished_ms"), "ms", "-", ""),
-        ("failover: kill -> VM reaches the site, p50", f("bgp_failover_traffic_ms"), "ms", "-", ""),
     ]  # fmt: skip
     print("\nisthmus BGP-with-sites benchmark" + (" (--quick)" if args.quick else ""))
     print(f"{'measure':<46} {'value':>18}  {'target':<8} met")

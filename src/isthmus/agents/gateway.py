@@ -47,7 +47,7 @@ RETRY_CAP_S = 60.0
 STAMP_S = 0.25  # how often the agent tells its watchdog it lives
 LINKS_OBSERVE_S = 1.0  # how often a compartment's GRE and L3 devices are read (only this agent changes them)
 DROPS_OBSERVE_S = HEARTBEAT  # tier drops are a counter, reported with the heartbeat: read no more often
-BGP_OBSERVE_S = 0.5  # how often a compartment's bgpd is read (learned routes follow the sites at this pace)
+BGP_OBSERVE_S = 0.2  # at most this often a compartment's bgpd is read (~1 ms over its vty): each observe tick
 # A compartment that comes up on this node (a failover, a move) has no session yet: until its site's session is
 # complete, or for this long, it reports no learned routes at all, and the hosts keep the last ones they had.
 BGP_HOLD_S = 30.0
@@ -500,7 +500,8 @@ class GatewayReconciler:
         return {"connections": dict(self._observed), "daemons": daemons}
 
     def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:
-        reports = {**self._observe_ipsec(carried), **self._observe_links(carried)}
+        # Copies: the parts below are cached between samples, and what was reported last must not change with them.
+        reports = {cid: dict(r) for cid, r in {**self._observe_ipsec(carried), **self._observe_links(carried)}.items()}
         for connection_id, dropped in self._shaping_drops(carried).items():
             if connection_id in reports:
                 reports[connection_id]["shapingDroppedPackets"] = dropped
