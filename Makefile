@@ -28,6 +28,7 @@ bench: bootstrap
 	$(VENV)/python bench/failover.py --quick
 	$(VENV)/python bench/gre.py --quick
 	$(VENV)/python bench/tiers.py --quick
+	$(VENV)/python bench/bgp_sites.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -275,18 +275,29 @@ def site_create(
     l3_link: str | None = typer.Option(None, help="L3: a provider router, its link address, e.g. 198.19.1.2/30."),
     next_hop: str | None = typer.Option(None, help="L3: the gateway's address on the link."),
     route: list[str] = typer.Option([], help="GRE, L3: a prefix routed to the gateway (the VNet's); repeatable."),
+    bgp_asn: int | None = typer.Option(None, help="BGP: the site's ASN (FRR bgpd at the site)."),
+    bgp_peer: str | None = typer.Option(
+        None, help="BGP: the gateway's address (GRE tunnel, L3 link, or its bgpPeeringAddress behind an IPsec tunnel)."
+    ),
+    bgp_peer_asn: int = typer.Option(65515, help="BGP: the virtual network gateway's ASN."),
+    advertise: list[str] = typer.Option([], help="BGP: a prefix the site advertises besides --prefix; repeatable."),
     workdir: Path = WORKDIR,
 ) -> None:
     """A site with a host behind it: on the internet segment with strongSwan configured from your swanctl.conf
     (`isthmus` can write one: POST …/connections/NAME/vpndeviceconfigurationscript) or a GRE endpoint (scapy's,
-    independent of the gateway's datapath); or a provider router (FRR) on the provider segment, for L3."""
+    independent of the gateway's datapath); or a provider router (FRR) on the provider segment, for L3. With
+    --bgp-asn and --bgp-peer the site speaks BGP with the gateway (FRR bgpd), advertising --prefix and --advertise."""
     state = lab_state(workdir)
     with lab_errors():
         gre = GreEnd(gre_remote, key, checksum, tunnel_address, tuple(route)) if gre_remote else None
         if l3_link and not next_hop:
             raise fabric.LabError("--l3-link needs --next-hop (the gateway's address on the link)")
         l3 = sites.L3End(l3_link, next_hop, tuple(route)) if l3_link and next_hop else None
-        site = sites.create(state, name, address, prefix, swanctl.read_text() if swanctl else None, gre=gre, l3=l3)
+        if (bgp_asn is None) != (bgp_peer is None):
+            raise fabric.LabError("BGP needs both --bgp-asn (the site's) and --bgp-peer (the gateway's address)")
+        bgp = sites.SiteBgp(bgp_asn, bgp_peer, bgp_peer_asn, tuple(advertise)) if bgp_asn and bgp_peer else None
+        site = sites.create(state, name, address, prefix, swanctl.read_text() if swanctl else None, gre=gre, l3=l3,
+                            bgp=bgp)  # fmt: skip
     print(f"site {site.name}: {site.address}, {site.prefix} with host {site.host_address} (netns {site.netns})")
 
 
