@@ -34,6 +34,8 @@ VLAN = 30
 VLAN_LINK = ("198.19.2.1", "198.19.2.2")
 VLAN_HOST = "192.0.2.200"
 ON_PREMISES = "192.0.2.0/26"
+BGP_SUB = "00000000-0000-0000-0000-0000000000d3"
+BGP_SITE_ADDRESS = "198.51.100.33"
 SITE_ADDRESS = "198.51.100.31"
 KEY = "Sh4red-Key-for-the-kernel-lab"
 PORT = 7200
@@ -197,6 +199,33 @@ def test_gre_rides_a_keyed_kernel_gre_device_in_the_guest(world: World, gre_worl
     assert "gre.supervisor.json" not in guest(world.lab, f"ls {tor.run_dir(world.lab.topology.netns('gw1'))}/*/")
     stats = gre_world.site.gre_stats
     assert stats["received"] > 0 and stats["bad_checksum"] == 0 and stats["wrong_key"] == 0, stats
+
+
+def test_bgp_over_kernel_esp_is_route_based_and_its_routes_reach_the_vms(world: World) -> None:
+    """A third tenant's IPsec connection with BGP on the kernel node: an any-to-any child SA in XFRM, the site's
+    bgpd (from its LAN address, through the tunnel) advertising a prefix its local network gateway does not declare,
+    learned by the compartment's bgpd and routed from the VM there."""
+    lab = world.lab
+    t = Tenant(lab, BGP_SUB)
+    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
+    t.nic("b1", "vnet1", "front")
+    vm = vms.create(lab, "b1", t.id("networkInterfaces/b1"), "h1")
+    vip = t.public_ip("gw-pip")
+    peer = t.vpn_gateway("gw", "vnet1", "gw-pip", bgp_asn=65515)["properties"]["bgpSettings"]["bgpPeeringAddress"]
+    t.local_gateway("onprem", BGP_SITE_ADDRESS, ["192.0.2.1/32"], bgp=(65060, "192.0.2.1"))
+    conf = site_conf(BGP_SITE_ADDRESS, vip, KEY, local="0.0.0.0/0")
+    site = sites.create(lab, "bk", BGP_SITE_ADDRESS, ON_PREMISES, conf, bgp=sites.SiteBgp(65060, peer, 65515))
+    t.connection("to-onprem", "gw", "onprem", KEY, enableBgp=True)
+    assert t.wait_connection("to-onprem", timeout=120)["properties"]["connectionStatus"] == "Connected"
+
+    def learned() -> set[str]:
+        done = t.http.post(t.id("virtualNetworkGateways/gw/getLearnedRoutes"), params={"api-version": "2026-03-01"})
+        return {r["network"] for r in done.json()["value"] if r["origin"] == "EBgp"}
+
+    assert wait_for(lambda: ON_PREMISES in learned(), 90)
+    assert wait_for(lambda: probe.ping(vm.netns, site.host_address, timeout=2), 30)
+    policies = "".join(guest(lab, f"ip netns exec {c} ip xfrm policy") for c in compartments(lab))
+    assert "src 100.64.0.0/16 dst 0.0.0.0/0" in policies, policies
 
 
 @pytest.fixture(scope="module")
