@@ -54,6 +54,7 @@ class MuxReconciler:
         self.announcing: set[Network] = set()  # the networks of the document's VIPs
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
         self.steered: tuple[Steer, ...] | None = None  # the steering this agent last applied (None: unknown)
+        self.last_steering: dict[str, Any] = {}
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
     def routes_via(self, next_hop: str) -> list[str]:
@@ -85,6 +86,7 @@ class MuxReconciler:
         if not full and doc.steering == self.steered:
             return 0
         self.steered = None  # unknown until applied
+        started = time.perf_counter()
         entries = [
             Entry(str(s.vip), SteerKey(s.site, s.protocol, s.gre_key), Target(int(s.next_hop), self._device(hop), hop))
             for s in doc.steering
@@ -92,6 +94,8 @@ class MuxReconciler:
         ]
         changes = ensure_steering(None, entries, verify=full)
         self.steered = doc.steering
+        self.last_steering = {"revision": doc.revision, "entries": len(entries), "changes": changes,
+                              "ms": round((time.perf_counter() - started) * 1000, 2)}  # fmt: skip
         return changes
 
     def _network(self, address: Address) -> Network:
@@ -158,6 +162,7 @@ class MuxReconciler:
         details = {
             "vips": len(routes),
             "steering": len(doc.steering),
+            "lastSteering": self.last_steering,
             "changes": changes,
             "announced": len(doc.vips),
             "added": added,
