@@ -86,7 +86,8 @@ def run(quick: bool) -> dict[str, Any]:
             pool_all = {"type": "All", "redundantGatewayCount": 1, "tierBandwidthKbps": 100_000,
                         "gatewayCapacityKbps": 100_000 * half, "publicIpAllocationMethod": "Dynamic"}  # fmt: skip
             made = http.put("/admin/gatewayPools/all", json={"properties": pool_all})
-            made.raise_for_status()
+            if made.status_code >= 300:
+                raise SystemExit(f"PUT /admin/gatewayPools/all: {made.text}")
             shared = made.json()["properties"]["publicIpAddress"]
             pool_hp = {"type": "All", "redundantGatewayCount": 1, "tierBandwidthKbps": 200_000,
                        "gatewayCapacityKbps": 200_000 * half, "publicIpAddress": shared}  # fmt: skip
