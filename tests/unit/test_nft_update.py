@@ -25,7 +25,9 @@ def test_a_body_is_read_as_its_sets_and_chains() -> None:
 
 
 def test_what_it_cannot_match_up_is_loaded_whole() -> None:
-    assert blocks_of("map m {\ntype ipv4_addr : verdict\n}") is None
+    assert blocks_of("map m {\ntype ipv4_addr : mark\nelements = { 1.2.3.4 : 0x1 }\n}") == {
+        "m": Block("map", ("type ipv4_addr : mark",), ("1.2.3.4 : 0x1",))
+    }
     assert blocks_of('set s {\ntype ifname\nelements = { "a, b" }\n}') is None  # a comma inside an element
     assert blocks_of("chain c {\naccept") is None  # not closed
     assert blocks_of("chain digest {\n}") is None  # the digest's own chain

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.agents.loop import HEARTBEAT, Outcome
+from isthmus.agents.shared_vip import NodeSteering
 from isthmus.agents.watchdog import WITNESSES, LeaseView, read_view, stamp_agent
 from isthmus.linux import compartment_bgp, gre, l3, shaping, strongswan
 from isthmus.linux.link_counters import counters
@@ -136,6 +137,7 @@ class GatewayReconciler:
         self.watchdog = Supervisor(watchdog) if watchdog is not None else None
         self.fenced_by: str | None = None  # why the last pass ran no compartment (the watchdog fenced them)
         self._document_revision = 0
+        self.steering = NodeSteering()  # shared public IPs: their sites steered into the compartments
         run_root.mkdir(parents=True, exist_ok=True)
         stamp_agent(run_root)
         if watchdog is not None:  # its own thread: the heartbeat's may wait seconds on a controller that is down
@@ -202,12 +204,15 @@ class GatewayReconciler:
                 ip_batch(None, [f"link set {self.provider_device} up"])
             transit = transit_pairs({c.vni for c in wanted.values() if c.vni is not None}, links)
             node_routes: list[Route] = []
+            shared: list[tuple[Compartment, str, str]] = []  # on a shared public IP: steered in (shared_vip.py)
             loaded: list[_Carried] = []  # compartments (re)loaded by this pass: initiated at its end
             for key, compartment in sorted(wanted.items()):
                 assert compartment.vni is not None
                 try:
                     spec = self._spec(doc, compartment, transit[compartment.vni])
-                    if compartment.vip is not None:
+                    if compartment.vip_shared:
+                        shared.append((compartment, spec.uplink, spec.transit[1]))
+                    elif compartment.vip is not None:
                         node_routes.append(Route(str(compartment.vip), spec.uplink, spec.transit[1]))
                     held = self.carried.get(key)
                     uplink = by_name.get(spec.uplink)
@@ -247,6 +252,7 @@ class GatewayReconciler:
                         outcome.resources[rid] = {"state": "Failed", "message": str(error)}
             removed = self._remove_stale(set(wanted))
             changes = ensure_routes(None, node_routes)
+            changes += self.steering.ensure(shared)
             for carried in loaded:  # only now does the node route the site's answers (to the VIP) in
                 self._initiate_now(carried)
             outcome.details = {"compartments": len(wanted), "removed": removed, "changes": changes,

@@ -1,5 +1,6 @@
 """The MUX agent: announces every VIP of the MUX document over BGP (BIRD or gobgpd, supervised here) and
-forwards each to its backend with a plain /32 route.
+forwards each to its backend with a plain /32 route; a public IP gateway pools share is steered by the site's
+address (and GRE key) to the gateway node carrying that site's connection (linux/steering.py).
 
 Stateless and identical on every MUX (ECMP-safe): a backend that moves changes the route here, never the
 announcement. The speaker (--speaker: BIRD over its control socket, linux/bird.py, or gobgpd over gRPC on a
@@ -21,9 +22,11 @@ from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, ip_json, sysctl
 from isthmus.linux.speaker import DEFAULT_SPEAKER, Peer
 from isthmus.linux.speakers import mux_speaker
+from isthmus.linux.steering import Entry, Target, ensure_steering
 from isthmus.linux.supervisor import Daemon, Supervisor
 from isthmus.model.addresses import Address, Network
-from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Vip
+from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Steer, Vip
+from isthmus.model.steering import SteerKey
 
 log = logging.getLogger("isthmus.agent.mux")
 
@@ -50,11 +53,15 @@ class MuxReconciler:
         self.networks: dict[Address, Network] = {}  # each VIP's /32 (/128), made once: what the speaker takes
         self.announcing: set[Network] = set()  # the networks of the document's VIPs
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
+        self.steered: tuple[Steer, ...] | None = None  # the steering this agent last applied (None: unknown)
+        self.last_steering: dict[str, Any] = {}
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
     def routes_via(self, next_hop: str) -> list[str]:
         """The VIPs this MUX now forwards to `next_hop` (what it tells a gateway that asks: agents/witness.py)."""
-        return sorted(str(address) for address, route in (self.routes or {}).items() if route.via == next_hop)
+        routed = {str(address) for address, route in (self.routes or {}).items() if route.via == next_hop}
+        routed |= {str(s.vip) for s in self.steered or () if str(s.next_hop) == next_hop}  # shared addresses
+        return sorted(routed)
 
     def healthy(self) -> bool:
         bfd_ok = self.bfdd.daemon is None or self.bfdd.alive()
@@ -72,6 +79,24 @@ class MuxReconciler:
             return None
         hop = str(vip.next_hop)
         return Route(str(address), self._device(hop), hop)
+
+    def _steer(self, doc: MuxDocument, *, full: bool) -> int:
+        """The shared public IPs' steering (linux/steering.py): each site's packets to the node carrying it.
+        Compared whole with what was applied last (a few hundred entries at most)."""
+        if not full and doc.steering == self.steered:
+            return 0
+        self.steered = None  # unknown until applied
+        started = time.perf_counter()
+        entries = [
+            Entry(str(s.vip), SteerKey(s.site, s.protocol, s.gre_key), Target(int(s.next_hop), self._device(hop), hop))
+            for s in doc.steering
+            if s.next_hop is not None and s.next_hop.version == 4 and s.vip.version == 4 and (hop := str(s.next_hop))
+        ]
+        changes = ensure_steering(None, entries, verify=full)
+        self.steered = doc.steering
+        self.last_steering = {"revision": doc.revision, "entries": len(entries), "changes": changes,
+                              "ms": round((time.perf_counter() - started) * 1000, 2)}  # fmt: skip
+        return changes
 
     def _network(self, address: Address) -> Network:
         network = self.networks.get(address)
@@ -113,6 +138,7 @@ class MuxReconciler:
                     else:
                         self.announcing.discard(self.networks.pop(prefix))
                 changes = ensure_routes(None, after.values(), before)
+            changes += self._steer(doc, full=full)
         except LinuxError:
             self.routes = None  # what the kernel holds is unknown now: the next pass reads it
             raise
@@ -135,6 +161,8 @@ class MuxReconciler:
             self.session = session
         details = {
             "vips": len(routes),
+            "steering": len(doc.steering),
+            "lastSteering": self.last_steering,
             "changes": changes,
             "announced": len(doc.vips),
             "added": added,

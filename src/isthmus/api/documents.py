@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from isthmus.compile.documents import Compiler
 from isthmus.compile.gateway import Unseal
 from isthmus.compile.placement import Placement
+from isthmus.compile.steering import shared_addresses
 from isthmus.model.documents import (
     Delta,
     Document,
@@ -163,6 +164,15 @@ class DocumentCache:
             placement = self._current().placement
         reasons = (u.reason for u in placement.unplaced if u.virtual_network_gateway.lower() == virtual_network_gateway)
         return next(reasons, None)
+
+    def shared_address(self, virtual_network_gateway: str) -> str | None:
+        """The public IP shared by the pool that carries the virtual network gateway (store key), if any."""
+        with self._lock:
+            compiler = self._current()
+        placed = compiler.placement.placed
+        pool = next((p.pool for p in placed if p.virtual_network_gateway.lower() == virtual_network_gateway), None)
+        shared = shared_addresses(compiler.snapshot).get(pool.lower()) if pool else None
+        return str(shared) if shared else None
 
     def foreign(self, node: str, role: str, keys: Iterable[str]) -> str | None:
         """The first of `keys` that `node` may not report on, or None. A node speaks of what its current

@@ -20,6 +20,9 @@ class ArmError(Exception):
         self.code = code
         self.message = message
         self.target = target
+        # (kind, subject, message, details) of an event for the operator about this refusal: written apart
+        # from the refused request, which changes nothing (api/arm/routes.py)
+        self.operator_event: tuple[str, str, str, dict[str, Any]] | None = None
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}

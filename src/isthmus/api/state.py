@@ -124,6 +124,10 @@ class Progress:
         """Why a virtual network gateway runs on no gateway (no pool serves it, no room), if so."""
         return self.documents.unplaced(virtual_network_gateway)
 
+    def shared_address(self, virtual_network_gateway: str) -> str | None:
+        """The public IP the pool carrying a virtual network gateway shares, if it shares one."""
+        return self.documents.shared_address(virtual_network_gateway)
+
     def pending(self, key: str, revision: int) -> bool:
         """Whether a live node that realises `key` has yet to apply the resource's `revision`. A node whose
         document did not change with it has nothing to apply beyond its own document's revision."""

@@ -74,9 +74,9 @@ def _pool(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
         "--redundant-gateways": "redundantGatewayCount",
         "--capacity-kbps": "gatewayCapacityKbps",
         "--tier-kbps": "tierBandwidthKbps",
-        "--public-ip-address": "publicIpAddress",
     }
     _copy(pairs)(p, given, creating)
+    _shared_public_ip(p, given)
     if "--also-tier-kbps" in given:
         tiers = [str(t) for t in given["--also-tier-kbps"]]
         if not all(t.isdigit() for t in tiers):
@@ -84,6 +84,23 @@ def _pool(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
         p["additionalTiersKbps"] = [int(t) for t in tiers]
     if creating:
         p.setdefault("type", "All")
+
+
+def _shared_public_ip(p: dict[str, Any], given: dict[str, Any]) -> None:
+    """--public-ip-address ADDR (Static) | none (the pool shares no address); --public-ip-allocation Dynamic."""
+    address = given.get("--public-ip-address")
+    if address is not None and address.lower() == "none":
+        p.pop("publicIpAddress", None)
+        p.pop("publicIpAllocationMethod", None)
+    elif address is not None:
+        p["publicIpAddress"], p["publicIpAllocationMethod"] = address, "Static"
+    method = given.get("--public-ip-allocation")
+    if method is not None:
+        if method not in ("Static", "Dynamic"):
+            raise CliError(f"--public-ip-allocation is Static or Dynamic, not {method!r}")
+        if method == "Static" and "publicIpAddress" not in p:
+            raise CliError("--public-ip-allocation Static needs --public-ip-address")
+        p["publicIpAllocationMethod"] = method
 
 
 def _mux(p: dict[str, Any], given: dict[str, Any], creating: bool) -> None:
@@ -130,7 +147,16 @@ NOUNS = {
                 Opt("--capacity-kbps", "What one gateway of the pool carries.", type=int),
                 Opt("--tier-kbps", "What one connection of the pool is sold at.", type=int),
                 Opt("--also-tier-kbps", "A further tier the pool is sold at (repeatable).", many=True),
-                Opt("--public-ip-address", "A VIP the pool's connections share."),
+                Opt(
+                    "--public-ip-address",
+                    "One public IP for all pools: the address (from a public IP pool) every "
+                    "IKEv2 and GRE endpoint of this pool answers on, shared with the pools that name it; none: no "
+                    "shared address.",
+                ),
+                Opt(
+                    "--public-ip-allocation",
+                    "Dynamic: the controller allocates the shared address (then name it on the other pools).",
+                ),
             ),
             _pool,
             "Gateway pools (operator).",

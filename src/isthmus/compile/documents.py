@@ -1,7 +1,8 @@
 """The compile pipeline, wired in one place.
 
     Snapshot ──► placement.place ──────────────┬──► gateway.gateway_document  (per gateway node)
-        │                                      └──► mux.VipTable ──► mux.mux_document (per MUX node)
+        │                                      ├──► mux.VipTable ──┬──► mux.mux_document (per MUX node)
+        │                                      └──► steering ──────┘  (shared public IPs of the pools)
         └──────► host.index ──────────────────────► host.host_document      (per host node)
 
 Every box is a pure function of the snapshot; the result is one desired-state document per node.
@@ -11,7 +12,7 @@ which nodes' documents may differ.
 
 from __future__ import annotations
 
-from isthmus.compile import host, mux, placement
+from isthmus.compile import host, mux, placement, steering
 from isthmus.compile.gateway import Unseal, gateway_document, site_routes, vnet_of_gateway
 from isthmus.model.addresses import Address
 from isthmus.model.documents import Document, OtherDocument
@@ -59,6 +60,7 @@ class Compiler:
         self.host_index = host.index(snapshot)
         self.host_memo = host.HostMemo(self.settings, site_routes(snapshot, self.placement))
         self.vip_table = mux.vip_table(snapshot, self.placement)
+        self.steering = steering.steering(snapshot, self.placement, steering.shared_addresses(snapshot))
         self.roles = node_roles(snapshot)
         # The VIPs the last `advance` may have changed (None: unknown, compare them all).
         self.vips_touched: set[Address] | None = None
@@ -68,7 +70,7 @@ class Compiler:
         if role == "host":
             return host.host_document(self.snapshot, self.host_index, node, self.host_memo)
         if role == "mux":
-            return mux.mux_document(self.snapshot, node, self.vip_table)
+            return mux.mux_document(self.snapshot, node, self.vip_table, self.steering)
         if role == "gateway":
             return gateway_document(self.snapshot, self.placement, node, self.unseal, self.host_index, self.host_memo)
         return OtherDocument(node, self.snapshot.revision, role)
@@ -95,6 +97,10 @@ class Compiler:
             self.placement = placement.place(new)
             affected.update(n for n, r in self.roles.items() if r == "gateway")
             touched_vnets |= self._reroute(new)
+            steered = steering.steering(new, self.placement, steering.shared_addresses(new))
+            if steered != self.steering:
+                self.steering = steered
+                affected.update(n for n, r in self.roles.items() if r == "mux")
         elif VNET in types or any(k.startswith(LEARNED) for k in changed):
             # What a site learned (observed), kept apart from the VNet's own space: only that VNet's hosts
             # follow; gateway documents carry no learned routes.

@@ -14,6 +14,7 @@ from typing import Any
 
 from isthmus.compile.host import HostIndex, HostMemo, address, gateway_address, remote_hosts, router_mac
 from isthmus.compile.placement import SKU_MBPS, Placed, Placement
+from isthmus.compile.steering import shared_addresses
 from isthmus.model.addresses import Address, Network, parse_network
 from isthmus.model.documents import (
     BgpSettings,
@@ -61,10 +62,12 @@ def gateway_document(
         elif any(n == node for _g, n in pool.standbys):
             state = "standby"
     own = snapshot.nodes.get(node, {}).get("address")
+    shared = shared_addresses(snapshot)
     compartments = tuple(
-        _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps, unseal, own, idx, memo)
+        _compartment(snapshot, p.virtual_network_gateway, p.connections, p.kbps, unseal, own, idx, memo,
+                     shared.get(p.pool.lower()))
         for p in placement.for_node(node)
-    )
+    )  # fmt: skip
     return GatewayDocument(
         node=node,
         revision=snapshot.revision,
@@ -211,7 +214,9 @@ def _compartment(
     own: str | None,
     idx: HostIndex | None,
     memo: HostMemo | None,
+    shared: Address | None = None,
 ) -> Compartment:
+    """`shared`: the public IP the gateway's pool shares, on which it answers instead of its own."""
     doc = snapshot.get(gateway_id) or {}
     props = doc.get("properties", {})
     config = props.get("ipConfigurations", [{}])[0].get("properties", {})
@@ -245,7 +250,7 @@ def _compartment(
             )
         )
     private = config.get("privateIPAddress")
-    vip = snapshot.public_ips.get(pip.lower()) if pip else None
+    vip = shared or (snapshot.public_ips.get(pip.lower()) if pip else None)
     vnet = vnet_key_of(subnet) if subnet else None
     vni = snapshot.vnis.get(vnet) if vnet else None
     vnet_doc = snapshot.get(vnet) if vnet else None
@@ -268,6 +273,7 @@ def _compartment(
         remotes=remotes,
         subnet_gateways=_subnet_gateways(vnet_doc),
         connection_kbps=SKU_MBPS.get(props.get("sku", {}).get("name", ""), 0) * 1000,
+        vip_shared=shared is not None,
     )
 
 

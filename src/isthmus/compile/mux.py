@@ -1,5 +1,6 @@
 """MUX documents: every allocated public IP and host outbound NAT address as a /32 (or /128) VIP with its
-backend next hop.
+backend next hop, and the steering of the public IPs gateway pools share (compile/steering.py; such an
+address is a VIP without a backend: what is not steered is dropped at the MUX).
 
 Identical on every MUX (stateless, ECMP-safe); only the MUX's own BGP identity differs. The VIP table
 is kept per public IP so that one changed resource updates only the VIPs it touches.
@@ -13,8 +14,9 @@ from ipaddress import IPv4Address
 
 from isthmus.compile.host import address
 from isthmus.compile.placement import Placement
+from isthmus.compile.steering import shared_addresses
 from isthmus.model.addresses import Address
-from isthmus.model.documents import BgpIdentity, BgpPeer, MuxDocument, Vip
+from isthmus.model.documents import BgpIdentity, BgpPeer, MuxDocument, Steer, Vip
 from isthmus.model.snapshot import EMPTY, HOSTS, MUXES, NIC, VNET_GATEWAY, Snapshot, public_ip_keys
 
 USERS = (NIC, VNET_GATEWAY)  # resources whose ipConfigurations carry public IPs
@@ -32,7 +34,10 @@ class VipTable:
         already handed out keep their table."""
         self.vips = dict(self.vips)
         changed = self.changed if track else set()
-        on_node = {p.virtual_network_gateway.lower(): p.node for p in placement.placed}
+        # A VNet gateway in a pool that shares a public IP answers on that one (steered: compile/steering.py);
+        # its own public IP is announced and routed nowhere.
+        shared = shared_addresses(snapshot)
+        on_node = {p.virtual_network_gateway.lower(): p.node for p in placement.placed if p.pool.lower() not in shared}
         for pip in pips:
             old = self.address_of.pop(pip, None)
             if old is not None:
@@ -82,7 +87,7 @@ def vip_table(snapshot: Snapshot, placement: Placement) -> VipTable:
     return table
 
 
-def mux_document(snapshot: Snapshot, node: str, table: VipTable) -> MuxDocument:
+def mux_document(snapshot: Snapshot, node: str, table: VipTable, steering: tuple[Steer, ...] = ()) -> MuxDocument:
     identity = next(
         (doc["properties"] for _k, doc in snapshot.of_type(MUXES) if doc["properties"]["node"] == node), None
     )
@@ -91,4 +96,4 @@ def mux_document(snapshot: Snapshot, node: str, table: VipTable) -> MuxDocument:
         peers = tuple(BgpPeer(address(p["address"]), p["asn"]) for p in identity["peers"])
         bgp = BgpIdentity(identity["asn"], IPv4Address(identity["routerId"]), peers)
     # The table's mapping is never mutated once handed out (see VipTable.refresh).
-    return MuxDocument(node=node, revision=snapshot.revision, bgp=bgp, vips=table.vips)
+    return MuxDocument(node=node, revision=snapshot.revision, bgp=bgp, vips=table.vips, steering=steering)

@@ -12,9 +12,9 @@ what it holds, when the difference would be larger than the body, when the bodie
 object by object (a base chain's hook or a set's type changed), or when the kernel refuses the update
 (the table was changed behind this process's back).
 
-Bodies are what linux/nsg_nft.py and linux/nat_nft.py render: `set NAME {` and `chain NAME {` blocks,
-one line per statement, a set's elements on one `elements = { ... }` line. Scripts run through libnftables
-(linux/libnft.py), not an nft process per call.
+Bodies are what linux/nsg_nft.py, linux/nat_nft.py and linux/steering.py render: `set NAME {`, `map NAME {`
+and `chain NAME {` blocks, one line per statement, a set's or map's elements on one `elements = { ... }`
+line. Scripts run through libnftables (linux/libnft.py), not an nft process per call.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from isthmus.linux.run import NETNS_DIR, LinuxError
 
 MARKER = "digest"  # the chain whose comment is the digest; bodies do not name a chain or set so
 _COMMENT = re.compile(r'^\s*comment "([0-9a-f]+)"', re.MULTILINE)
-_BLOCK = re.compile(r"(set|chain) (\S+) \{")
-_SET_HEADER = ("type ", "flags ", "policy ", "size ", "timeout ", "auto-merge", "comment ")
+_BLOCK = re.compile(r"(set|map|chain) (\S+) \{")
+_SET_HEADER = ("type ", "typeof ", "flags ", "policy ", "size ", "timeout ", "auto-merge", "comment ")
 _CHAIN_HEADER = ("type ", "policy ", "comment ")
 _ELEMENTS = "elements = { "
 
@@ -62,7 +62,8 @@ def loaded_digest(netns: str | None, family: str, table: str) -> str | None:
 
 @dataclass(frozen=True)
 class Block:
-    """A set (header: type and flags; items: elements) or chain (header: a base chain's hook; items: rules)."""
+    """A set or map (header: type and flags; items: elements) or chain (header: a base chain's hook; items:
+    rules)."""
 
     kind: str
     header: tuple[str, ...]
@@ -85,12 +86,12 @@ def blocks_of(body: str) -> dict[str, Block] | None:
         for statement in lines:
             if statement == "}":
                 break
-            if kind == "set" and statement.startswith(_ELEMENTS) and statement.endswith(" }"):
+            if kind != "chain" and statement.startswith(_ELEMENTS) and statement.endswith(" }"):
                 text = statement[len(_ELEMENTS) : -2]
                 if '"' in text or "{" in text:  # a comma inside an element: not split here
                     return None
                 items.extend(text.split(", "))
-            elif statement.startswith(_SET_HEADER if kind == "set" else _CHAIN_HEADER):
+            elif statement.startswith(_SET_HEADER if kind != "chain" else _CHAIN_HEADER):
                 header.append(statement)
             elif kind == "chain":
                 items.append(statement)
@@ -114,9 +115,9 @@ def update_script(table: str, old: dict[str, Block], new: dict[str, Block]) -> l
         before = old.get(name)
         if before is not None and (before.kind, before.header) != (block.kind, block.header):
             return None
-        if block.kind == "set":
+        if block.kind != "chain":
             if before is None:
-                adds.append(f"add set {table} {name} {{ {'; '.join(block.header)}; }}")
+                adds.append(f"add {block.kind} {table} {name} {{ {'; '.join(block.header)}; }}")
                 added, removed = list(block.items), []
             else:
                 had, has = set(before.items), set(block.items)

@@ -35,7 +35,11 @@ class GatewayPoolProperties(AdminModel):
     tierBandwidthKbps: int = Field(gt=0, le=100_000_000)  # what one connection of this pool is sold at
     # Further tiers the pool is sold at: a gateway whose SKU changes between them stays, retiered in place.
     additionalTiersKbps: list[Annotated[int, Field(gt=0, le=100_000_000)]] = Field(default_factory=list, max_length=8)
-    publicIpAddress: IPAddressText | None = None  # a VIP shared by all the pool's connections (isthmus extension)
+    # One public IP for all pools (Windows Server SDN's shared VIP; isthmus extension): every IKEv2 and GRE
+    # endpoint of the pool answers on it; pools that name the same address share it. Static: the address given
+    # (from a public IP pool); Dynamic: one the controller allocates (kept while the pool keeps Dynamic).
+    publicIpAddress: IPAddressText | None = None
+    publicIpAllocationMethod: Literal["Static", "Dynamic"] | None = None
     provisioningState: str | None = None
 
 

@@ -158,14 +158,38 @@ class Vip(_Wire):
 
 
 @dataclass(frozen=True, slots=True)
+class Steer(_Wire):
+    """On a public IP shared by gateway pools: one site's IPsec (IKE, ESP, ESP-in-UDP) or GRE (with its key,
+    or none) to the shared address goes to the gateway node carrying that site's connection."""
+
+    vip: IPAddress  # the shared address
+    site: IPAddress  # the site's (source) address
+    protocol: Literal["ipsec", "gre"]
+    gre_key: int | None  # GRE: the key the site's packets carry (None: the site sends none)
+    next_hop: IPAddress | None  # the gateway node carrying the connection; None if unplaced
+    connection: str  # the connection's store key
+
+    @property
+    def key(self) -> str:
+        return steer_key(self.vip, self.site, self.protocol, self.gre_key)
+
+
+def steer_key(vip: Address, site: Address, protocol: str, gre_key: int | None) -> str:
+    """What tells one steering entry from another: the packets it matches."""
+    return f"{vip}|{site}|{protocol}|{'' if gre_key is None else gre_key}"
+
+
+@dataclass(frozen=True, slots=True)
 class MuxDocument(_Wire):
-    """Identical on every MUX but for the BGP identity: every VIP as a /32 (/128) with its backend."""
+    """Identical on every MUX but for the BGP identity: every VIP as a /32 (/128) with its backend, and the
+    steering of the public IPs gateway pools share."""
 
     node: str
     revision: int
     bgp: BgpIdentity | None
     vips: Mapping[HostRoute, Vip]
     role: Literal["mux"] = "mux"
+    steering: tuple[Steer, ...] = ()  # by key
 
 
 # --- gateway ----------------------------------------------------------------------------------------
@@ -250,6 +274,9 @@ class Compartment(_Wire):
     # child SA only with a local address inside its local selector, and a site may narrow that to a subnet.
     subnet_gateways: tuple[IPAddress, ...] = ()
     connection_kbps: int = 0  # every connection's tier, both ways (0: not shaped)
+    # The VIP is the address its pool shares with other compartments (of this node and others): the node
+    # steers its sites' traffic in by their addresses (and GRE keys), not by the VIP (model/steering.py).
+    vip_shared: bool = False
 
     @property
     def key(self) -> str:
@@ -320,6 +347,8 @@ class MuxDelta(_Wire):
     set_vips: Mapping[HostRoute, Vip]
     removed_vips: tuple[HostRoute, ...]
     kind: Literal["mux"] = "mux"
+    set_steering: tuple[Steer, ...] = ()
+    removed_steering: tuple[str, ...] = ()
 
 
 Delta = HostDelta | MuxDelta
@@ -384,9 +413,11 @@ def mux_delta(old: MuxDocument, new: MuxDocument, candidates: Iterable[Address] 
                 removed.append(prefix)
         elif old.vips.get(prefix) != vip:
             changed[prefix] = vip
-    if not changed and not removed and old.bgp == new.bgp:
+    steered, unsteered = _entry_changes(old.steering, new.steering)  # a few hundred at most: compared whole
+    if not changed and not removed and not steered and not unsteered and old.bgp == new.bgp:
         return None
-    return MuxDelta(old.revision, new.revision, new.bgp, changed, tuple(removed))
+    return MuxDelta(old.revision, new.revision, new.bgp, changed, tuple(removed), set_steering=steered,
+                    removed_steering=unsteered)  # fmt: skip
 
 
 def apply_mux_delta(doc: MuxDocument, delta: MuxDelta) -> MuxDocument:
@@ -397,7 +428,10 @@ def apply_mux_delta(doc: MuxDocument, delta: MuxDelta) -> MuxDocument:
     for prefix in delta.removed_vips:
         vips.pop(prefix, None)
     vips.update(delta.set_vips)
-    return replace(doc, revision=delta.revision, bgp=delta.bgp, vips=vips)
+    steering = doc.steering
+    if delta.set_steering or delta.removed_steering:
+        steering = _apply_entries(doc.steering, delta.set_steering, delta.removed_steering)
+    return replace(doc, revision=delta.revision, bgp=delta.bgp, vips=vips, steering=steering)
 
 
 def apply_delta(doc: Document, delta: Delta) -> Document:

@@ -196,3 +196,17 @@ def vnet_key_of(resource_id: str) -> str:
     """The virtualNetworks store key of a subnet or virtual network id."""
     parts = resource_id.lower().strip("/").split("/")
     return "/" + "/".join(parts[:8])
+
+
+SHARED_ADDRESSES = "admin/sharedpublicips"  # the owner of a public IP gateway pools share: this, then the address
+
+
+def shared_address_owner(address: str) -> str:
+    """The store key that holds (in the public address space) an address gateway pools share."""
+    return f"{SHARED_ADDRESSES}/{address}"
+
+
+def shared_address_owners(body: Mapping[str, Any] | None) -> set[str]:
+    """The owner of the shared public IP a gateway pool's body names, if it names one."""
+    shared = (body or {}).get("properties", {}).get("publicIpAddress") if body else None
+    return {shared_address_owner(shared)} if shared else set()

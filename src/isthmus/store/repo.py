@@ -200,6 +200,11 @@ class Tx:
             query = query.limit(limit)
         return [_doc(row) for row in self.conn.execute(query)]
 
+    def of_type(self, type: str) -> list[Doc]:
+        """Every resource of `type`, in every scope, by key."""
+        query = select(t.resources).where(t.resources.c.type == type).order_by(t.resources.c.id)
+        return [_doc(row) for row in self.conn.execute(query)]
+
     def in_group(self, scope: str, resource_group: str) -> list[Doc]:
         query = select(t.resources).where(t.resources.c.scope == scope, t.resources.c.resource_group == resource_group)
         return [_doc(row) for row in self.conn.execute(query.order_by(t.resources.c.id))]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from isthmus.model.addresses import parse_address
-from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys
+from isthmus.model.snapshot import Snapshot, build, evolve, public_ip_keys, shared_address_owners
 from isthmus.store import learned_routes, placements
 from isthmus.store import tables as t
 from isthmus.store.db import current_revision
@@ -68,6 +68,7 @@ def refresh(conn: Connection, old: Snapshot) -> tuple[Snapshot, set[str]]:
     for key in changed:
         for body in (old.documents.get(key), documents.get(key)):
             owners.update(public_ip_keys(body))
+            owners.update(shared_address_owners(body))  # a gateway pool's shared public IP
     vnis = dict(old.vnis)
     public = dict(old.public_ips)
     for owner in owners:

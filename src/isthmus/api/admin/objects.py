@@ -13,12 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from isthmus.api.arm.addressing import PUBLIC, allocate_public, pool_networks
+from isthmus.api.arm import shared_address
+from isthmus.api.arm.addressing import PUBLIC, allocate_public, claim_shared_public, pool_networks
 from isthmus.api.errors import bad_request, conflict
 from isthmus.compile.placement import plan
 from isthmus.model import admin, ids
 from isthmus.model.placement import STANDBY
 from isthmus.model.prefixes import first_overlap, overlap_between
+from isthmus.model.snapshot import shared_address_owner
 from isthmus.store.repo import Doc, Tx
 from isthmus.store.snapshots import load_snapshot
 
@@ -104,9 +106,16 @@ class AdminKind:
             held = existing.body["properties"] if existing is not None else {}
             keep = props.serviceState == admin.DRAINING and held.get("drainForced")
             return {"drainForced": True} if keep else {}
+        if self.collection == "gatewayPools":
+            return _shared_address(tx, name, props, existing)
         if self.collection != "hosts" or not pool_networks(tx):
             return {}
         return {"outboundNatAddress": allocate_public(tx, key("hosts", name), 4, "properties.outboundNatAddress")}
+
+    def after_delete(self, tx: Tx, doc: Doc) -> None:
+        """A pool's shared public IP goes back to the public IP pool once no gateway pool shares it."""
+        if self.collection == "gatewayPools":
+            _release_shared(tx, doc.name, doc.body["properties"].get("publicIpAddress"))
 
     def check_delete(self, tx: Tx, doc: Doc, force: bool = False) -> None:
         if self.collection == "publicIpPools" and tx.pool_usage(doc.name) > 0:
@@ -127,6 +136,32 @@ class AdminKind:
 
 def _pool_gateways(tx: Tx, pool: str) -> list[Doc]:
     return [d for d in tx.list_docs(SCOPE, type_of("gateways")) if d.body["properties"]["pool"].lower() == pool.lower()]
+
+
+def _shared_address(tx: Tx, name: str, props: admin.GatewayPoolProperties, existing: Doc | None) -> dict[str, Any]:
+    """The pool's shared public IP (claimed, or allocated for Dynamic), refused if two connections would then
+    collide on it; the address it shared before is released when no other pool shares it."""
+    held = existing.body["properties"].get("publicIpAddress") if existing is not None else None
+    target = "properties.publicIpAddress"
+    address: str | None = None
+    if props.publicIpAllocationMethod == "Dynamic":
+        address = claim_shared_public(tx, held, shared_address_owner, target)
+    elif props.publicIpAddress is not None:
+        address = claim_shared_public(tx, props.publicIpAddress, shared_address_owner, target)
+    if address != held:
+        pool_props = shared_address.pools(tx)
+        pool_props[name.lower()] = {**props.model_dump(exclude_none=True), "publicIpAddress": address}
+        shared_address.check_pools(tx, pool_props.values(), f"Sharing {address} on pool {name}", target)
+        _release_shared(tx, name, held)
+    return {"publicIpAddress": address} if address else {}
+
+
+def _release_shared(tx: Tx, pool: str, address: str | None) -> None:
+    if address is None:
+        return
+    others = [d for d in tx.list_docs(SCOPE, type_of("gatewayPools")) if d.name.lower() != pool.lower()]
+    if not any(d.body["properties"].get("publicIpAddress") == address for d in others):
+        tx.release(shared_address_owner(address), below=False)
 
 
 def _check_redundancy(tx: Tx, name: str, props: admin.GatewayPoolProperties, existing: Doc | None) -> None:

@@ -27,7 +27,8 @@ from isthmus.store.snapshots import load_snapshot
 from isthmus.store.tokens import Principal
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-READ_ONLY = {"outboundNatAddress", "provisioningState", "drainForced"}  # what a client sends there is ignored
+# What a client sends there is ignored (a pool's publicIpAddress is stored as derive() claimed it).
+READ_ONLY = {"outboundNatAddress", "provisioningState", "drainForced", "publicIpAddress"}
 
 
 def render(doc: Doc) -> dict[str, Any]:
@@ -106,6 +107,7 @@ def add_routes(kind: AdminKind) -> None:
                     return Response(status_code=204)
                 kind.check_delete(tx, doc, force)
                 tx.delete(doc)
+                kind.after_delete(tx, doc)
                 tx.event(SCOPE, f"{kind.collection}.deleted", doc.body["id"], f"{kind.collection} {doc.name} deleted")
             return Response(status_code=200)
 

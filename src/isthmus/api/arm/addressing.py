@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from itertools import chain
 from typing import Any
@@ -118,6 +119,29 @@ def allocate_public(tx: Tx, owner: str, version: int, target: str) -> str:
         f"No IPv{version} address is free in the operator's public IP pools.",
         target,
     )
+
+
+def claim_shared_public(tx: Tx, wanted: str | None, owner_of: Callable[[str], str], target: str) -> str:
+    """A public address several holders share (gateway pools' shared VIP), held by `owner_of(address)`:
+    `wanted` (it must lie in a public IP pool and be free or already shared) or the next free one."""
+    pools = pool_networks(tx)
+    if wanted is None:
+        for pool, network in pools:
+            found = _next_free(tx, pool, network) if network.version == 4 else None
+            if found is not None:
+                tx.claim(PUBLIC, found, owner_of(found), pool)
+                return found
+        raise ArmError(409, "PublicIPAddressPoolExhausted", "No IPv4 address is free in the public IP pools.", target)
+    addr = address(wanted, target)
+    home = next((p for p, network in pools if addr in network), None)
+    if home is None:
+        raise bad_request("PublicIPAddressNotInPool", f"{addr} is in none of the operator's public IP pools.", target)
+    holder = tx.owner_of(PUBLIC, str(addr))
+    if holder is None:
+        tx.claim(PUBLIC, str(addr), owner_of(str(addr)), home)
+    elif holder != owner_of(str(addr)):
+        raise ArmError(409, "PublicIPAddressInUse", f"{addr} is held by {holder}.", target)
+    return str(addr)
 
 
 def _next_free(tx: Tx, pool: str, network: Network) -> str | None:

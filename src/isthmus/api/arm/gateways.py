@@ -6,8 +6,8 @@ from dataclasses import replace
 from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
 from typing import Any
 
-from isthmus.api.arm import bgp_rules, public_ip_addresses
-from isthmus.api.arm.addressing import address, allocate_private, cidr
+from isthmus.api.arm import bgp_rules, public_ip_addresses, shared_address
+from isthmus.api.arm.addressing import PUBLIC, address, allocate_private, cidr
 from isthmus.api.arm.kind import (
     SUCCEEDED,
     Kind,
@@ -72,6 +72,8 @@ class VirtualNetworkGateways(Kind):
             )
         refs: dict[str, str] = {}
         ipconfig = self._ip_configuration(tx, rid, props.ipConfigurations[0], refs)
+        if existing is not None and existing.body["properties"]["sku"]["name"] != sku:
+            _check_shared_address_after_resize(tx, existing, sku)
         enable_bgp = bool(props.enableBgp)
         if enable_bgp and sku == "Basic":
             raise bad_request(
@@ -158,6 +160,16 @@ class VirtualNetworkGateways(Kind):
             "properties": properties,
         }
 
+    def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
+        """With Azure's `bgpSettings.bgpPeeringAddresses`, whose `tunnelIpAddresses` tell the site where the
+        gateway answers IKE and GRE: its public IP, or (`placed`) the address its pool shares."""
+        own = [a for pip in public_ip_keys(doc.body) for a, space in tx.addresses_of(pip).items() if space == PUBLIC]
+        return _with_tunnel_addresses(doc.body, own)
+
+    def placed(self, body: dict[str, Any], doc: Doc, progress: Progress | None) -> dict[str, Any]:
+        shared = progress.shared_address(doc.key) if progress is not None else None
+        return _with_tunnel_addresses(body, [shared]) if shared else body
+
     def after_put(self, tx: Tx, doc: Doc, existing: Doc | None) -> None:
         if existing is not None:
             old, new = public_ip_keys(existing.body), public_ip_keys(doc.body)
@@ -220,6 +232,10 @@ class LocalNetworkGateways(Kind):
             vnet_gateway = tx.get(used_by)
             if vnet_gateway is not None:
                 _check_site_prefixes(tx, vnet_gateway, rid.name, prefixes, target)
+            if connection is not None and vnet_gateway is not None:  # a new site address: still told apart?
+                mine = shared_address.steered(connection.body["id"], connection.body["properties"], vnet_gateway.body,
+                                              str(gateway), shared_address.pools(tx).values())  # fmt: skip
+                shared_address.check_connection(tx, mine, "properties.gatewayIpAddress")
         if not prefixes and "bgpSettings" not in properties:
             raise bad_request(
                 "LocalNetworkAddressSpaceRequired",
@@ -326,6 +342,9 @@ class Connections(Kind):
             properties["l3ForwardingSettings"] = self._l3(tx, rid, props, gw_id.key)
         if properties["enableBgp"]:
             bgp_rules.check_connection(tx, kind, properties, _gw, lgw.body["properties"], bgp_rules.ON_CONNECTION)
+        site = lgw.body["properties"].get("gatewayIpAddress")
+        mine = shared_address.steered(str(rid), properties, _gw.body, site, shared_address.pools(tx).values())
+        shared_address.check_connection(tx, mine, "properties.localNetworkGateway2")
         return Prepared(properties, refs)
 
     def after_put(self, tx: Tx, doc: Doc, existing: Doc | None) -> None:
@@ -511,6 +530,35 @@ def check_shared_key(value: str, target: str) -> None:
             f"A shared key is 1 to {limits.SHARED_KEY_LENGTH} printable ASCII characters.",
             target,
         )
+
+
+def _with_tunnel_addresses(body: dict[str, Any], addresses: list[str]) -> dict[str, Any]:
+    """`body` with bgpSettings.bgpPeeringAddresses naming `addresses` as the tunnels' public endpoints."""
+    props = body["properties"]
+    bgp = props.get("bgpSettings") or {}
+    config = props["ipConfigurations"][0]
+    peering = {
+        "ipconfigurationId": config["id"],
+        "defaultBgpIpAddresses": [bgp["bgpPeeringAddress"]] if bgp.get("bgpPeeringAddress") else [],
+        "customBgpIpAddresses": [],
+        "tunnelIpAddresses": addresses,
+    }
+    return {**body, "properties": {**props, "bgpSettings": {**bgp, "bgpPeeringAddresses": [peering]}}}
+
+
+def _check_shared_address_after_resize(tx: Tx, gateway: Doc, sku: str) -> None:
+    """A new SKU may place the gateway in pools with another shared address: its connections must still be
+    told apart there."""
+    resized = {**gateway.body, "properties": {**gateway.body["properties"], "sku": {"name": sku}}}
+    pool_props = shared_address.pools(tx).values()
+    for source, path, _target in tx.referrers(gateway.key, below=False):
+        connection = tx.get(source) if path == "virtualNetworkGateway1" else None
+        if connection is None:
+            continue
+        local = tx.get(connection.body["properties"]["localNetworkGateway2"]["id"].lower())
+        site = local.body["properties"].get("gatewayIpAddress") if local else None
+        mine = shared_address.steered(connection.body["id"], connection.body["properties"], resized, site, pool_props)
+        shared_address.check_connection(tx, mine, "properties.sku.name")
 
 
 def _check_site_prefixes(tx: Tx, gateway: Doc, local: str, prefixes: list[str], target: str) -> None:

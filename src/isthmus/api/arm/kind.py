@@ -96,6 +96,8 @@ class Progress(Protocol):
 
     def unplaced(self, virtual_network_gateway: str) -> str | None: ...
 
+    def shared_address(self, virtual_network_gateway: str) -> str | None: ...
+
 
 def with_state(body: dict[str, Any], doc: Doc, failed: bool, progress: Progress | None) -> dict[str, Any]:
     """The rendered `body` with its provisioningState."""

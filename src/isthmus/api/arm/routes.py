@@ -15,7 +15,7 @@ from isthmus.api.arm import resource_groups, service
 from isthmus.api.arm.kind import Kind
 from isthmus.api.arm.kinds import KINDS
 from isthmus.api.deps import network_api_version, principal, read, resources_api_version, state, tenant, write
-from isthmus.api.errors import bad_request, not_found
+from isthmus.api.errors import ArmError, bad_request, not_found
 from isthmus.api.preconditions import Preconditions, preconditions
 from isthmus.api.state import State
 from isthmus.model import arm
@@ -81,10 +81,16 @@ def add_kind_routes(kind: Kind) -> None:
         st: State = Depends(state),
     ) -> JSONResponse:
         def work() -> JSONResponse:
-            with write(st) as tx:
-                rid = rid_of(subscriptionId, resourceGroupName, name)
-                written = service.put(tx, kind, rid, body, conditions, st.settings.locations)
-                present = kind.present_written(tx, written.doc, st.progress)
+            try:
+                with write(st) as tx:
+                    rid = rid_of(subscriptionId, resourceGroupName, name)
+                    written = service.put(tx, kind, rid, body, conditions, st.settings.locations)
+                    present = kind.present_written(tx, written.doc, st.progress)
+            except ArmError as error:
+                if error.operator_event is not None:  # the refusal's story, for the operator
+                    with write(st) as tx:
+                        tx.event("admin", *error.operator_event)
+                raise
             rendered = present()
             return JSONResponse(rendered, status_code=201 if written.created else 200, headers=retry_after(rendered))
 

@@ -122,7 +122,8 @@ async def vpn_device_configuration_script(
                               field)  # fmt: skip
     with read(st) as tx:
         doc = _ipsec_connection(tx, subscriptionId, resourceGroupName, name)
-        script = swanctl_conf(tx, doc)
+        shared = st.progress.shared_address(doc.body["properties"]["virtualNetworkGateway1"]["id"].lower())
+        script = swanctl_conf(tx, doc, shared)
     return JSONResponse(script)
 
 
@@ -142,8 +143,9 @@ async def supported_vpn_devices(
     return JSONResponse(SUPPORTED)
 
 
-def swanctl_conf(tx: Tx, connection: Doc) -> str:
-    """The site's side of `connection` as a swanctl.conf: it initiates to the gateway's VIP."""
+def swanctl_conf(tx: Tx, connection: Doc, shared: str | None = None) -> str:
+    """The site's side of `connection` as a swanctl.conf: it initiates to the gateway's VIP, or to the public
+    IP its pool shares (`shared`), which is then also the gateway's IKE identity."""
     props: dict[str, Any] = connection.body["properties"]
     gateway = tx.get(props["virtualNetworkGateway1"]["id"].lower())
     local = tx.get(props["localNetworkGateway2"]["id"].lower())
@@ -151,7 +153,7 @@ def swanctl_conf(tx: Tx, connection: Doc) -> str:
     config = gateway.body["properties"]["ipConfigurations"][0]["properties"]
     public_ip = tx.get(config["publicIPAddress"]["id"].lower())
     rendered = PUBLIC_IPS.render(tx, public_ip)["properties"] if public_ip else {}
-    vip = rendered.get("ipAddress") or "VIP-NOT-ALLOCATED"
+    vip = shared or rendered.get("ipAddress") or "VIP-NOT-ALLOCATED"
     vnet = tx.get(vnet_key_of(config["subnet"]["id"]))
     space = vnet.body["properties"]["addressSpace"]["addressPrefixes"] if vnet else []
     site = local.body["properties"]
