@@ -738,7 +738,8 @@ def _speaker(compartment: Compartment, refused: dict[str, str]) -> compartment_b
         neighbors.append(compartment_bgp.Neighbor(site.bgp_peering_address, site.asn, local, c.id, device, multihop))
     if not neighbors:
         return None
-    router_id = str(compartment.vip or compartment.private_ip_address)
+    # Its BGP address (the GatewaySubnet's, as Azure's gateways use), not the VIP: pools may share one VIP.
+    router_id = str(compartment.private_ip_address or compartment.vip)
     networks = tuple(str(p) for p in compartment.address_space if p.version == 4)
     return compartment_bgp.Speaker(compartment.bgp.asn, router_id, tuple(sorted(neighbors)), networks)
 
