@@ -14,8 +14,8 @@ host's / shared read-only under an overlay (needs root, qemu and the kernel scri
     (vxlan_gbps_ns_to_ns, the host's kernel at full speed) and from that same ESP guest, through its tap on a
     bridge in a host namespace, to a VXLAN device on that bridge (vxlan_gbps_vm_to_ns); their ratio is what a
     kernel node costs a VXLAN underlay against a namespace node
-Prints a table, then one JSON object as the last line. `--quick`: 1 boot, 3 s of iperf3 (about 80 s, half of
-it the lab with a kernel node).
+Prints a table, then one JSON object as the last line. `--quick`: 1 boot, 3 s of iperf3 (45-50 s, ~20 s of it
+the lab with a kernel node; ~60 s while other work keeps a core busy).
 """
 
 from __future__ import annotations

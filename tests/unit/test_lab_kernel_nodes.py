@@ -7,7 +7,7 @@ import pytest
 
 from isthmus.lab import fabric
 from isthmus.lab.kernel import image
-from isthmus.lab.kernel.node import EXEC_DIR, NET_UP, guest_script, taps
+from isthmus.lab.kernel.node import EXEC_DIR, MODULES, NET_UP, guest_script, taps
 from isthmus.lab.topology import Topology
 
 TOPOLOGY = Topology("ut-", hosts=2, muxes=1, gateways=1)
@@ -45,13 +45,16 @@ def test_the_guest_script_gives_the_node_its_addresses_then_its_agent_then_serve
     script = guest_script(h2, {"net.ipv4.ip_forward": "1"}, ["python", "-m", "isthmus", "agent", "host"])
     lines = script.splitlines()
     order = [
-        "sysctl -qw net.ipv4.ip_forward=1",
-        "ip link set eth0 mtu 9000 up",
-        f"ip addr add {h2.underlay}/24 dev eth0",
-        f"ip addr add {h2.management}/24 dev eth1",
-        "ip route add default via 198.18.0.1",
+        "echo 1 > /proc/sys/net/ipv4/ip_forward",
+        "ip -batch - <<'EOF'",
+        "link set eth0 mtu 9000 up",
+        f"addr add {h2.underlay}/24 dev eth0",
+        f"addr add {h2.management}/24 dev eth1",
+        "route add default via 198.18.0.1",
+        "EOF",
         f": > {NET_UP}",
         "python -m isthmus agent host >> agent.log 2>&1 < /dev/null &",
+        f"modprobe -q -a {' '.join(MODULES)}",
         f"mkdir -p {EXEC_DIR}",
     ]
     assert [lines.index(line) for line in order] == sorted(lines.index(line) for line in order)

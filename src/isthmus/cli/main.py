@@ -72,12 +72,18 @@ app.add_typer(operator.host_app, name="host")
 app.add_typer(operator.publicip_pool_app, name="publicip-pool")
 app.add_typer(operator.port_binding_app, name="port-binding")
 app.add_typer(operator.node_app, name="node")
-app.add_typer(agent.agent_app, name="agent")
 app.add_typer(lab.lab_app, name="lab")
 app.add_typer(mux.mux_app, name="mux")
 operator.add_mux_commands(mux.mux_app)
 app.command("placement")(operator.placement)
 app.command("events")(operator.events)
+
+
+@app.command("agent", add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})  # fmt: skip
+def agent_command(ctx: typer.Context) -> None:
+    """Node agents: level-triggered reconcilers (host, mux, gateway: `isthmus agent --help`)."""
+    agent.main(list(ctx.args))
 
 
 def hoisted(args: list[str]) -> list[str]:

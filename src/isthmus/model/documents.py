@@ -451,33 +451,32 @@ def _address_order(address: Address) -> tuple[int, int]:
 
 # --- the wire ---------------------------------------------------------------------------------------
 
-_DELTAS: TypeAdapter[tuple[Delta, ...]] = TypeAdapter(tuple[_TaggedDelta, ...])
-_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    """`kind`'s TypeAdapter, built at its first use, not at import: one costs ~0.3 s to build in a TCG guest,
+    and an agent needs only its own role's document and the deltas, and only once it has registered."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    return adapter
+
+
+_DELTA_LIST = tuple[_TaggedDelta, ...]
+_BY_ROLE: dict[str, type] = {"host": HostDocument, "mux": MuxDocument, "gateway": GatewayDocument}
 
 
 def encode(value: Document | Delta | Sequence[Delta]) -> bytes:
     """JSON bytes of a document, a delta or a list of deltas."""
     if isinstance(value, Sequence):
-        return _DELTAS.dump_json(tuple(value))
-    adapter = _ADAPTERS.get(type(value))
-    if adapter is None:
-        adapter = _ADAPTERS[type(value)] = TypeAdapter(type(value))
-    return adapter.dump_json(value)
+        return _adapter(_DELTA_LIST).dump_json(tuple(value))
+    return _adapter(type(value)).dump_json(value)
 
 
 def to_json(value: Document | Delta) -> Any:
     """The JSON-compatible form (for embedding in a larger response)."""
-    adapter = _ADAPTERS.get(type(value))
-    if adapter is None:
-        adapter = _ADAPTERS[type(value)] = TypeAdapter(type(value))
-    return adapter.dump_python(value, mode="json")
-
-
-_BY_ROLE: dict[str, TypeAdapter[Any]] = {
-    "host": TypeAdapter(HostDocument),
-    "mux": TypeAdapter(MuxDocument),
-    "gateway": TypeAdapter(GatewayDocument),
-}
+    return _adapter(type(value)).dump_python(value, mode="json")
 
 
 def decode_document(data: bytes | str | Mapping[str, Any]) -> Document:
@@ -485,17 +484,20 @@ def decode_document(data: bytes | str | Mapping[str, Any]) -> Document:
     if isinstance(data, bytes | str):
         data = json.loads(data)
         assert isinstance(data, dict)
-    adapter = _BY_ROLE.get(str(data.get("role")))
-    if adapter is None:
+    kind = _BY_ROLE.get(str(data.get("role")))
+    if kind is None:
         return OtherDocument(str(data["node"]), int(data["revision"]), str(data["role"]))
-    document: Document = adapter.validate_python(data)
+    document: Document = _adapter(kind).validate_python(data)
     return document
 
 
 def decode_deltas(data: bytes | str | Sequence[Any]) -> tuple[Delta, ...]:
+    deltas: tuple[Delta, ...]
     if isinstance(data, bytes | str):
-        return _DELTAS.validate_json(data)
-    return _DELTAS.validate_python(data)
+        deltas = _adapter(_DELTA_LIST).validate_json(data)
+    else:
+        deltas = _adapter(_DELTA_LIST).validate_python(data)
+    return deltas
 
 
 def receive(held: Document | None, payload: Mapping[str, Any]) -> tuple[Document, tuple[Delta, ...]]:
