@@ -157,8 +157,8 @@ class GatewayReconciler:
         if self.watchdog is not None and not self.watchdog.healthy():
             return False
         fenced = self.fenced()
-        if fenced is not None:
-            return True  # nothing may run: nothing to repair
+        if fenced is not None:  # nothing may run: a daemon a pass started as the fence fell must go (a pass now)
+            return not any(d.alive() for c in list(self.carried.values()) for d in (c.charon, c.bgpd, c.datapath))
         if self.fenced_by is not None:
             return False  # the watchdog holds a lease again: a pass brings the compartments back
         return all(
@@ -269,6 +269,10 @@ class GatewayReconciler:
         self.fenced_by = why
         for carried in self.carried.values():
             carried.applied = None
+            # The watchdog killed the charons; a pass that was under way when it fenced may have started one again.
+            for daemon in (carried.charon, carried.bgpd, carried.datapath):
+                if daemon.alive():
+                    daemon.stop()
         outcome = Outcome()
         for compartment in wanted.values():
             for rid in (compartment.virtual_network_gateway, *(c.id for c in compartment.connections)):
