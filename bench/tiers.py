@@ -81,7 +81,10 @@ def _iperf(server_ns: str, address: str, client_ns: str, seconds: float, port: i
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(0.3)
-        udp = ["-u", "-b", f"{udp_mbps}M", "-l", "1300"] if udp_mbps else []  # fits every path's MTU (IPsec: 1400)
+        # 1,300 bytes fit every path's MTU (IPsec: 1400). The receiver's socket buffer (-w, both ends) holds
+        # 4 MB: on two busy cores a 200 KB one overflows while iperf3 waits for a core, and what the tier passed
+        # would be counted lost.
+        udp = ["-u", "-b", f"{udp_mbps}M", "-l", "1300", "-w", "4M"] if udp_mbps else []
         done = subprocess.run(in_netns(client_ns, ["iperf3", "-c", address, "-p", str(port), "-t", str(seconds),
                                                    "-J", *udp]),
                               capture_output=True, text=True, timeout=seconds + 20, check=True)  # fmt: skip
