@@ -7,7 +7,8 @@ gateway declares no prefix: everything the hosts route to the site is learned. M
     prefix added to the local network gateway through the API -> the same two routers; and their ratio.
   - bgp_failover_routes_lost: kill -9 of every process of the active gateway node while the hosts' routers are
     sampled every 20 ms; the (host, learned prefix) pairs missing from any sample until the standby's session
-    is up again (and 2 s more, for the new carrier's report; target 0). With it: bgp_failover_reestablished_ms
+    is up again and 5 s more (the new carrier's set replaces the held one 3 s after its session is up; target
+    0). With it: bgp_failover_reestablished_ms
     (kill -> the site's bgpd counts a new established session). The data plane's outage on a failover is
     bench/gre.py's l3_failover_p50_ms (a namespace node's kernel goes on forwarding after a kill -9 of its
     processes, so a ping here would say nothing of it).
@@ -164,7 +165,7 @@ def failovers(setup: Setup, trials: int) -> dict[str, Any]:
                 session = (time.monotonic() - killed) * 1000
             time.sleep(0.01)
         again += [session] if session is not None else []
-        time.sleep(2.0)  # the new carrier's report of its learned routes has replaced the held ones
+        time.sleep(5.0)  # the new carrier's set, authoritative 3 s after its session is up, has replaced the held one
         sampler.done.set()
         sampler.join()
         lost += len(sampler.missing)

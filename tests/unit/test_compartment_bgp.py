@@ -82,4 +82,5 @@ def test_the_report_in_azures_shapes() -> None:
     unknown = report(SITE, None, None, 0, 65515)
     assert unknown["peer"]["state"] == "Unknown" and unknown["learnedRoutes"] is None
     assert Session("Active", 0, 0, 0, (), ()).complete is False
-    assert Session("Established", 6_000, 0, 0, (), ()).complete  # a site without graceful restart: up long enough
+    assert Session("Established", 3_000, 0, 0, (), ()).complete  # up long enough: its UPDATEs have come
+    assert not Session("Established", 1_000, 0, 0, (), (), True).complete  # End-of-RIB alone is not enough

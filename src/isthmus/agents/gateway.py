@@ -565,11 +565,9 @@ class GatewayReconciler:
                                                               limits.BGP_LEARNED_ROUTES)  # fmt: skip
             elif neighbor.connection in carried.bgp_complete or now - carried.bgp_since > BGP_HOLD_S:
                 learned = []
-            if learned is not None and neighbor.device is not None:  # (None: what was installed stays)
-                carried.bgp_routes[neighbor.connection] = [
-                    Route(r.network.removesuffix("/32"), neighbor.device, r.next_hop or neighbor.address)
-                    for r in learned
-                ]
+            if neighbor.device is not None:
+                held = carried.bgp_routes.get(neighbor.connection, [])
+                carried.bgp_routes[neighbor.connection] = _installed(neighbor, learned, session, speaker, held)
             out[neighbor.connection] = compartment_bgp.report(neighbor, session, learned, dropped, speaker.asn)
         running = {n.connection for n in speaker.neighbors}
         carried.bgp_routes = {cid: routes for cid, routes in carried.bgp_routes.items() if cid in running}
@@ -719,6 +717,28 @@ class GatewayReconciler:
         except OSError:
             return []
         return data.decode(errors="replace").splitlines()
+
+
+def _installed(
+    neighbor: compartment_bgp.Neighbor,
+    learned: list[compartment_bgp.Learned] | None,
+    session: compartment_bgp.Session | None,
+    speaker: compartment_bgp.Speaker,
+    held: list[Route],
+) -> list[Route]:
+    """The routes a site's connection has in the compartment's kernel: what it reports once its set is known;
+    before that (a new session) what has come so far added to what was there: nothing is taken away until the
+    set is known, and the traffic does not wait for it."""
+    assert neighbor.device is not None
+    device, hop = neighbor.device, neighbor.address
+    if learned is not None:
+        return [Route(r.network.removesuffix("/32"), device, r.next_hop or hop) for r in learned]
+    if session is None or not session.established:
+        return held
+    arrived = compartment_bgp.acceptable(session.routes, speaker.networks, limits.BGP_LEARNED_ROUTES)[0]
+    there = {r.destination for r in held}
+    more = [Route(r.network.removesuffix("/32"), device, r.next_hop or hop) for r in arrived]
+    return (held + [r for r in more if r.destination not in there])[: 2 * limits.BGP_LEARNED_ROUTES]
 
 
 def _speaker(compartment: Compartment, refused: dict[str, str]) -> compartment_bgp.Speaker | None:

@@ -33,7 +33,7 @@ from isthmus.linux.supervisor import Daemon
 ROUTE_PROTO = "80"  # learned routes, apart from the router's (77), GRE's (78) and the L3 links' (79)
 KEEPALIVE_S, HOLD_S = 10, 30  # a site that stops answering is dropped in 30 s (FRR's default: 180)
 DESCRIPTION = "isthmus-"
-COMPLETE_MS = 5000
+COMPLETE_MS = 3000
 
 
 @dataclass(frozen=True, order=True)
@@ -151,7 +151,7 @@ class Session:
     messages_received: int
     routes: tuple[Learned, ...]
     advertised: tuple[tuple[str, str], ...]  # (network, AS path beyond the gateway's own)
-    end_of_rib: bool = False  # the site said it has sent its whole table (graceful restart's End-of-RIB)
+    end_of_rib: bool = False  # the site said it has sent its table (graceful restart's End-of-RIB): see `complete`
 
     @property
     def established(self) -> bool:
@@ -159,9 +159,10 @@ class Session:
 
     @property
     def complete(self) -> bool:
-        """Its routes are the site's whole set: End-of-RIB came (or, from a site without graceful restart,
-        the session has been up for COMPLETE_MS)."""
-        return self.established and (self.end_of_rib or self.up_ms >= COMPLETE_MS)
+        """Its routes are the site's whole set: the session has been up for COMPLETE_MS. Not End-of-RIB: FRR
+        sends it to a peer that restarted (a gateway that failed over) before the UPDATEs its coalescing timer
+        holds back, so a set taken at End-of-RIB was seen empty."""
+        return self.established and self.up_ms >= COMPLETE_MS
 
 
 def sessions(run_dir: Path) -> dict[str, Session]:
