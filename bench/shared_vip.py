@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ipsec import KEY, ON_PREMISES, SITE_CONF  # the IPsec benchmark's site configuration
+from ipsec import KEY, ON_PREMISES, SITE_CONF, connect_all  # the IPsec benchmark's site and its wait
 from isthmus.lab import fabric, faults, probe, sites, vms
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
@@ -100,18 +100,7 @@ def run(quick: bool) -> dict[str, Any]:
         sides = [Side(lab, i, shared, with_vm=i < 2) for i in range(tenants)]
         figures["setup_s"] = round(time.monotonic() - started, 1)
 
-        first_put = time.monotonic()
-        for side in sides:
-            side.tenant.connection("to-onprem", "gw", "onprem", KEY)
-        pending = {side.index: side for side in sides}
-        deadline = time.monotonic() + (60 if quick else 300)
-        while pending and time.monotonic() < deadline:
-            for index, side in list(pending.items()):
-                if side.status() == "Connected":
-                    del pending[index]
-            time.sleep(0.05)
-        figures["all_connected_s"] = round(time.monotonic() - first_put, 2)
-        figures["not_connected"] = len(pending)
+        figures.update(connect_all(sides, 60 if quick else 300))
         with lab.operator() as http:
             placed = http.get("/admin/placement").json()["placed"]
         figures["gateways_used"] = sorted({p["node"] for p in placed})
