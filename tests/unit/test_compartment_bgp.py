@@ -70,7 +70,7 @@ def test_connected_duration_is_a_timespan() -> None:
 
 
 def test_the_report_in_azures_shapes() -> None:
-    session = Session("Established", 5_000, 7, 9, tuple(_learned("192.0.2.0/26")), (("100.64.0.0/16", ""),), True)
+    session = Session("Established", 5_000, 7, 9, tuple(_learned("192.0.2.0/26")), (("100.64.0.0/16", ""),))
     body = report(SITE, session, _learned("192.0.2.0/26"), 0, 65515)
     assert body["peer"] == {"localAddress": "198.19.1.1", "neighbor": "198.19.1.2", "asn": 65050, "state": "Connected",
                             "connectedDuration": "00:00:05.0000000", "routesReceived": 1, "messagesSent": 7,
@@ -83,4 +83,4 @@ def test_the_report_in_azures_shapes() -> None:
     assert unknown["peer"]["state"] == "Unknown" and unknown["learnedRoutes"] is None
     assert Session("Active", 0, 0, 0, (), ()).complete is False
     assert Session("Established", 3_000, 0, 0, (), ()).complete  # up long enough: its UPDATEs have come
-    assert not Session("Established", 1_000, 0, 0, (), (), True).complete  # End-of-RIB alone is not enough
+    assert not Session("Established", 1_000, 0, 0, (), ()).complete  # up 1 s: its UPDATEs may not have come

@@ -491,22 +491,14 @@ class GatewayReconciler:
         """Per connection id its status (as the API's connection resource shows it); per charon its state."""
         daemons = {}
         for carried in list(self.carried.values())[: limits.REPORT_DAEMONS]:
-            state = carried.charon.state()
-            alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
             if carried.needs_charon:
-                daemons[f"charon {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+                daemons[f"charon {carried.netns}"[:200]] = _daemon_state(carried.charon)
             if carried.datapath.daemon is not None:
-                state = carried.datapath.state()
-                alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
-                daemons[f"gre {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+                daemons[f"gre {carried.netns}"[:200]] = _daemon_state(carried.datapath)
             if carried.bgpd.daemon is not None:
-                state = carried.bgpd.state()
-                alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
-                daemons[f"bgpd {carried.netns}"[:200]] = f"{alive} restarts={state.restarts}"
+                daemons[f"bgpd {carried.netns}"[:200]] = _daemon_state(carried.bgpd)
         if self.watchdog is not None:
-            state = self.watchdog.state()
-            alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
-            daemons["watchdog"] = f"{alive} restarts={state.restarts}"
+            daemons["watchdog"] = _daemon_state(self.watchdog)
         return {"connections": dict(self._observed), "daemons": daemons}
 
     def _observe(self, carried: _Carried) -> dict[str, dict[str, Any]]:
@@ -731,14 +723,24 @@ def _installed(
     set is known, and the traffic does not wait for it."""
     assert neighbor.device is not None
     device, hop = neighbor.device, neighbor.address
+
+    def routes(taken: list[compartment_bgp.Learned]) -> list[Route]:
+        return [Route(r.network.removesuffix("/32"), device, r.next_hop or hop) for r in taken]
+
     if learned is not None:
-        return [Route(r.network.removesuffix("/32"), device, r.next_hop or hop) for r in learned]
+        return routes(learned)
     if session is None or not session.established:
         return held
-    arrived = compartment_bgp.acceptable(session.routes, speaker.networks, limits.BGP_LEARNED_ROUTES)[0]
     there = {r.destination for r in held}
-    more = [Route(r.network.removesuffix("/32"), device, r.next_hop or hop) for r in arrived]
-    return (held + [r for r in more if r.destination not in there])[: 2 * limits.BGP_LEARNED_ROUTES]
+    arrived = routes(compartment_bgp.acceptable(session.routes, speaker.networks, limits.BGP_LEARNED_ROUTES)[0])
+    return (held + [r for r in arrived if r.destination not in there])[: 2 * limits.BGP_LEARNED_ROUTES]
+
+
+def _daemon_state(supervisor: Supervisor) -> str:
+    """A supervised daemon as the status report names it: up with its PID or down, and its restarts."""
+    state = supervisor.state()
+    alive = f"up pid={state.pid}" if state.alive else f"down retry_in={state.retry_in}"
+    return f"{alive} restarts={state.restarts}"
 
 
 def _speaker(compartment: Compartment, refused: dict[str, str]) -> compartment_bgp.Speaker | None:

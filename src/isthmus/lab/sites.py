@@ -87,7 +87,7 @@ class Site:
     libipsec: bool = True
     gre: GreEnd | None = None  # a GRE site's endpoint
     l3: L3End | None = None  # a provider router's link (neither: an IPsec site)
-    bgp: SiteBgp | None = None  # a GRE or L3 site's BGP with the gateway
+    bgp: SiteBgp | None = None  # the site's BGP with the gateway (any kind of site)
 
     @property
     def bgp_dir(self) -> Path:
@@ -132,8 +132,8 @@ def create(state: LabState, name: str, address: str, prefix: str, swanctl_conf: 
            libipsec: bool = True, gre: GreEnd | None = None, l3: L3End | None = None,
            bgp: SiteBgp | None = None) -> Site:  # fmt: skip
     """Build site `name` and load `swanctl_conf` into its charon, or run its GRE endpoint (`gre`), or make it a
-    provider router on the provider segment (`l3`; `address` is then its address on the link); a GRE or L3 site
-    may speak BGP with the gateway (`bgp`); LabError (and nothing left) on bad input."""
+    provider router on the provider segment (`l3`; `address` is then its address on the link); any site may
+    speak BGP with the gateway (`bgp`); LabError (and nothing left) on bad input."""
     if [swanctl_conf, gre, l3].count(None) != 2:
         raise LabError(f"site {name}: give one of a swanctl.conf (IPsec), GRE settings or an L3 link")
     if bgp is not None and gre is not None and not gre.tunnel_address:

@@ -151,7 +151,6 @@ class Session:
     messages_received: int
     routes: tuple[Learned, ...]
     advertised: tuple[tuple[str, str], ...]  # (network, AS path beyond the gateway's own)
-    end_of_rib: bool = False  # the site said it has sent its table (graceful restart's End-of-RIB): see `complete`
 
     @property
     def established(self) -> bool:
@@ -193,7 +192,6 @@ def sessions(run_dir: Path) -> dict[str, Session]:
             messages_received=int(stats.get("totalRecv", 0)),
             routes=tuple(sorted(by_peer.get(address, ()), key=lambda r: _order(r.network))),
             advertised=advertised,
-            end_of_rib=bool(n.get("gracefulRestartInfo", {}).get("endOfRibRecv", {}).get("ipv4Unicast")),
         )
     return out
 
