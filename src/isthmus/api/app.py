@@ -41,6 +41,7 @@ from isthmus.api.state import State
 from isthmus.model.snapshot import FabricSettings
 from isthmus.sealing import Keyring
 from isthmus.store.sealed import seal_stored
+from isthmus.ui import routes as ui
 
 # ARM paths are case-insensitive in their fixed words; route matching here is not, so fold them by position
 # (names the tenant chose keep their case).
@@ -96,7 +97,7 @@ class AuthenticatedBodies:
         self.state = state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] != ui.LOGIN_PATH:  # the login form carries its token
             headers = dict(scope["headers"])
             if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
                 try:
@@ -140,7 +141,9 @@ def create_app(
         state.replica.start(lambda: take_over(state), state.leases.clear, state.notifier.notify)
         expiry = asyncio.create_task(expire_forever(state), name="lease-expiry")
         moves.start(_app, state)  # the drainer: moves Draining gateways' load (resumes stored drains)
+        sampler = ui.start(_app, state)  # the dashboard's throughput charts
         yield
+        sampler.cancel()
         expiry.cancel()
         state.replica.stop()
         state.writer.shutdown(wait=True)
@@ -166,6 +169,7 @@ def create_app(
     app.include_router(nodes_router)
     app.include_router(lease_router)
     app.include_router(metrics.router)
+    ui.install(app)
     app.state.metrics, latency = metrics.registry(state)
 
     @app.get("/healthz", tags=["health"])

@@ -1,0 +1,63 @@
+"""Debian's Chromium, headless, driven by Selenium through Debian's chromedriver: the dashboard's browser tests
+and bench/ui.py. Nothing is downloaded: both binaries come from the packages scripts/bootstrap installs."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# Root needs --no-sandbox; the rest keep Chromium off the network this machine does not have, and the lab's
+# controller presents a certificate of the lab's own CA.
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--ignore-certificate-errors")  # fmt: skip
+
+
+@contextmanager
+def chromium(width: int = 1280, height: int = 800) -> Iterator[WebDriver]:
+    """A headless Chromium with an empty profile of its own, quit and removed afterwards."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="isthmus-chromium-")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def log_in(driver: WebDriver, base: str, token: str) -> None:
+    """The login page, a token typed in and sent, as a person would; returns once the answer has loaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    driver.get(f"{base}/ui/login")
+    form = driver.find_element(By.CSS_SELECTOR, "form[action='/ui/login']")
+    driver.find_element(By.ID, "token").send_keys(token)
+    form.find_element(By.TAG_NAME, "button").click()
+    WebDriverWait(driver, 10).until(
+        lambda d: not d.find_elements(By.ID, "token") or d.find_elements(By.CLASS_NAME, "error")
+    )
+
+
+def screenshot(driver: WebDriver, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
