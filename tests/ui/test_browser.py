@@ -11,11 +11,10 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from isthmus.lab.browser import chromium, log_in, screenshot
+from isthmus.lab.browser import Served, chromium, free_port, log_in, screenshot
 from isthmus.store import tokens
 from tests.conftest import Controller
 from tests.support import wait_for
-from tests.ui.conftest import Served, free_port
 from tests.ui.test_pages import CONNECTION, _world
 
 pytestmark = pytest.mark.parametrize("controller", ["sqlite"], indirect=True)
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.parametrize("controller", ["sqlite"], indirect=True)
 @pytest.fixture
 def served(seeded: Controller) -> Iterator[Served]:
     _world(seeded)
-    served = Served(seeded.client.app, free_port())  # type: ignore[arg-type]
+    served = Served(seeded.client.app, free_port())
     served.start()
     try:
         yield served

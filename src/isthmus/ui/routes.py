@@ -120,13 +120,15 @@ async def _page(request: Request, page: str) -> Response:
     if viewer is None:
         return _to_login(request)
     title, build = PAGES[page]
+    started = time.perf_counter()
     context = await run_in_threadpool(build, request, viewer)
     if context is None:
         return not_found(request, viewer)
     live = f"/ui/live?page={page}" + (f"&{request.url.query}" if request.url.query else "")
     html = await run_in_threadpool(_render, f"{page}.html", viewer=viewer, page=page, title=title, live=live,
                                    query=request.query_params, **context)  # fmt: skip
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    took = (time.perf_counter() - started) * 1000  # gathering and rendering, as bench/ui.py reads it
+    return HTMLResponse(html, headers={"Cache-Control": "no-store", "Server-Timing": f"render;dur={took:.2f}"})
 
 
 @router.get("/")
