@@ -11,7 +11,17 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from isthmus.lab.browser import Served, chromium, free_port, log_in, screenshot
+from isthmus.lab.browser import (
+    Served,
+    attribute_at,
+    chromium,
+    free_port,
+    log_in,
+    mark_page,
+    same_page,
+    screenshot,
+    text_at,
+)
 from isthmus.store import tokens
 from tests.conftest import Controller
 from tests.support import wait_for
@@ -39,26 +49,6 @@ def browser() -> Iterator[WebDriver]:
 
 def text_of(driver: WebDriver, element_id: str) -> str:
     return text_at(driver, f"#{element_id}")
-
-
-def text_at(driver: WebDriver, css: str) -> str:
-    """An element's text read in one script: the live part may be replaced between two WebDriver calls."""
-    found = driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
-    return str(found)
-
-
-def attribute_at(driver: WebDriver, css: str, name: str) -> str:
-    script = "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;"
-    return str(driver.execute_script(script, css, name))
-
-
-def mark_page(driver: WebDriver) -> None:
-    """A value on this page's window: gone if the page is ever reloaded."""
-    driver.execute_script("window.isthmusMark = 'still the same page';")
-
-
-def same_page(driver: WebDriver) -> bool:
-    return bool(driver.execute_script("return window.isthmusMark === 'still the same page';"))
 
 
 def test_every_page_as_the_operator_live_and_reconnecting(

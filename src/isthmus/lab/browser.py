@@ -62,6 +62,27 @@ def log_in(driver: WebDriver, base: str, token: str) -> None:
     )
 
 
+def text_at(driver: WebDriver, css: str) -> str:
+    """An element's text read in one script: the live part may be replaced between two WebDriver calls."""
+    found = driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
+    return str(found)
+
+
+def attribute_at(driver: WebDriver, css: str, name: str) -> str | None:
+    script = "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;"
+    found = driver.execute_script(script, css, name)
+    return None if found is None else str(found)
+
+
+def mark_page(driver: WebDriver) -> None:
+    """A value on this page's window: gone if the page is ever reloaded."""
+    driver.execute_script("window.isthmusMark = 'still the same page';")
+
+
+def same_page(driver: WebDriver) -> bool:
+    return bool(driver.execute_script("return window.isthmusMark === 'still the same page';"))
+
+
 def screenshot(driver: WebDriver, folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
