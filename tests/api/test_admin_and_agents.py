@@ -250,6 +250,26 @@ def test_status_reports_and_role_checks(seeded: Controller) -> None:
     assert wrong.status_code == 409
 
 
+def test_a_mux_reports_its_bgp_sessions(seeded: Controller) -> None:
+    """The MUX's observed sessions are kept whole and shown by /admin/nodes; a report with more of them than the
+    limit, or a state longer than a state, is refused whole."""
+    declare_fabric(seeded)
+    token = register(seeded, "mux1", "mux", "198.18.0.21")
+    sessions = {"198.18.0.1": "Established", "2001:db8::1": "Active"}
+    body = {"appliedRevision": 0, "sessions": sessions}
+    assert seeded.client.post("/v1/nodes/mux1/status", json=body, headers=seeded.headers(token)).status_code == 200
+    nodes = {n["name"]: n for n in seeded.admin("GET", "/nodes").json()["value"]}
+    assert nodes["mux1"]["status"]["sessions"] == sessions
+    too_many = {f"100.64.0.{i}": "Idle" for i in range(limits.REPORT_BGP_SESSIONS + 1)}
+    for bad in (too_many, {"198.18.0.1": "E" * (limits.REPORT_BGP_STATE_LENGTH + 1)}, {"": "Idle"}):
+        answer = seeded.client.post(
+            "/v1/nodes/mux1/status", json={**body, "sessions": bad}, headers=seeded.headers(token)
+        )
+        assert answer.status_code == 400, answer.text
+    nodes = {n["name"]: n for n in seeded.admin("GET", "/nodes").json()["value"]}
+    assert nodes["mux1"]["status"]["sessions"] == sessions
+
+
 def test_admin_bad_input_changes_nothing(seeded: Controller) -> None:
     declare_fabric(seeded)
     before = seeded.dump()

@@ -82,6 +82,13 @@ def test_read_commands(live: Live) -> None:
     assert shown.returncode == 0, shown.stderr
     lines = {" ".join(line.replace("│", " ").split()) for line in shown.stdout.splitlines()}
     assert {"kernel 6.1.0-cli", "gre no", "esp yes", "datapath ipsec xfrm", "datapath gre gre_tun"} <= lines
+    mux = {"Authorization": f"Bearer {tokens.create(make_engine(live.db), 'node', 'cli-mux')}"}
+    assert http.post("/v1/nodes/cli-mux/register", headers=mux, json={"role": "mux"}).status_code == 200
+    report = {"appliedRevision": 0, "sessions": {"198.18.0.1": "Established", "198.18.0.2": "Active"}}
+    assert http.post("/v1/nodes/cli-mux/status", headers=mux, json=report).status_code == 200
+    shown = isthmus(live, live.operator, "node", "show", "cli-mux")
+    lines = {" ".join(line.replace("│", " ").split()) for line in shown.stdout.splitlines()}
+    assert {"bgp 198.18.0.1 Established", "bgp 198.18.0.2 Active"} <= lines, shown.stdout
     missing = isthmus(live, live.operator, "node", "show", "no-such-node")
     assert missing.returncode == 1 and "no node 'no-such-node' has registered" in missing.stderr
     denied = isthmus(live, live.tenant_a, "pool", "list")

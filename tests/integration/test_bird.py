@@ -42,6 +42,7 @@ def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
     tor, speaker = pair.tor, pair.speaker
     assert isinstance(speaker, BirdSpeaker)
     assert speaker.configure(65010, MUX, [Peer(TOR, 65000)]) == 0  # idempotent (bgp_pair configured it)
+    assert speaker.sessions() == {TOR: "Established"}
     assert speaker.announce(vips(5, 6, 7)) == (3, 0)
     assert speaker.announce(vips(5, 6, 7)) == (0, 0)
     wait_for(lambda: fib_routes(tor) == {f"203.0.113.{i}": [MUX] for i in (5, 6, 7)}, 20)
@@ -104,6 +105,8 @@ def test_peers_change_without_a_restart(pair: BgpPair) -> None:
     assert speaker.set_peers([Peer(TOR, 65000), Peer("198.18.0.2", 65000)]) == 1
     assert "peer_198_18_0_2" in "".join(speaker.command("show protocols"))
     assert established(pair.frr_dir) == {MUX: True}  # the existing session was left alone
+    sessions = speaker.sessions()  # nothing answers at 198.18.0.2
+    assert sessions[TOR] == "Established" and sessions["198.18.0.2"] in ("Idle", "Connect", "Active")
     assert speaker.set_peers([Peer(TOR, 65000)]) == 1
     assert "peer_198_18_0_2" not in "".join(speaker.command("show protocols"))
     assert (speaker.run_dir / "bird.pid").read_text() == pid

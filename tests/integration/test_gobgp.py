@@ -30,6 +30,7 @@ def pair() -> Iterator[BgpPair]:
 def test_announce_the_desired_set_and_correct_drift(pair: BgpPair) -> None:
     tor, speaker = pair.tor, pair.speaker
     assert speaker.configure(65010, MUX, [Peer(TOR, 65000)]) == 0  # idempotent (bgp_pair configured it)
+    assert speaker.sessions() == {TOR: "Established"}
     vips = {ip_network(f"203.0.113.{i}/32") for i in (5, 6, 7)}
     assert speaker.announce(vips) == (3, 0)
     assert speaker.announce(vips) == (0, 0)

@@ -14,6 +14,7 @@ from isthmus.lab import fabric, probe, tor, vms
 from isthmus.lab.faults import silence, unsilence
 from isthmus.lab.mux_routes import mux_speaker
 from isthmus.lab.tenant import Tenant, rule
+from isthmus.lab.topology import TOR_UNDERLAY
 from isthmus.linux.frr import vtysh
 from isthmus.linux.run import ip_json
 from tests.support import speaker_pids, wait_for
@@ -35,6 +36,13 @@ def mux_route(lab: fabric.LabState, address: str) -> str | None:
         if route["dst"] == address:
             return str(route["gateway"])
     return None
+
+
+def reported_sessions(lab: fabric.LabState) -> dict[str, str]:
+    """The BGP sessions mux1 last reported (/admin/nodes)."""
+    with lab.operator() as http:
+        node = {n["name"]: n for n in http.get("/admin/nodes").json()["value"]}["mux1"]
+    return dict((node.get("status") or {}).get("sessions") or {})
 
 
 def test_public_ip_announced_moved_and_withdrawn(lab: fabric.LabState) -> None:
@@ -76,12 +84,15 @@ def test_speaker_killed_is_restarted_and_reannounces(lab: fabric.LabState) -> No
     t = Tenant(lab, SUB)
     vip = t.public_ip("pip-restart")
     assert wait_for(lambda: tor_route(lab, vip))
+    assert wait_for(lambda: reported_sessions(lab) == {TOR_UNDERLAY: "Established"})
     [speaker] = speaker_pids(lab.topology.netns("mux1"))  # gobgpd or BIRD
     chosen = os.environ["ISTHMUS_MUX_SPEAKER"]  # set by the parametrised lab fixture
     assert Path(f"/proc/{speaker}/cmdline").read_bytes().split(b"\0")[0].endswith(SPEAKER_PROGRAMS[chosen].encode())
     os.kill(speaker, signal.SIGKILL)
+    assert wait_for(lambda: reported_sessions(lab)[TOR_UNDERLAY] != "Established", 10)  # observed, reported at once
     wait_for(lambda: not tor_route(lab, vip), 10)  # one MUX in this lab: its routes go with it
     assert wait_for(lambda: tor_route(lab, vip), 20)  # the agent notices on a heartbeat, restarts, re-announces
+    assert wait_for(lambda: reported_sessions(lab) == {TOR_UNDERLAY: "Established"})
     with lab.operator() as http:
         details = {n["name"]: n for n in http.get("/admin/nodes").json()["value"]}["mux1"]["status"]["details"]
     assert details["gobgpdRestarts"] >= 1
@@ -94,7 +105,9 @@ def test_a_silently_dead_link_is_caught_by_bfd(lab: fabric.LabState) -> None:
     vip = t.public_ip("pip-bfd")
     assert wait_for(lambda: tor_route(lab, vip))
     tor_dir = tor.run_dir(lab.topology.netns("tor"))
-    assert "up" in vtysh(tor_dir, "show bfd peers brief")
+    # The ToR's bgpd makes its BFD session with the BGP session: after a speaker restart (the previous test's,
+    # repaired within a second now that the agent observes its sessions) BFD comes up ~2 s after BGP.
+    assert wait_for(lambda: "up" in vtysh(tor_dir, "show bfd peers brief"), 10)
     mux = lab.topology.netns("mux1")
     silence(mux, "under0")
     try:

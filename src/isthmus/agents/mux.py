@@ -6,6 +6,8 @@ Stateless and identical on every MUX (ECMP-safe): a backend that moves changes t
 announcement. The speaker (--speaker: BIRD over its control socket, linux/bird.py, or gobgpd over gRPC on a
 unix socket) runs in this node's namespace and is restarted (then re-configured and re-announced by the same
 pass) if it dies; an agent that restarts adopts the speaker and bfdd it left running (linux/supervisor.py).
+It observes its BGP sessions (each peer's state, sampled every quarter second by the agent shell) and reports
+them as the status report's `sessions`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from isthmus.agents.loop import Outcome
 from isthmus.linux.frr import BFD_PROFILE, bfd_profile, frr_daemon
 from isthmus.linux.routes import Route, ensure_routes
 from isthmus.linux.run import LinuxError, ip_json, sysctl
-from isthmus.linux.speaker import DEFAULT_SPEAKER, Peer
+from isthmus.linux.speaker import DEFAULT_SPEAKER, DOWN, Peer
 from isthmus.linux.speakers import mux_speaker
 from isthmus.linux.steering import Entry, Target, ensure_steering
 from isthmus.linux.supervisor import Daemon, Supervisor
+from isthmus.model import limits
 from isthmus.model.addresses import Address, Network
 from isthmus.model.documents import Delta, MuxDelta, MuxDocument, Steer, Vip
 from isthmus.model.steering import SteerKey
@@ -55,6 +58,7 @@ class MuxReconciler:
         self.session: tuple[int, str, tuple[Peer, ...]] | None = None
         self.steered: tuple[Steer, ...] | None = None  # the steering this agent last applied (None: unknown)
         self.last_steering: dict[str, Any] = {}
+        self.sessions: dict[str, str] = {}  # the last sample of the speaker's sessions: peer address -> state
         sysctl(None, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"})
 
     def routes_via(self, next_hop: str) -> list[str]:
@@ -66,6 +70,31 @@ class MuxReconciler:
     def healthy(self) -> bool:
         bfd_ok = self.bfdd.daemon is None or self.bfdd.alive()
         return self.gobgpd.healthy() and bfd_ok
+
+    def observe(self) -> bool:
+        """Sample the speaker's sessions; True if a state changed. A speaker that does not answer has every
+        session Down (its peers have lost it too); one that answers too slowly (busy with a large table, say)
+        keeps the last sample rather than flapping to Down: its sessions are up for all that, and a hung one
+        is replaced on a heartbeat, whose sessions are then sampled."""
+        try:
+            sessions = self.speaker.sessions()
+        except TimeoutError:
+            return False
+        except Exception as error:
+            sessions = dict.fromkeys(self._peers(), DOWN)
+            if sessions != self.sessions:
+                log.warning("BGP sessions: the speaker does not answer: %s", error)
+        changed = sessions != self.sessions
+        self.sessions = sessions
+        return changed
+
+    def observed(self) -> dict[str, Any]:
+        """The last sample of the sessions, the first REPORT_BGP_SESSIONS by address."""
+        return {"sessions": dict(sorted(self.sessions.items())[: limits.REPORT_BGP_SESSIONS])}
+
+    def _peers(self) -> list[str]:
+        """The addresses of the peers the document gave the speaker last."""
+        return [peer.address for peer in self.session[2]] if self.session is not None else []
 
     def _device(self, next_hop: str) -> str:
         if next_hop not in self.devices:

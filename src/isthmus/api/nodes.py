@@ -66,6 +66,8 @@ class ResourceStatus(BaseModel):
 
 ResourceKey = Annotated[str, StringConstraints(min_length=1, max_length=limits.REPORT_RESOURCE_ID_LENGTH)]
 DaemonText = Annotated[str, StringConstraints(max_length=limits.REPORT_DAEMON_TEXT_LENGTH)]
+PeerAddress = Annotated[str, StringConstraints(min_length=1, max_length=limits.REPORT_BGP_PEER_LENGTH)]
+SessionState = Annotated[str, StringConstraints(max_length=limits.REPORT_BGP_STATE_LENGTH)]
 
 
 ConnectionStatus = Literal["Unknown", "Connecting", "Connected", "NotConnected"]
@@ -146,6 +148,11 @@ class StatusReport(BaseModel):
     connections: dict[ResourceKey, ConnectionReport] | None = Field(
         default=None, max_length=limits.REPORT_RESOURCES
     )  # a gateway's; None: the node observes none
+    sessions: dict[PeerAddress, SessionState] | None = Field(
+        default=None,
+        max_length=limits.REPORT_BGP_SESSIONS,
+        description="a MUX's BGP sessions: peer address -> state",
+    )  # Idle Connect Active OpenSent OpenConfirm Established, or Down (linux/speaker.py)
 
     @field_validator("details")
     @classmethod

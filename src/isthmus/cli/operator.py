@@ -387,10 +387,14 @@ def _entry(section: str, key: str) -> Callable[[dict[str, Any]], Any]:
     return value
 
 
+def _session(peer: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda node: node["status"]["sessions"][peer]
+
+
 @node_app.command("show")
 def node_show(ctx: typer.Context, name: str = typer.Argument(..., help="The node's name.")) -> None:
-    """One registered node: what `node list` shows, with every capability its kernel was probed for and
-    each data-plane function's implementation."""
+    """One registered node: what `node list` shows, with every capability its kernel was probed for,
+    each data-plane function's implementation, and (a MUX) the state of each of its BGP sessions."""
     s = settings(ctx)
     node = next((n for n in get(s, "/admin/nodes")["value"] if n["name"] == name), None)
     if node is None:
@@ -402,6 +406,8 @@ def node_show(ctx: typer.Context, name: str = typer.Argument(..., help="The node
     columns += [Column(f"datapath {key}", _entry("datapath", key)) for key in node["datapath"]]
     if not node["capabilities"]:
         columns.append(Column("capabilities", lambda _n: "unknown (registered without probing)"))
+    sessions = (node.get("status") or {}).get("sessions") or {}
+    columns += [Column(f"bgp {peer}", _session(peer)) for peer in sorted(sessions)]
     crud.show_one(s, node, columns, f"node {name}")
 
 

@@ -29,7 +29,7 @@ import errno
 import json
 import logging
 import socket
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import IO
 from isthmus.linux.blackholes import change_blackholes, describe
 from isthmus.linux.routes import PROTO as FORWARDING_PROTO
 from isthmus.linux.run import LinuxError, ip_json
-from isthmus.linux.speaker import Network, Peer
+from isthmus.linux.speaker import DOWN, SESSION_STATES, SESSIONS_TIMEOUT, Network, Peer
 from isthmus.linux.supervisor import Daemon
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,26 @@ def render_config(state: BirdState) -> str:
 def peer_protocol(peer: Peer) -> str:
     """BIRD's protocol name for a session: peer_198_18_0_1."""
     return "peer_" + peer.address.replace(".", "_").replace(":", "_")
+
+
+def session_states(lines: Iterable[str], protocols: Mapping[str, str]) -> dict[str, str]:
+    """Each peer's session state from `show protocols` lines (Name Proto Table State Since Info); `protocols`:
+    BIRD's protocol name -> the peer's address. The BGP state is the first word of Info, which names no state
+    when the protocol is down (it holds the last error then) or starting without one: Idle. A peer BIRD does
+    not list (its config not loaded yet) is Down."""
+    states = dict.fromkeys(protocols.values(), DOWN)
+    for line in lines:
+        columns = line.split(maxsplit=5)
+        if len(columns) >= 5 and columns[0] in protocols and columns[1] == "BGP":
+            info = columns[5] if len(columns) == 6 else ""
+            states[protocols[columns[0]]] = _session_state(columns[3], info)
+    return states
+
+
+def _session_state(protocol_state: str, info: str) -> str:
+    first = info.split(maxsplit=1)[0] if info.strip() else ""
+    # BIRD's other words there (Passive, Close) are Idle states of the FSM too
+    return first if protocol_state != "down" and first in SESSION_STATES else "Idle"
 
 
 def read_state(config: str) -> BirdState:
@@ -306,6 +326,18 @@ class BirdSpeaker:
                 if route.get("type") == "blackhole" and route.get("metric") == ANNOUNCE_METRIC:
                     out.add(ip_network(route["dst"]))
         return out
+
+    def sessions(self) -> dict[str, str]:
+        """Each configured peer's session state (`session_states`), peers known by the protocol names this
+        speaker gave them. TimeoutError if BIRD is too busy to answer within SESSIONS_TIMEOUT."""
+        protocols = {peer_protocol(peer): peer.address for peer in self.state().peers}
+        try:
+            lines = ask_bird(self.socket, "show protocols", SESSIONS_TIMEOUT)
+        except TimeoutError:  # an OSError too, but BIRD is there: it accepted the connection
+            raise
+        except OSError as error:
+            raise BirdDown(f"BIRD at {self.socket} does not answer: {error}") from error
+        return session_states(lines, protocols)
 
     def announced(self) -> set[Network]:
         """The prefixes in BIRD's tables: what it announces to every peer of their family."""

@@ -27,11 +27,14 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.empty_pb2 import Empty
 
 from isthmus._generated.gobgp import attribute_pb2, gobgp_pb2, gobgp_pb2_grpc
+from isthmus.linux.speaker import DOWN, SESSION_STATES, SESSIONS_TIMEOUT
 from isthmus.linux.speaker import Network as Network
 from isthmus.linux.speaker import Peer as Peer
 from isthmus.linux.supervisor import Daemon, socket_answers
 
 BATCH = 1000
+# gobgpd's PeerState.SessionState (IDLE ... ESTABLISHED) -> the spelling sessions() reports; UNKNOWN is Idle
+SESSION_STATE_NAMES = {gobgp_pb2.PeerState.SessionState.Value(name.upper()): name for name in SESSION_STATES}
 
 
 def gobgpd_api(run_dir: Path) -> str:
@@ -54,6 +57,13 @@ def _gobgpd_answers(sock: Path, probe: Callable[[], bool] | None) -> bool:
     """The socket accepts connections, then `probe`: a gRPC call made before the socket exists puts the
     channel into its reconnect backoff, and a fresh gobgpd looked ready only ~1 s later instead of ~25 ms."""
     return socket_answers(sock) and (probe is None or probe())
+
+
+def session_state(state: Any) -> str:
+    """A gobgpd PeerState's session state, spelled as sessions() reports it (DOWN: administratively down)."""
+    if state.admin_state == gobgp_pb2.PeerState.AdminState.DOWN:
+        return DOWN
+    return SESSION_STATE_NAMES.get(state.session_state, "Idle")
 
 
 def _family(version: int) -> Any:
@@ -128,6 +138,17 @@ class GobgpSpeaker:
                 self.stub.AddPeer(gobgp_pb2.AddPeerRequest(peer=gobgp_pb2.Peer(conf=conf)), timeout=self.timeout)
                 changes += 1
         return changes
+
+    def sessions(self) -> dict[str, str]:
+        """Each peer's session state (`session_state`). TimeoutError if gobgpd does not list its peers within
+        SESSIONS_TIMEOUT; grpc.RpcError if it does not answer."""
+        try:
+            listed = list(self.stub.ListPeer(gobgp_pb2.ListPeerRequest(), timeout=SESSIONS_TIMEOUT))
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise TimeoutError(f"gobgpd did not list its peers within {SESSIONS_TIMEOUT} s") from error
+            raise
+        return {p.peer.conf.neighbor_address: session_state(p.peer.state) for p in listed}
 
     def announced(self) -> set[Network]:
         """What this speaker originates now."""

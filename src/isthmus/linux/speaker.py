@@ -10,6 +10,10 @@ from typing import Protocol
 
 Network = IPv4Network | IPv6Network
 SPEAKERS = ("bird", "gobgp")
+# The BGP FSM's states (RFC 4271 8.2.2) as sessions() spells them, and DOWN: administratively down or not answering.
+SESSION_STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
+DOWN = "Down"
+SESSIONS_TIMEOUT = 1.0  # seconds a speaker is given to list its sessions
 DEFAULT_SPEAKER = "bird"  # the MUX agent's: it packs a live session's changes (bench/bgp.py compares them)
 
 
@@ -42,6 +46,12 @@ class Speaker(Protocol):
 
     def announced(self) -> set[Network]:
         """What the speaker originates now, as the daemon reports it."""
+        ...
+
+    def sessions(self) -> dict[str, str]:
+        """Each configured peer's address -> its session's state (SESSION_STATES or DOWN), asked of the daemon
+        with a short timeout (cheap: called every quarter second). TimeoutError if the daemon is there but too
+        busy to answer in time; another exception if it does not answer at all."""
         ...
 
     def close(self) -> None: ...

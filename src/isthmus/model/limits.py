@@ -39,6 +39,9 @@ REPORT_DAEMONS = 64
 REPORT_TUNNELS = 16  # tunnels (child SAs) reported of one connection
 REPORT_DAEMON_TEXT_LENGTH = 256  # a daemon's name, and its state
 REPORT_DETAILS_BYTES = 64 * 1024  # `details` as compact JSON
+REPORT_BGP_SESSIONS = 64  # a MUX's BGP sessions (a MUX with more reports the first, by address)
+REPORT_BGP_PEER_LENGTH = 64  # a session's key: its peer's address
+REPORT_BGP_STATE_LENGTH = 32  # a session's state ("Established")
 # A node's registration: its kernel's capabilities and the datapath chosen from them.
 KERNEL_RELEASE_LENGTH = 128  # uname -r
 DATAPATH_FUNCTIONS = 16
