@@ -22,7 +22,12 @@ def _world(c: Controller) -> None:
     tenant_world(c)
     node = c.admin("GET", "/placement").json()["placed"][0]["node"]
     token = register(c, node, "gateway", "198.18.0.51")
-    report = {"connectionStatus": "Connected", "ingressBytesTransferred": 1200, "egressBytesTransferred": 3400}
+    child = {"state": "INSTALLED", "encryption": "AES_GCM_16", "encryptionKeySize": "256",
+             "localTrafficSelectors": ["100.64.0.0/16"], "remoteTrafficSelectors": ["192.0.2.0/24"]}  # fmt: skip
+    sa = {"state": "ESTABLISHED", "localEndpoint": "203.0.113.10", "remoteEndpoint": "198.51.100.20",
+          "encryption": "AES_CBC", "encryptionKeySize": "256", "childSas": [child]}  # fmt: skip
+    report = {"connectionStatus": "Connected", "ingressBytesTransferred": 1200, "egressBytesTransferred": 3400,
+              "ikeSas": [sa]}  # fmt: skip
     sent = c.client.post(f"/v1/nodes/{node}/status", headers=c.headers(token),
                          json={"appliedRevision": 1, "connections": {CONNECTION: report}})  # fmt: skip
     assert sent.status_code == 200, sent.text
@@ -30,8 +35,10 @@ def _world(c: Controller) -> None:
 
 def test_the_operator_sees_the_fabric_pools_gateways_and_placement(seeded: Controller) -> None:
     _world(seeded)
-    status, html = page(seeded, "/ui/fabric", seeded.operator)
-    assert status == 200
+    response = seeded.client.get("/ui/fabric", headers=seeded.headers(seeded.operator))
+    status, html = response.status_code, response.text
+    assert status == 200 and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert float(response.headers["server-timing"].split("dur=")[1]) > 0
     assert 'data-role="active"' in html and 'data-role="standby"' in html and "mux1" in html and "host1" in html
     status, html = page(seeded, "/ui/placement", seeded.operator, drain="gw1")
     assert status == 200 and "Draining <strong>gw1</strong>" in html
@@ -45,6 +52,7 @@ def test_a_tenant_sees_only_its_own_connections_and_no_fabric(seeded: Controller
     assert status == 200 and 'data-connection="conn"' in html and "1.2 kB" in html
     status, html = page(seeded, "/ui/connection", seeded.tenant_a, id=CONNECTION)
     assert status == 200 and "Connected" in html and "psk" not in html
+    assert "IKE SA ESTABLISHED" in html and "100.64.0.0/16 ↔ 192.0.2.0/24" in html
     status, html = page(seeded, "/ui/connections", seeded.tenant_b)
     assert status == 200 and 'data-connection="conn"' not in html
     elsewhere = net("connections", "conn", sub=SUB_B)

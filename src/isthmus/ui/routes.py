@@ -77,7 +77,9 @@ def _connection(request: Request, viewer: views.Viewer) -> Context | None:
 def _events(request: Request, viewer: views.Viewer) -> Context | None:
     st, query = _state(request), request.query_params
     chosen = {k: query.get(k, "").strip()[:200] for k in ("node", "pool", "gateway")}
-    needles = [v for k, v in chosen.items() if v and k != "pool"]
+    needles = [chosen["node"]] if chosen["node"] else []
+    if chosen["gateway"]:
+        needles += views.vnet_gateway_filters(st, chosen["gateway"])
     if chosen["pool"] and viewer.operator:
         needles += views.event_filters(st, chosen["pool"])
     return {"filters": chosen, **views.events(st, viewer, needles)}
@@ -98,13 +100,26 @@ PAGES: dict[str, tuple[str, Callable[[Request, views.Viewer], Context | None]]] 
 }
 
 
+# Only our own script and style, no framing, forms only to ourselves.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
 def _render(name: str, **context: Any) -> str:
     return templates.get_template(name).render(**context)
 
 
+def _html(html: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
+
+
 def not_found(request: Request, viewer: views.Viewer | None) -> HTMLResponse:
     """One page for whatever does not exist or is not the viewer's: it says nothing of which."""
-    return HTMLResponse(_render("not_found.html", viewer=viewer, page="", title="Not found"), status_code=404)
+    return _html(_render("not_found.html", viewer=viewer, page="", title="Not found"), 404)
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -128,7 +143,7 @@ async def _page(request: Request, page: str) -> Response:
     html = await run_in_threadpool(_render, f"{page}.html", viewer=viewer, page=page, title=title, live=live,
                                    query=request.query_params, **context)  # fmt: skip
     took = (time.perf_counter() - started) * 1000  # gathering and rendering, as bench/ui.py reads it
-    return HTMLResponse(html, headers={"Cache-Control": "no-store", "Server-Timing": f"render;dur={took:.2f}"})
+    return _html(html, headers={"Server-Timing": f"render;dur={took:.2f}"})
 
 
 @router.get("/")
@@ -144,7 +159,7 @@ async def home(request: Request) -> Response:
 async def login_page(request: Request) -> HTMLResponse:
     expired = request.query_params.get("expired") == "1"
     message = "Your session ended or its token is no longer valid: log in again." if expired else ""
-    return HTMLResponse(_render("login.html", viewer=None, page="login", title="Log in", message=message))
+    return _html(_render("login.html", viewer=None, page="login", title="Log in", message=message))
 
 
 @router.post("/login")  # LOGIN_PATH: read here with its size capped, not authenticated by a header
@@ -159,7 +174,7 @@ async def login(request: Request) -> Response:
     if principal is None:
         message = "That token is not valid here: use an operator token or a subscription's own token."
         html = _render("login.html", viewer=None, page="login", title="Log in", message=message)
-        return HTMLResponse(html, status_code=401)
+        return _html(html, 401)
     response = RedirectResponse("/ui/", status_code=303)
     session.remember(response, request, token)
     return response

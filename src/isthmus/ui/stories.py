@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +12,8 @@ from typing import Any
 STARTS = {"lease.lost": "failover", "placement.failover": "failover drill"}
 # What belongs to one once it started: the planner's answer, the moved connections coming back, the node fencing.
 STEPS = ("placement.role", "placement.moved", "connections.", "gateway.fenced", "lease.acquired")
-STORY_SECONDS = 30.0  # a step later than this after the start is not part of the story
+STORY_SECONDS = 30.0
+_WORD = re.compile(r"[\s:,;()]+")  # a step later than this after the start is not part of the story
 
 
 def mentions(event: dict[str, Any], needle: str) -> bool:
@@ -48,6 +50,12 @@ class Story:
     @property
     def total_ms(self) -> int:
         return self.steps[-1].after_start_ms if self.steps else 0
+
+    @property
+    def silent_ms(self) -> int | None:
+        """How long the gateway had been silent when its lease ended (the failure began that long before)."""
+        silent = (self.start.get("details") or {}).get("silentMs")
+        return int(silent) if silent is not None else None
 
 
 def _at(event: dict[str, Any]) -> datetime:

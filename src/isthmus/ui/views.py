@@ -193,6 +193,17 @@ def event_filters(st: State, pool: str | None) -> list[str]:
             *(p.virtual_network_gateway for p in placement.placed if p.pool == found.name)]  # fmt: skip
 
 
+def vnet_gateway_filters(st: State, name: str) -> list[str]:
+    """A VNet gateway's filter: its name or id, and its connections (their status events name them, not it)."""
+    wanted = name.lower()
+    out = [name]
+    for placed in st.documents.placement().placed:
+        placed_id = placed.virtual_network_gateway.lower()
+        if placed_id == wanted or placed_id.endswith("/" + wanted):
+            out += placed.connections
+    return out
+
+
 def placement(st: State, drain: str | None) -> dict[str, Any]:
     """Where each VNet gateway is and why; why any is unplaced; and, for `drain`, what draining it would move."""
     current = st.documents.placement()
