@@ -153,3 +153,23 @@ def test_the_report_holds_at_most_the_limit(reconciler: tuple[mux.MuxReconciler,
     speaker.answer = {f"100.64.0.{i}": "Idle" for i in range(limits.REPORT_BGP_SESSIONS + 5)}
     made.observe()
     assert len(made.observed()["sessions"]) == limits.REPORT_BGP_SESSIONS
+
+
+def test_a_muxs_sessions_are_metrics_and_it_has_no_connection_metrics() -> None:
+    from types import SimpleNamespace
+
+    from isthmus.agents.loop import Outcome
+    from isthmus.agents.metrics import AgentCollector
+
+    class Observed:
+        def observe(self) -> bool:
+            return False
+
+        def observed(self) -> dict[str, object]:
+            return {"sessions": {"198.18.0.1": "Established", "198.18.0.5": "Active"}}
+
+    agent = SimpleNamespace(passes=3, applied=7, outcome=Outcome(), reconciler=Observed())
+    families = {f.name: f for f in AgentCollector(agent, "mux", "mux1").collect()}  # type: ignore[arg-type]
+    assert "isthmus_connection_bytes" not in families
+    samples = {(s.labels["peer"], s.labels["state"]): s.value for s in families["isthmus_bgp_session_up"].samples}
+    assert samples == {("198.18.0.1", "Established"): 1.0, ("198.18.0.5", "Active"): 0.0}

@@ -42,7 +42,13 @@ class AgentCollector(Collector):
             elif name == "lease" and isinstance(value, dict) and isinstance(value.get("epoch"), int):
                 lease.add_metric([self.node, str(bool(value.get("fenced"))).lower()], value["epoch"])
         yield from (passes, applied, details, lease)
-        if not isinstance(agent.reconciler, Observing):
+        observed = agent.reconciler.observed() if isinstance(agent.reconciler, Observing) else {}
+        if "sessions" in observed:  # a MUX's BGP sessions
+            session = GaugeMetricFamily("isthmus_bgp_session_up", "1 while Established", labels=["peer", "state"])
+            for peer, state in sorted(observed["sessions"].items()):
+                session.add_metric([peer, state], 1.0 if state == "Established" else 0.0)
+            yield session
+        if "connections" not in observed:  # a gateway's connections
             return
         transferred = CounterMetricFamily("isthmus_connection_bytes", "Bytes a connection carried",
                                           labels=["connection", "direction"])  # fmt: skip
@@ -53,7 +59,7 @@ class AgentCollector(Collector):
                                       labels=["connection"])  # fmt: skip
         since = GaugeMetricFamily("isthmus_connection_established_timestamp_seconds", "When its tunnel came up",
                                   labels=["connection"])  # fmt: skip
-        for connection, report in sorted(agent.reconciler.observed().get("connections", {}).items()):
+        for connection, report in sorted(observed["connections"].items()):
             name = connection.rsplit("/", 1)[-1]
             status = str(report.get("connectionStatus", "Unknown"))
             transferred.add_metric([name, "in"], report.get("ingressBytesTransferred", 0))
