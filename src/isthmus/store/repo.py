@@ -446,9 +446,14 @@ class Tx:
         return {row.connection: json.loads(row.body) for row in rows}
 
     def connection_status(self, key: str) -> dict[str, Any] | None:
+        found = self.connection_report(key)
+        return found[1] if found else None
+
+    def connection_report(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The node that last reported connection `key`, and its report."""
         where = t.connection_status.c.connection == key
-        row = self.conn.execute(select(t.connection_status.c.body).where(where)).first()
-        return json.loads(row.body) if row else None
+        row = self.conn.execute(select(t.connection_status.c.node, t.connection_status.c.body).where(where)).first()
+        return (row.node, json.loads(row.body)) if row else None
 
     def forget_connection_status(self, key: str) -> None:
         self.conn.execute(delete(t.connection_status).where(t.connection_status.c.connection == key))

@@ -118,8 +118,11 @@ def fabric(st: State) -> dict[str, Any]:
             "unplaced": len(placement.unplaced)}  # fmt: skip
 
 
-def _connection_row(st: State, tx: Tx, doc: Doc, carrier: str | None, throughput: Throughput) -> dict[str, Any]:
-    body = _RENDER.placed(_RENDER.render(tx, doc), doc, st.progress)
+def _connection_row(
+    st: State, doc: Doc, carried: tuple[str, dict[str, Any]] | None, throughput: Throughput
+) -> dict[str, Any]:
+    carrier, report = carried or (None, {})
+    body = _RENDER.placed(_RENDER.with_status(doc, report), doc, st.progress)
     props = body["properties"]
     rid = parse(body["id"])
     rates = throughput.rates(doc.key)
@@ -152,8 +155,8 @@ def connections(st: State, viewer: Viewer, throughput: Throughput) -> list[dict[
     with reading(st.engine) as conn:
         tx = Tx(conn)
         docs = tx.of_type(CONNECTION) if viewer.operator else tx.list_docs(viewer.principal.subject, CONNECTION)
-        carriers = {k: node for k, (node, _r) in tx.connection_statuses().items()}
-        return [_connection_row(st, tx, d, carriers.get(d.key), throughput) for d in docs if viewer.may_see(d.scope)]
+        reports = tx.connection_statuses()
+    return [_connection_row(st, d, reports.get(d.key), throughput) for d in docs if viewer.may_see(d.scope)]
 
 
 def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throughput) -> dict[str, Any] | None:
@@ -163,10 +166,10 @@ def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throug
         doc = tx.get(connection_id.lower())
         if doc is None or doc.type != CONNECTION or not viewer.may_see(doc.scope):
             return None
-        carriers = tx.connection_statuses()
-        carrier, report = carriers.get(doc.key, (None, {}))
-        row = _connection_row(st, tx, doc, carrier, throughput)
+        carried = tx.connection_report(doc.key)
         learned = routes_of(tx, [doc.key]).get(doc.key, [])
+    row = _connection_row(st, doc, carried, throughput)
+    report = carried[1] if carried else {}
     return {**row, "ikeSas": report.get("ikeSas", []), "tunnels": report.get("tunnelConnectionStatus", []),
             "bgp": report.get("bgp") or {}, "learned": learned, "properties": row["properties"]}  # fmt: skip
 

@@ -490,9 +490,13 @@ class Connections(Kind):
         return out
 
     def render(self, tx: Tx, doc: Doc) -> dict[str, Any]:
+        return self.with_status(doc, tx.connection_status(doc.key) or {})
+
+    @staticmethod
+    def with_status(doc: Doc, observed: dict[str, Any]) -> dict[str, Any]:
+        """The connection as the API shows it, its status fields from `observed` (its carrier's last report)."""
         body = dict(doc.body)
         props = {k: v for k, v in body["properties"].items() if k not in (CLEAR, SEALED, RESET_GENERATION)}
-        observed = tx.connection_status(doc.key) or {}
         props["connectionStatus"] = observed.get("connectionStatus", "Unknown")
         props["ingressBytesTransferred"] = observed.get("ingressBytesTransferred", 0)
         props["egressBytesTransferred"] = observed.get("egressBytesTransferred", 0)
