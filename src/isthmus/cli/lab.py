@@ -90,6 +90,7 @@ def up(
             print(f"lab up: kernel nodes {', '.join(guests)} boot as qemu guests (~40 s to their agents, in parallel)")
         state = fabric.up(workdir, topology, kernel_nodes=guests)
     print(f"lab up: controller {state.controller} (CA {state.ca}); operator token in {workdir / fabric.STATE_FILE}")
+    print(f"lab up: dashboard {state.controller}/ui/ (log in with the operator token)")
 
 
 @lab_app.command("down")
@@ -119,7 +120,7 @@ def status(ctx: typer.Context, workdir: Path = WORKDIR) -> None:
     if s.output != "table":
         emit(s, report)
     else:
-        title = f"lab {report['prefix']} in {workdir}: controller {report['controller']}"
+        title = f"lab {report['prefix']} in {workdir}: controller {report['controller']}, dashboard at /ui/"
         show(s, report["nodes"], [
             Column("node", lambda n: n["name"]),
             Column("role", lambda n: n["role"]),
