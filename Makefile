@@ -29,6 +29,7 @@ bench: bootstrap
 	$(VENV)/python bench/gre.py --quick
 	$(VENV)/python bench/tiers.py --quick
 	$(VENV)/python bench/bgp_sites.py --quick
+	$(VENV)/python bench/ui.py --quick
 
 clean:
 	rm -rf var build .pytest_cache .mypy_cache .ruff_cache .hypothesis
