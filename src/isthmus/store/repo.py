@@ -436,6 +436,11 @@ class Tx:
         columns = (t.connection_status.c.connection, t.connection_status.c.node, t.connection_status.c.body)
         return {row.connection: (row.node, json.loads(row.body)) for row in self.conn.execute(select(*columns))}
 
+    def connection_carriers(self) -> dict[str, tuple[str, str]]:
+        """Every reported connection's node and connectionStatus (without the reports)."""
+        columns = (t.connection_status.c.connection, t.connection_status.c.node, t.connection_status.c.status)
+        return {row.connection: (row.node, row.status) for row in self.conn.execute(select(*columns))}
+
     def connection_reports(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The last report of each of `keys` that has one."""
         wanted = sorted(set(keys))

@@ -65,13 +65,13 @@ def fabric(st: State) -> dict[str, Any]:
         muxes = tx.list_docs(ADMIN, "admin/loadBalancerMuxes")
         gateways = {d.name.lower(): _props(d) for d in tx.list_docs(ADMIN, "admin/gateways")}
         hosts = tx.list_docs(ADMIN, "admin/hosts")
-        statuses = tx.connection_statuses()
+        carriers = tx.connection_carriers()
     carried: dict[str, list[str]] = {}
     for placed in placement.placed:
         carried.setdefault(placed.gateway.lower(), []).append(placed.virtual_network_gateway)
     connected: dict[str, int] = {}
-    for carrier, report in statuses.values():
-        connected[carrier] = connected.get(carrier, 0) + (report.get("connectionStatus") == "Connected")
+    for carrier, status in carriers.values():
+        connected[carrier] = connected.get(carrier, 0) + (status == "Connected")
     now = time.monotonic()
     tor: dict[str, dict[str, Any]] = {}
     mux_rows = []
@@ -118,11 +118,17 @@ def fabric(st: State) -> dict[str, Any]:
             "unplaced": len(placement.unplaced)}  # fmt: skip
 
 
+def _unplaced(st: State) -> dict[str, str]:
+    """VNet gateway key -> why it runs nowhere."""
+    return {u.virtual_network_gateway.lower(): u.reason for u in st.documents.placement().unplaced}
+
+
 def _connection_row(
-    st: State, doc: Doc, carried: tuple[str, dict[str, Any]] | None, throughput: Throughput
+    doc: Doc, carried: tuple[str, dict[str, Any]] | None, unplaced: dict[str, str], throughput: Throughput
 ) -> dict[str, Any]:
     carrier, report = carried or (None, {})
-    body = _RENDER.placed(_RENDER.with_status(doc, report), doc, st.progress)
+    gateway = doc.body["properties"]["virtualNetworkGateway1"]["id"].lower()
+    body = _RENDER.runs_nowhere(_RENDER.with_status(doc, report), unplaced.get(gateway))
     props = body["properties"]
     rid = parse(body["id"])
     rates = throughput.rates(doc.key)
@@ -156,7 +162,8 @@ def connections(st: State, viewer: Viewer, throughput: Throughput) -> list[dict[
         tx = Tx(conn)
         docs = tx.of_type(CONNECTION) if viewer.operator else tx.list_docs(viewer.principal.subject, CONNECTION)
         reports = tx.connection_statuses()
-    return [_connection_row(st, d, reports.get(d.key), throughput) for d in docs if viewer.may_see(d.scope)]
+    unplaced = _unplaced(st)
+    return [_connection_row(d, reports.get(d.key), unplaced, throughput) for d in docs if viewer.may_see(d.scope)]
 
 
 def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throughput) -> dict[str, Any] | None:
@@ -168,7 +175,7 @@ def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throug
             return None
         carried = tx.connection_report(doc.key)
         learned = routes_of(tx, [doc.key]).get(doc.key, [])
-    row = _connection_row(st, doc, carried, throughput)
+    row = _connection_row(doc, carried, _unplaced(st), throughput)
     report = carried[1] if carried else {}
     return {**row, "ikeSas": report.get("ikeSas", []), "tunnels": report.get("tunnelConnectionStatus", []),
             "bgp": report.get("bgp") or {}, "learned": learned, "properties": row["properties"]}  # fmt: skip

@@ -511,7 +511,11 @@ class Connections(Kind):
 
     def placed(self, body: dict[str, Any], doc: Doc, progress: Progress | None) -> dict[str, Any]:
         gateway = body["properties"]["virtualNetworkGateway1"]["id"].lower()
-        why = progress.unplaced(gateway) if progress is not None else None
+        return self.runs_nowhere(body, progress.unplaced(gateway) if progress is not None else None)
+
+    @staticmethod
+    def runs_nowhere(body: dict[str, Any], why: str | None) -> dict[str, Any]:
+        """The connection failed because its VNet gateway is unplaced, `why` (None: it is placed)."""
         if why is None:
             return body
         props = {**body["properties"], "provisioningState": "Failed", "connectionStatus": "NotConnected",
