@@ -46,6 +46,7 @@ from isthmus.store import tokens
 from isthmus.store.db import make_engine, reading, upgrade, writing
 from isthmus.store.repo import Tx, new_etag
 from isthmus.store.snapshots import load_snapshot, refresh
+from table import finish
 
 API = {"api-version": "2026-03-01"}
 CLIENTS = 16
@@ -745,12 +746,8 @@ def main() -> None:
         ("snapshot load (s)", f"{figures['snapshot_load_s']:.2f}", "-", None),
         ("seed (s)", f"{figures['seed_s']:.1f}", "-", None),
     ]
-    print(f"\nisthmus API benchmark — {vnets} VNets, {pips} public IPs, {nics} NICs, {CLIENTS} clients, SQLite")
-    print(f"{'measure':<42} {'value':>26}  {'target':<10} met")
-    for name, value, target, met in rows:
-        print(f"{name:<42} {value:>26}  {target:<10} {'' if met is None else ('yes' if met else 'NO')}")
-    figures["targets_met"] = all(met for *_rest, met in rows if met is not None)
-    print(json.dumps(figures))
+    title = f"\nisthmus API benchmark — {vnets} VNets, {pips} public IPs, {nics} NICs, {CLIENTS} clients, SQLite"
+    finish(title, rows, figures, (42, 26, 10))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Prints a table, then one JSON object as the last line. `--quick`: fewer repetiti
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -47,6 +46,7 @@ from isthmus.api.state import State
 from isthmus.model.ids import ResourceId
 from isthmus.store import tokens
 from isthmus.store.db import make_engine, upgrade
+from table import finish
 
 POOLS = 4
 GATEWAYS_PER_POOL = 25  # 100 gateways
@@ -435,14 +435,10 @@ def main() -> None:
         ("  screen / API", f"{figures['screen_vs_api_ratio']}", "-", None),
         ("world build (s)", f"{figures['build_s']:.1f}", "-", None),
     ]
-    print(f"\nisthmus dashboard benchmark — {figures['gateways']} gateways, {figures['connections']} connections "
-          f"({figures['vnet_gateways_placed']} VNet gateways placed, {figures['vnet_gateways_unplaced']} unplaced), "
-          f"SQLite" + (" (--quick)" if args.quick else ""))  # fmt: skip
-    print(f"{'measure':<50} {'value':>10}  {'target':<8} met")
-    for name, value, target, met in rows:
-        print(f"{name:<50} {value:>10}  {target:<8} {'' if met is None else ('yes' if met else 'NO')}")
-    figures["targets_met"] = all(met for *_rest, met in rows if met is not None)
-    print(json.dumps(figures))
+    title = (f"\nisthmus dashboard benchmark — {figures['gateways']} gateways, {figures['connections']} connections "
+             f"({figures['vnet_gateways_placed']} VNet gateways placed, {figures['vnet_gateways_unplaced']} unplaced), "
+             "SQLite" + (" (--quick)" if args.quick else ""))  # fmt: skip
+    finish(title, rows, figures)
 
 
 if __name__ == "__main__":
