@@ -40,7 +40,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ipsec import KEY, Side, percentile  # the IPsec benchmark's tenants and sites
-from isthmus.lab import fabric, faults
+from isthmus.lab import fabric, faults, gateway_pool
 from isthmus.lab.actives import ActivesSampler, lab_gateway_nodes
 from isthmus.lab.outage import OutageProbe, Stream
 from isthmus.lab.topology import Topology
@@ -67,13 +67,10 @@ class Bench:
         return self.node_of_gateway(side.tenant.id("virtualNetworkGateways/gw"))
 
     def node_of_gateway(self, gateway_id: str) -> str | None:
-        key = gateway_id.lower()
-        placed = self.get("/admin/placement")["placed"]
-        return next((p["node"] for p in placed if p["virtualNetworkGateway"].lower() == key), None)
+        return gateway_pool.node_of(self.lab, gateway_id)
 
     def liveness(self, node: str) -> str | None:
-        pools = self.get("/admin/placement")["pools"]
-        return next((g["liveness"] for p in pools for g in p["gateways"] if g["node"] == node), None)
+        return gateway_pool.liveness(self.lab, node)
 
     def pass_seconds(self, node: str | None) -> float | None:
         """How long `node`'s last pass took, as it reported it."""
@@ -88,18 +85,11 @@ class Bench:
         return list(self.get("/admin/events", after=after, limit=1000)["value"])
 
     def until(self, check: Any, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return True
-            time.sleep(0.02)
-        return bool(check())
+        return gateway_pool.until(check, timeout)
 
     def back_up(self, node: str) -> None:
         """Start `node`'s agent again and wait until it holds a lease (it returns as a standby)."""
-        fabric.restart_agent(self.lab, node, log_level="warning")
-        self.until(lambda: self.liveness(node) == "Up", 20)
-        time.sleep(1.0)  # its watchdog has the new epoch, its compartments are cleared
+        gateway_pool.back_up(self.lab, node)
 
 
 def _at(event: dict[str, Any]) -> float:
@@ -122,13 +112,8 @@ def split(events: list[dict[str, Any]], killed_at: float, node: str, pass_s: flo
 def outage_ms(probe: OutageProbe, name: str, at_ns: int, limit: float = 15.0) -> float | None:
     """From `at_ns` (a fault) to the first datagram through `name`'s tunnel again after the outage it caused
     (0 if it caused none)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        gap = probe.report().get(name).outage_after(at_ns)
-        if gap is not None and gap.end_ns is not None:
-            return (gap.end_ns - at_ns) / 1e6
-        time.sleep(0.05)
-    return None
+    gap = probe.wait_outage(name, at_ns, limit)
+    return None if gap is None or gap.end_ns is None else (gap.end_ns - at_ns) / 1e6
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -335,3 +335,14 @@ class OutageProbe:
         horizon = None if done else time.monotonic_ns() - int(self.grace * 1e9)
         streams = tuple(StreamReport(p.name, p.direction, p.records(horizon), p.duplicates) for p in self._paths)
         return Report(streams, tuple(self._marks), self._stray)
+
+    def wait_outage(self, name: str, at_ns: int, limit: float = 15.0) -> Gap | None:
+        """The outage a fault at `at_ns` caused on stream `name` (forward), once it is over: its `end_ns` is the
+        first datagram through again. None if none was over within `limit` seconds (or none began)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            gap = self.report().get(name).outage_after(at_ns)
+            if gap is not None and gap.end_ns is not None:
+                return gap
+            time.sleep(0.05)
+        return None
