@@ -589,14 +589,15 @@ def _owner(prefix: str) -> Path | None:
 
 
 def _ours(pid: int, started: int | None = None) -> bool:
-    """Still the process the lab started: an isthmus or FRR command line, started when it was (if known)."""
+    """Still the process the lab started: an isthmus, FRR or strongSwan (a site's charon) command line, started
+    when it was (if known)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
     if started is not None and _start_ticks(pid) != started:
         return False
-    return "isthmus" in cmdline or "/usr/lib/frr/" in cmdline
+    return any(mark in cmdline for mark in ("isthmus", "/usr/lib/frr/", "/usr/lib/ipsec/charon"))
 
 
 def _start_ticks(pid: int) -> int | None:
