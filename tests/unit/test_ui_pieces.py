@@ -63,3 +63,6 @@ def test_numbers_are_written_for_people() -> None:
                                                                                     "100 Mbit/s")  # fmt: skip
     assert (fmt.last("/a/b/gw1"), fmt.ms(320), fmt.ms(12500), fmt.css("NotConnected")) == ("gw1", "320 ms", "12.5 s",
                                                                                            "notconnected")  # fmt: skip
+    assert fmt.owner("/subscriptions/5f2c0a4e-0000-4000-8000-00000000de0a/resourceGroups/demo/providers/N/c/gw") == (
+        "demo · 5f2c0a4e"
+    )

@@ -40,6 +40,14 @@ def last(resource_id: Any) -> str:
     return str(resource_id or "").rstrip("/").rsplit("/", 1)[-1]
 
 
+def owner(resource_id: Any) -> str:
+    """Where an ARM resource lives, shortly: its resource group and the start of its subscription."""
+    parts = str(resource_id or "").split("/")
+    if len(parts) > 4 and parts[1].lower() == "subscriptions":
+        return f"{parts[4]} · {parts[2][:8]}"
+    return ""
+
+
 def ms(value: Any) -> str:
     if value is None:
         return NONE
@@ -55,5 +63,6 @@ def css(word: Any) -> str:
     return "".join(ch for ch in str(word).lower() if ch.isalnum())
 
 
-FILTERS: dict[str, Callable[..., str]] = {"size": size, "bits": bits, "mbps": mbps, "last": last, "ms": ms,
-                                          "url": url, "css": css}  # fmt: skip
+FILTERS: dict[str, Callable[..., str]] = {
+    "size": size, "bits": bits, "mbps": mbps, "last": last, "owner": owner, "ms": ms, "url": url, "css": css,
+}  # fmt: skip
