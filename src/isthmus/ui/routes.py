@@ -33,6 +33,7 @@ LIVE_REFRESH_S = 5.0  # and re-renders anyway (lease ages, counters, liveness)
 LIVE_STREAM_S = 600.0  # a stream ends after this; the browser reconnects (a token revoked is noticed sooner)
 LIVE_KEEPALIVE_S = 15.0
 LOGIN_PATH = "/ui/login"
+LOGIN_BODY_S = 5.0
 
 templates = Environment(loader=PackageLoader("isthmus.ui", "templates"), autoescape=select_autoescape(),
                         trim_blocks=True, lstrip_blocks=True)  # fmt: skip
@@ -164,12 +165,7 @@ async def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login")  # LOGIN_PATH: read here with its size capped, not authenticated by a header
 async def login(request: Request) -> Response:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > session.LOGIN_BODY_BYTES:
-            break
-    token = session.login_token(body[: session.LOGIN_BODY_BYTES])
+    token = session.login_token(await _login_form(request))
     principal = session.viewer_principal(_state(request), token)
     if principal is None:
         message = "That token is not valid here: use an operator token or a subscription's own token."
@@ -178,6 +174,23 @@ async def login(request: Request) -> Response:
     response = RedirectResponse("/ui/", status_code=303)
     session.remember(response, request, token)
     return response
+
+
+async def _login_form(request: Request) -> bytes:
+    """The login form's body: at most LOGIN_BODY_BYTES, read within LOGIN_BODY_S (it has no token header, so
+    nothing has vouched for its sender yet)."""
+    body = b""
+
+    async def read() -> None:
+        nonlocal body
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > session.LOGIN_BODY_BYTES:
+                return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), LOGIN_BODY_S)
+    return body[: session.LOGIN_BODY_BYTES]
 
 
 @router.post("/logout")
