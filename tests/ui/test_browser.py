@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from isthmus.lab.browser import (
@@ -86,6 +88,27 @@ def test_every_page_as_the_operator_live_and_reconnecting(
 
     browser.set_window_size(420, 800)
     screenshot(browser, artifacts, "operator-fabric-narrow")
+
+
+def test_the_keyboard_reaches_the_content_and_every_page(
+    seeded: Controller, served: Served, browser: WebDriver
+) -> None:
+    log_in(browser, served.base, seeded.operator)
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(lambda: browser.switch_to.active_element.get_attribute("id") == "main", 5)
+    browser.refresh()  # from the top again: the skip link, the brand, then the pages in order
+    seen = []
+    for _ in range(6):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        seen.append(browser.switch_to.active_element.text)
+        if seen[-1] == "Connections":
+            break
+    assert seen[-4:] == ["Skip to content", "isthmus", "Fabric", "Connections"], seen
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(lambda: browser.current_url.endswith("/ui/connections"), 5)
 
 
 def test_a_revoked_token_goes_back_to_the_login_page(seeded: Controller, served: Served, browser: WebDriver) -> None:

@@ -33,8 +33,11 @@ FAILOVER = [
 ]
 
 
-def test_a_failover_is_one_story_of_the_steps_that_followed_it() -> None:
-    (story,) = stories(FAILOVER)
+def test_a_failover_is_one_story_of_the_steps_that_followed_it_and_a_drain_another() -> None:
+    drain = [event("12.000", "drain.started", "gateway gw3 drains", "/admin/gateways/gw3", gateway="gw3"),
+             event("12.100", "placement.role", "gateway gw4 is active", "/admin/gateways/gw4")]  # fmt: skip
+    story, drained = stories(FAILOVER[:5] + drain + FAILOVER[5:])
+    assert drained.title == "drain of gw3" and [s.event["kind"] for s in drained.steps] == ["placement.role"]
     assert story.title == "failover of gw1" and story.silent_ms == 620
     assert [s.event["kind"] for s in story.steps] == ["placement.moved", "placement.role", "connections.connected"]
     assert [(s.after_start_ms, s.after_previous_ms) for s in story.steps] == [(15, 15), (16, 1), (330, 314)]

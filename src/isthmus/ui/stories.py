@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# What starts a story: a gateway's lease ended (unplanned), or the operator's failover drill (planned).
-STARTS = {"lease.lost": "failover", "placement.failover": "failover drill"}
-# What belongs to one once it started: the planner's answer, the moved connections coming back, the node fencing.
-STEPS = ("placement.role", "placement.moved", "connections.", "gateway.fenced", "lease.acquired")
+# What starts a story: a gateway's lease ended (unplanned), the operator's failover drill or a drain (planned).
+STARTS = {"lease.lost": "failover", "placement.failover": "failover drill", "drain.started": "drain"}
+# What belongs to one once it started: the planner's answer, the moved connections coming back, the node fencing
+# and rejoining, a drain's own steps.
+STEPS = ("placement.role", "placement.moved", "connections.", "gateway.fenced", "lease.acquired", "drain.")
 STORY_SECONDS = 30.0
 _WORD = re.compile(r"[\s:,;()]+")  # a step later than this after the start is not part of the story
 
@@ -63,9 +64,9 @@ def _at(event: dict[str, Any]) -> datetime:
 
 
 def stories(events: Sequence[dict[str, Any]]) -> list[Story]:
-    """Each failover in `events` (oldest first) with the steps that followed it: who became active, what moved,
-    each moved connection connected again, the failed node fencing itself. A step belongs to the latest story
-    begun at most STORY_SECONDS before it."""
+    """Each failover or drain in `events` (oldest first) with the steps that followed it: who became active, what
+    moved, each moved connection connected again, the failed node fencing itself. A step belongs to the latest
+    story begun at most STORY_SECONDS before it."""
     told: list[Story] = []
     for event in events:
         kind = event["kind"]
