@@ -99,14 +99,15 @@ def test_the_keyboard_reaches_the_content_and_every_page(
     assert browser.switch_to.active_element.text == "Skip to content"
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for(lambda: browser.switch_to.active_element.get_attribute("id") == "main", 5)
-    browser.refresh()  # from the top again: the skip link, the brand, then the pages in order
-    seen = []
-    for _ in range(6):
+    browser.get(f"{served.base}/ui/fabric")  # from the top again: the skip link, the brand, then the pages in order
+    seen: list[str] = []
+    for _ in range(8):  # a key pressed while the page still settles may leave the focus on the body: not counted
         ActionChains(browser).send_keys(Keys.TAB).perform()
-        seen.append(browser.switch_to.active_element.text)
-        if seen[-1] == "Connections":
+        if browser.switch_to.active_element.tag_name != "body":
+            seen.append(browser.switch_to.active_element.text)
+        if seen[-1:] == ["Connections"]:
             break
-    assert seen[-4:] == ["Skip to content", "isthmus", "Fabric", "Connections"], seen
+    assert seen == ["Skip to content", "isthmus", "Fabric", "Connections"], seen
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for(lambda: browser.current_url.endswith("/ui/connections"), 5)
 
