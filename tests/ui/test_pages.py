@@ -35,11 +35,15 @@ def _world(c: Controller) -> None:
 
 def test_the_operator_sees_the_fabric_pools_gateways_and_placement(seeded: Controller) -> None:
     _world(seeded)
+    mux = register(seeded, "mux1", "mux", "198.18.0.21")
+    report = {"appliedRevision": 1, "sessions": {"198.18.0.1": "Established"}, "details": {"announced": 7}}
+    assert seeded.client.post("/v1/nodes/mux1/status", headers=seeded.headers(mux), json=report).status_code == 200
     response = seeded.client.get("/ui/fabric", headers=seeded.headers(seeded.operator))
     status, html = response.status_code, response.text
     assert status == 200 and "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert float(response.headers["server-timing"].split("dur=")[1]) > 0
     assert 'data-role="active"' in html and 'data-role="standby"' in html and "mux1" in html and "host1" in html
+    assert 'MUX mux1: <span class="state established">Established</span>' in html and "7 /32s" in html
     status, html = page(seeded, "/ui/placement", seeded.operator, drain="gw1")
     assert status == 200 and "Draining <strong>gw1</strong>" in html
     status, html = page(seeded, "/ui/connections", seeded.operator)

@@ -12,7 +12,7 @@ from typing import Any
 
 from isthmus.api.arm.gateways import Connections
 from isthmus.api.state import State
-from isthmus.compile.placement import plan
+from isthmus.compile.placement import Placement, plan
 from isthmus.model.ids import parse
 from isthmus.model.limits import LIVE_SECONDS
 from isthmus.model.snapshot import CONNECTION
@@ -66,56 +66,64 @@ def fabric(st: State) -> dict[str, Any]:
         gateways = {d.name.lower(): _props(d) for d in tx.list_docs(ADMIN, "admin/gateways")}
         hosts = tx.list_docs(ADMIN, "admin/hosts")
         carriers = tx.connection_carriers()
-    carried: dict[str, list[str]] = {}
-    for placed in placement.placed:
-        carried.setdefault(placed.gateway.lower(), []).append(placed.virtual_network_gateway)
     connected: dict[str, int] = {}
     for carrier, status in carriers.values():
         connected[carrier] = connected.get(carrier, 0) + (status == "Connected")
-    now = time.monotonic()
+    mux_rows = [_mux_row(doc, nodes.get(doc.body["properties"]["node"]) or {}) for doc in muxes]
     tor: dict[str, dict[str, Any]] = {}
-    mux_rows = []
-    for doc in muxes:
-        props, node = _props(doc), nodes.get(doc.body["properties"]["node"]) or {}
-        report = node.get("status", {})
-        sessions = report.get("sessions") or {}
-        for peer in props.get("peers", []):
-            seen = tor.setdefault(peer["address"], {"address": peer["address"], "asn": peer["asn"], "sessions": {}})
-            seen["sessions"][doc.name] = sessions.get(peer["address"], "Unknown")
-        mux_rows.append({"name": doc.name, "node": props["node"], "asn": props["asn"], "live": node.get("live", False),
-                         "announced": (report.get("details") or {}).get("announced"), "sessions": sessions,
-                         "peers": [p["address"] for p in props.get("peers", [])]})  # fmt: skip
+    for mux in mux_rows:
+        for peer in mux["peers"]:
+            seen = tor.setdefault(peer["address"], {**peer, "sessions": {}})
+            seen["sessions"][mux["name"]] = mux["sessions"].get(peer["address"], "Unknown")
+    return {"tor": list(tor.values()), "muxes": mux_rows, "pools": _pools(st, placement, gateways, nodes, connected),
+            "hosts": [_host_row(doc, nodes.get(doc.body["properties"]["node"]) or {}) for doc in hosts],
+            "unplaced": len(placement.unplaced)}  # fmt: skip
+
+
+def _mux_row(doc: Doc, node: dict[str, Any]) -> dict[str, Any]:
+    props, report = _props(doc), node.get("status", {})
+    return {"name": doc.name, "node": props["node"], "asn": props["asn"], "live": node.get("live", False),
+            "announced": (report.get("details") or {}).get("announced"), "sessions": report.get("sessions") or {},
+            "peers": [{"address": p["address"], "asn": p["asn"]} for p in props.get("peers", [])]}  # fmt: skip
+
+
+def _host_row(doc: Doc, node: dict[str, Any]) -> dict[str, Any]:
+    props, details = _props(doc), node.get("status", {}).get("details") or {}
+    return {"name": doc.name, "node": props["node"], "address": props["address"], "live": node.get("live", False),
+            "routers": details.get("routers"), "vms": details.get("vms")}  # fmt: skip
+
+
+def _pools(
+    st: State, placement: Placement, gateways: dict[str, dict[str, Any]], nodes: dict[str, dict[str, Any]],
+    connected: dict[str, int],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Each pool with its gateways: role, liveness, the lease as this controller holds it, load, what it carries."""
+    carries: dict[str, int] = {}
+    for placed in placement.placed:
+        carries[placed.gateway.lower()] = carries.get(placed.gateway.lower(), 0) + 1
+    now = time.monotonic()
     pools = []
     for pool in placement.pools:
         members = []
         for role, group in (("active", pool.actives), ("standby", pool.standbys)):
-            for name, node_name in group:
+            for name, node in group:
                 member = next((m for m in pool.members if m.name == name), None)
-                held = st.leases.held(node_name)
+                held = st.leases.held(node)
                 used = placement.used_kbps.get(name, 0)
                 members.append({
-                    "name": name, "node": node_name, "role": role,
+                    "name": name, "node": node, "role": role,
                     "liveness": member.liveness if member else "Up",
                     "serviceState": gateways.get(name.lower(), {}).get("serviceState", "InService"),
                     "leaseAgeMs": round((now - held.received) * 1000) if held else None,
                     "leaseEpoch": held.epoch if held else None,
                     "usedKbps": used, "capacityKbps": pool.capacity_kbps,
                     "loadPercent": min(100, round(100 * used / max(1, pool.capacity_kbps))),
-                    "carries": len(carried.get(name.lower(), [])),
-                    "connected": connected.get(node_name, 0),
-                    "live": nodes.get(node_name, {}).get("live", False),
+                    "carries": carries.get(name.lower(), 0), "connected": connected.get(node, 0),
+                    "live": nodes.get(node, {}).get("live", False),
                 })  # fmt: skip
         pools.append({"name": pool.name, "type": pool.type, "tierKbps": pool.tier_kbps, "redundant": pool.redundant,
                       "actives": len(pool.actives), "gateways": members})  # fmt: skip
-    host_rows = []
-    for doc in hosts:
-        props, node = _props(doc), nodes.get(doc.body["properties"]["node"]) or {}
-        details = node.get("status", {}).get("details") or {}
-        host_rows.append({"name": doc.name, "node": props["node"], "address": props["address"],
-                          "live": node.get("live", False), "routers": details.get("routers"),
-                          "vms": details.get("vms")})  # fmt: skip
-    return {"tor": list(tor.values()), "muxes": mux_rows, "pools": pools, "hosts": host_rows,
-            "unplaced": len(placement.unplaced)}  # fmt: skip
+    return pools
 
 
 def _unplaced(st: State) -> dict[str, str]:
