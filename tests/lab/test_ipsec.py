@@ -94,14 +94,24 @@ def test_the_wire_between_site_and_vip_carries_only_esp_in_udp(vpn: dict[str, Si
 
 
 def test_the_connection_reports_its_status_counters_and_never_its_key(vpn: dict[str, Side]) -> None:
+    """Both byte counters grow with what goes through, in inner packets: in, what came from the site (here
+    the site's own pings), on libipsec's path as on XFRM's."""
     a = vpn["a"]
+
+    def counters() -> tuple[int, int, int, int]:
+        p = a.tenant.get("connections/to-onprem")["properties"]
+        child = p["tunnelConnectionStatus"][0]
+        return (p["ingressBytesTransferred"], p["egressBytesTransferred"], child["ingressBytesTransferred"],
+                child["egressBytesTransferred"])  # fmt: skip
+
+    before = counters()
+    assert probe.ping(a.site.host_netns, a.vm.addresses[0], count=5)  # 5 x 84 B in from the site, 5 x 84 B back
     assert probe.ping(a.vm.netns, a.site.host_address, count=3)
     doc = a.tenant.get("connections/to-onprem")
     props = doc["properties"]
 
-    def counted() -> bool:
-        p = a.tenant.get("connections/to-onprem")["properties"]
-        return p["ingressBytesTransferred"] > 0 and p["egressBytesTransferred"] > 0
+    def counted() -> bool:  # the connection's and its child SA's, both ways (reported with the 5 s heartbeat)
+        return all(now - then >= 8 * 84 for now, then in zip(counters(), before, strict=True))
 
     assert wait_for(counted, 10)
     assert props["connectionStatus"] == "Connected" and props["lastConnectionEstablishedUtcTime"].endswith("Z")
