@@ -48,17 +48,19 @@ def test_the_operator_sees_the_fabric_pools_gateways_and_placement(seeded: Contr
     assert status == 200 and "Draining <strong>gw1</strong>" in html
     status, html = page(seeded, "/ui/connections", seeded.operator)
     assert status == 200 and 'data-connection="conn"' in html and "Connected" in html
+    assert "ipsec · gw1" in html  # an operator sees the pool and node carrying each VNet gateway
 
 
 def test_a_tenant_sees_only_its_own_connections_and_no_fabric(seeded: Controller) -> None:
     _world(seeded)
     status, html = page(seeded, "/ui/connections", seeded.tenant_a)
     assert status == 200 and 'data-connection="conn"' in html and "1.2 kB" in html
+    assert 'data-vnet-gateway="gw" data-running="yes"' in html and "Pool · node" not in html  # no nodes for tenants
     status, html = page(seeded, "/ui/connection", seeded.tenant_a, id=CONNECTION)
     assert status == 200 and "Connected" in html and "psk" not in html
     assert "IKE SA ESTABLISHED" in html and "100.64.0.0/16 ↔ 192.0.2.0/24" in html
     status, html = page(seeded, "/ui/connections", seeded.tenant_b)
-    assert status == 200 and 'data-connection="conn"' not in html
+    assert status == 200 and 'data-connection="conn"' not in html and "data-vnet-gateway" not in html
     elsewhere = net("connections", "conn", sub=SUB_B)
     for path, params in (("/ui/connection", {"id": CONNECTION}), ("/ui/fabric", {}), ("/ui/placement", {}),
                          ("/ui/connection", {"id": elsewhere}), ("/ui/nothing", {})):  # fmt: skip

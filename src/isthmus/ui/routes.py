@@ -66,7 +66,9 @@ def _fabric(request: Request, viewer: views.Viewer) -> Context | None:
 
 
 def _connections(request: Request, viewer: views.Viewer) -> Context | None:
-    return {"connections": views.connections(_state(request), viewer, _throughput(request))}
+    st = _state(request)
+    return {"connections": views.connections(st, viewer, _throughput(request)),
+            "gateways": views.vnet_gateways(st, viewer)}  # fmt: skip
 
 
 def _connection(request: Request, viewer: views.Viewer) -> Context | None:

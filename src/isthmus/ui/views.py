@@ -15,7 +15,7 @@ from isthmus.api.state import State
 from isthmus.compile.placement import Placement, plan
 from isthmus.model.ids import parse
 from isthmus.model.limits import LIVE_SECONDS
-from isthmus.model.snapshot import CONNECTION
+from isthmus.model.snapshot import CONNECTION, VNET_GATEWAY
 from isthmus.store.db import reading
 from isthmus.store.learned_routes import routes_of
 from isthmus.store.repo import Doc, Tx
@@ -172,6 +172,29 @@ def connections(st: State, viewer: Viewer, throughput: Throughput) -> list[dict[
         reports = tx.connection_statuses()
     unplaced = _unplaced(st)
     return [_connection_row(d, reports.get(d.key), unplaced, throughput) for d in docs if viewer.may_see(d.scope)]
+
+
+def vnet_gateways(st: State, viewer: Viewer) -> list[dict[str, Any]]:
+    """The viewer's virtual network gateways: where each runs (the pool and node for an operator) or why nowhere."""
+    placement = st.documents.placement()
+    placed = {p.virtual_network_gateway.lower(): p for p in placement.placed}
+    unplaced = {u.virtual_network_gateway.lower(): u.reason for u in placement.unplaced}
+    with reading(st.engine) as conn:
+        tx = Tx(conn)
+        docs = tx.of_type(VNET_GATEWAY) if viewer.operator else tx.list_docs(viewer.principal.subject, VNET_GATEWAY)
+    rows = []
+    for doc in docs:
+        if not viewer.may_see(doc.scope):
+            continue
+        where = placed.get(doc.key)
+        rid = parse(doc.body["id"])
+        rows.append({"id": doc.body["id"], "name": doc.name, "group": rid.resource_group if rid else "",
+                     "sku": (doc.body["properties"].get("sku") or {}).get("name", ""),
+                     "bgp": bool(doc.body["properties"].get("enableBgp")),
+                     "running": where is not None, "why": where.reason if where else unplaced.get(doc.key, ""),
+                     "connections": len(where.connections) if where else 0,
+                     "pool": where.pool if where else None, "node": where.node if where else None})  # fmt: skip
+    return rows
 
 
 def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throughput) -> dict[str, Any] | None:
