@@ -29,6 +29,7 @@ from isthmus.lab.sites import L3End
 from isthmus.lab.tenant import Tenant, TenantError, rule
 from isthmus.lab.topology import INTERNET_HOST, Topology
 from isthmus.linux.run import ip_json
+from isthmus.model.admin import drain_ended
 
 console = Console()
 WORKDIR = Path("var/demo")
@@ -284,11 +285,6 @@ def kill_carrier(lab: fabric.LabState, outage: OutageProbe, links: list[Link], c
         show(f"{link.connection}, on {carrier(lab, link)}, lost {lost} datagrams through all of it", lost == 0)
 
 
-def drained(node: str) -> Callable[[dict[str, Any]], bool]:
-    subject = f"/admin/gateways/{node}".lower()
-    return lambda e: e["kind"] in ("drain.done", "drain.stopped") and e["subject"].lower() == subject
-
-
 def drain_carrier(lab: fabric.LabState, outage: OutageProbe, link: Link) -> None:
     """A planned move: drain the node carrying `link` (each VNet gateway it carries moves, the next once the last
     is Connected where it went), the outage of the move, then undrain it."""
@@ -302,7 +298,7 @@ def drain_carrier(lab: fabric.LabState, outage: OutageProbe, link: Link) -> None
         show(f"drain {node}: {response.status_code} {response.json()['error']['message']}", False)
         return
     console.print(f"  POST /admin/gateways/{node}/drain: {response.json()['properties']['serviceState']}")
-    done = follow(lab, after, wall, {"drain.step", "drain.connected", "drain.timeout", "drain.done"}, drained(node),
+    done = follow(lab, after, wall, {"drain.step", "drain.connected", "drain.timeout", "drain.done"}, drain_ended(node),
                   DRAIN_LIMIT)  # fmt: skip
     state = link.tenant.wait_connection(link.connection, timeout=OUTAGE_LIMIT)["properties"]["connectionStatus"]
     time.sleep(outage.grace + 0.2)  # every datagram sent until now is counted, arrived or lost

@@ -17,6 +17,7 @@ from isthmus.cli import client, crud
 from isthmus.cli.client import CliError, Column, Settings, emit, get, settings
 from isthmus.cli.crud import Opt, plural, props
 from isthmus.model import ids
+from isthmus.model.admin import drain_ended
 
 Apply = Callable[[dict[str, Any], dict[str, Any], bool], None]
 
@@ -485,18 +486,13 @@ def _follow(s: Settings, after: int, until: Callable[[dict[str, Any]], bool] | N
         return
 
 
-def _drained(name: str) -> Callable[[dict[str, Any]], bool]:
-    subject = f"/admin/gateways/{name}".lower()
-    return lambda e: e["kind"] in ("drain.done", "drain.stopped") and e["subject"].lower() == subject
-
-
 def _drain(s: Settings, name: str, force: bool, wait: bool) -> None:
     after = _latest_event(s) if wait else 0
     body = client.post(s, f"/admin/gateways/{name}/drain", None, {"force": "true"} if force else None)
     state = body["properties"]["serviceState"]
     print(f"gateway {name} is {state}", file=sys.stderr)
     if wait and state == "Draining":
-        _follow(s, after, _drained(name))
+        _follow(s, after, drain_ended(name))
 
 
 @gateway_app.command("drain")

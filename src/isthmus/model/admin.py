@@ -5,13 +5,21 @@ Each is {"properties": {...}, "tags": {...}} at /admin/{collection}/{name}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, ip_address, ip_network
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DRAINING = "Draining"  # a gateway's serviceState while its load moves away (next to model.placement's two)
+DRAIN_ENDS = ("drain.done", "drain.stopped")  # the events that end a drain (api/admin/moves.py writes them)
+
+
+def drain_ended(gateway: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether an event (as /admin/events serves it) ends the drain of `gateway`."""
+    subject = f"/admin/gateways/{gateway}".lower()
+    return lambda event: event["kind"] in DRAIN_ENDS and event["subject"].lower() == subject
 
 
 class AdminModel(BaseModel):
