@@ -36,6 +36,7 @@ class Notifier:
         self.revision = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        self._listeners: set[Callable[[], None]] = set()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -45,6 +46,14 @@ class Notifier:
         self.revision = max(self.revision, revision)
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
+        for listener in list(self._listeners):
+            listener()
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (from whichever thread writes) after each notification; returns what stops it. For
+        waiters on other event loops than the one this notifier is bound to (the dashboard's live streams)."""
+        self._listeners.add(callback)
+        return lambda: self._listeners.discard(callback)
 
     def _wake(self) -> None:
         if self._event is not None:

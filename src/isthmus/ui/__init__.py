@@ -3,7 +3,7 @@
 ```
  browser ── GET /ui/<page> ──► routes.py ── session.py (the bearer token, from its cookie)
     │                              └─► views.py (State, Principal) ──► a dict per page ──► templates/ (Jinja2)
-    └── EventSource /ui/live/<page> ─► the page's <main> again whenever the revision or the events moved
+    └── EventSource /ui/live?page=<page> ─► the page's live part again after every write (Notifier.listen)
 ```
 
 The same rule as the API: an operator token sees the fabric, a tenant token only its own subscription, and

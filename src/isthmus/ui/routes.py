@@ -14,11 +14,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import func, select
 
 from isthmus import __version__
 from isthmus.api.state import State
-from isthmus.store import tables
 from isthmus.store.db import reading
 from isthmus.store.repo import Tx
 from isthmus.ui import session, views
@@ -28,7 +26,7 @@ from isthmus.ui.throughput import SAMPLE_SECONDS, Throughput
 router = APIRouter(prefix="/ui", include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"ui.css": "text/css", "ui.js": "text/javascript"}
-LIVE_TICK_S = 0.2  # how often the stream looks for a new revision or event
+LIVE_TICK_S = 0.5  # at the latest, the stream looks again this long after a write woke it (or nothing did)
 LIVE_REFRESH_S = 5.0  # and re-renders anyway (lease ages, counters, liveness)
 LIVE_STREAM_S = 600.0  # a stream ends after this; the browser reconnects (a token revoked is noticed sooner)
 LIVE_KEEPALIVE_S = 15.0
@@ -209,11 +207,6 @@ async def static(name: str, request: Request) -> Response:
     return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers={"Cache-Control": "max-age=300"})
 
 
-def _latest_event(st: State) -> int:
-    with reading(st.engine) as conn:
-        return int(conn.execute(select(func.max(tables.events.c.id))).scalar() or 0)
-
-
 def _event(name: str, html: str) -> str:
     return f"event: {name}\n" + "".join(f"data: {line}\n" for line in html.split("\n")) + "\n"
 
@@ -238,26 +231,38 @@ async def live(request: Request) -> Response:
         return _render(f"{page}_live.html", viewer=current, query=request.query_params, **(context or {}))
 
     async def stream() -> AsyncIterator[str]:
-        yield "retry: 1000\n\n"
-        sent: str | None = None
-        mark: tuple[int, int] | None = None
-        rendered = spoke = time.monotonic()
-        ends = time.monotonic() + LIVE_STREAM_S
-        while time.monotonic() < ends and not await request.is_disconnected():
-            now_mark = (st.notifier.revision, await run_in_threadpool(_latest_event, st))
-            if now_mark != mark or time.monotonic() - rendered >= LIVE_REFRESH_S:
-                mark, rendered = now_mark, time.monotonic()
-                html = await run_in_threadpool(render)
-                if html is None:
-                    yield "event: login\ndata: \n\n"
-                    return
-                if html != sent:
-                    sent, spoke = html, time.monotonic()
-                    yield _event("main", html)
-            if time.monotonic() - spoke >= LIVE_KEEPALIVE_S:
-                spoke = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(LIVE_TICK_S)
+        loop, woken = asyncio.get_running_loop(), asyncio.Event()
+
+        def wake() -> None:  # from the thread that wrote
+            with contextlib.suppress(RuntimeError):  # the stream's loop closed: nothing to wake
+                loop.call_soon_threadsafe(woken.set)
+
+        stop_listening = st.notifier.listen(wake)
+        try:
+            yield "retry: 1000\n\n"
+            sent: str | None = None
+            seen = -1
+            rendered = spoke = time.monotonic()
+            ends = time.monotonic() + LIVE_STREAM_S
+            while time.monotonic() < ends and not await request.is_disconnected():
+                # every write moves the revision, an event's included
+                if st.notifier.revision != seen or time.monotonic() - rendered >= LIVE_REFRESH_S:
+                    seen, rendered = st.notifier.revision, time.monotonic()
+                    html = await run_in_threadpool(render)
+                    if html is None:
+                        yield "event: login\ndata: \n\n"
+                        return
+                    if html != sent:
+                        sent, spoke = html, time.monotonic()
+                        yield _event("main", html)
+                if time.monotonic() - spoke >= LIVE_KEEPALIVE_S:
+                    spoke = time.monotonic()
+                    yield ": keep-alive\n\n"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), LIVE_TICK_S)
+                woken.clear()
+        finally:
+            stop_listening()
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
