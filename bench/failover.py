@@ -203,8 +203,8 @@ def run(quick: bool) -> dict[str, Any]:
                 break
             bench.until(lambda n=node: bench.node_of(zero) not in (None, n), 20)  # type: ignore[misc]
             zero.tenant.wait_connection("to-onprem", timeout=20)
-            time.sleep(0.5)
-            gaps = [g for g in probe.report().get("t0").gaps if g.last_sent_ns >= at]
+            time.sleep(probe.grace)  # every datagram sent until now has arrived or is lost
+            gaps = probe.closed_gaps_since("t0", at)
             planned.append(max((g.duration_ms or 0.0) for g in gaps) if gaps else 0.0)
             figures["planned_lost"] = figures.get("planned_lost", 0) + sum(g.lost for g in gaps)
             figures["drains_moved"] = figures.get("drains_moved", 0) + int(bench.node_of(zero) != node)

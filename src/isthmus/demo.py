@@ -24,7 +24,7 @@ from rich.console import Console
 
 from isthmus.lab import fabric, faults, gateway_pool, probe, sites, vms
 from isthmus.lab.gre_site import GreEnd
-from isthmus.lab.outage import Gap, OutageProbe, Stream
+from isthmus.lab.outage import OutageProbe, Stream
 from isthmus.lab.sites import L3End
 from isthmus.lab.tenant import Tenant, TenantError, rule
 from isthmus.lab.topology import INTERNET_HOST, Topology
@@ -176,17 +176,6 @@ def outage_probe(links: list[Link]) -> OutageProbe:
     return OutageProbe(streams, 0.01, limit=300)
 
 
-def gaps_since(outage: OutageProbe, link: Link, at_ns: int) -> list[Gap]:
-    """The runs of datagrams through `link` lost since `at_ns`."""
-    return [g for g in outage.report().get(link.connection).gaps if g.last_sent_ns >= at_ns]
-
-
-def closed_gaps_since(outage: OutageProbe, link: Link, at_ns: int, timeout: float = 5.0) -> list[Gap]:
-    """`gaps_since`, once each is over (a datagram through after it), or as they are after `timeout` s."""
-    gateway_pool.until(lambda: all(g.end_ns is not None for g in gaps_since(outage, link, at_ns)), timeout, 0.1)
-    return gaps_since(outage, link, at_ns)
-
-
 def latest_event(lab: fabric.LabState) -> int:
     with lab.operator() as http:
         latest = http.get("/admin/events", params={"limit": 1}).json()["value"]
@@ -281,7 +270,7 @@ def kill_carrier(lab: fabric.LabState, outage: OutageProbe, links: list[Link], c
     show(f"{victim} is back and rejoined as the {role}: it takes nothing back ({roles(lab)})",
          back and role == "standby")  # fmt: skip
     for link in others:
-        lost = sum(g.lost for g in gaps_since(outage, link, at))
+        lost = sum(g.lost for g in outage.gaps_since(link.connection, at))
         show(f"{link.connection}, on {carrier(lab, link)}, lost {lost} datagrams through all of it", lost == 0)
 
 
@@ -302,7 +291,7 @@ def drain_carrier(lab: fabric.LabState, outage: OutageProbe, link: Link) -> None
                   DRAIN_LIMIT)  # fmt: skip
     state = link.tenant.wait_connection(link.connection, timeout=OUTAGE_LIMIT)["properties"]["connectionStatus"]
     time.sleep(outage.grace + 0.2)  # every datagram sent until now is counted, arrived or lost
-    gaps = closed_gaps_since(outage, link, at)
+    gaps = outage.closed_gaps_since(link.connection, at)
     longest = max((g.duration_ms or 0.0 for g in gaps), default=0.0) / 1000
     now = gateway_pool.node_of(lab, link.gateway_id)
     show(f"{link.connection} moved {node} -> {now}, {state}: outage {longest:.2f} s "

@@ -336,6 +336,18 @@ class OutageProbe:
         streams = tuple(StreamReport(p.name, p.direction, p.records(horizon), p.duplicates) for p in self._paths)
         return Report(streams, tuple(self._marks), self._stray)
 
+    def gaps_since(self, name: str, at_ns: int) -> list[Gap]:
+        """The runs of datagrams of stream `name` (forward) lost since `at_ns` (a fault, a move)."""
+        return [g for g in self.report().get(name).gaps if g.last_sent_ns >= at_ns]
+
+    def closed_gaps_since(self, name: str, at_ns: int, limit: float = 5.0) -> list[Gap]:
+        """`gaps_since` once each is over (a datagram through after it), or as they are after `limit` seconds: a
+        gap still open has no duration yet."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(g.end_ns is None for g in self.gaps_since(name, at_ns)):
+            time.sleep(0.05)
+        return self.gaps_since(name, at_ns)
+
     def wait_outage(self, name: str, at_ns: int, limit: float = 15.0) -> Gap | None:
         """The outage a fault at `at_ns` caused on stream `name` (forward), once it is over: its `end_ns` is the
         first datagram through again. None if none was over within `limit` seconds (or none began)."""
