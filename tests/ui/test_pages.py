@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from isthmus.ui.format import NONE
 from tests.api.test_admin_and_agents import declare_fabric, register, tenant_world
 from tests.conftest import SUB_B, Controller, net
 
@@ -99,3 +100,17 @@ def test_the_live_stream_needs_a_token_and_sends_the_pages_live_part(seeded: Con
                 break
             assert len(lines) < 500
     assert "retry: 1000" in lines and "event: main" in lines
+
+
+def test_the_chart_is_drawn_from_the_reports_as_they_arrive(seeded: Controller) -> None:
+    _world(seeded)
+    st = seeded.client.app.state.isthmus  # type: ignore[attr-defined]
+    st.throughput.spacing = 0.0  # every report a sample, however soon after the last
+    node = seeded.admin("GET", "/placement").json()["placed"][0]["node"]
+    token = register(seeded, node, "gateway", "198.18.0.51")
+    report = {"connectionStatus": "Connected", "ingressBytesTransferred": 901200, "egressBytesTransferred": 3400}
+    sent = seeded.client.post(f"/v1/nodes/{node}/status", headers=seeded.headers(token),
+                              json={"appliedRevision": 1, "connections": {CONNECTION: report}})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    status, html = page(seeded, "/ui/connections", seeded.tenant_a)
+    assert status == 200 and '<polyline class="in"' in html and f"in {NONE}" not in html

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from isthmus.api.throughput import Throughput, sparkline
 from isthmus.ui import format as fmt
 from isthmus.ui.stories import matching, stories
-from isthmus.ui.throughput import Throughput, sparkline
 
 
 def event(at: str, kind: str, message: str, subject: str = "", **details: object) -> dict[str, object]:
@@ -52,12 +52,13 @@ def test_the_filter_finds_a_name_in_the_subject_the_details_or_a_word_of_the_mes
 
 
 def test_throughput_is_the_rate_between_samples_and_a_counter_that_went_back_gives_none() -> None:
-    seen = Throughput(kept=4)
-    for at, inbound in ((0.0, 0), (5.0, 5000), (10.0, 15000), (15.0, 100)):
+    seen = Throughput(window=60.0, spacing=2.0)
+    for at, inbound in ((0.0, 0), (1.0, 999), (5.0, 5000), (10.0, 15000), (15.0, 100)):  # 1.0: too soon after 0
         seen.record({"c": {"ingressBytesTransferred": inbound, "egressBytesTransferred": 0}}, now=at)
-    assert seen.rates("c") == [(8000.0, 0.0), (16000.0, 0.0)]
-    seen.record({}, now=20.0)
-    assert seen.rates("c") == []
+    assert seen.rates("c", now=15.0) == [(8000.0, 0.0), (16000.0, 0.0)]
+    assert seen.rates("c", now=74.0) == []  # the window has passed: only the last sample is in it
+    seen.record({"d": {}}, now=100.0)
+    assert "c" not in seen.samples  # not reported for a whole window: forgotten
     assert sparkline([0.0, 1.0], width=10, height=10) == "0.0,9.0 10.0,1.0" and sparkline([]) == ""
 
 

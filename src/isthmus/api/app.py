@@ -141,9 +141,7 @@ def create_app(
         state.replica.start(lambda: take_over(state), state.leases.clear, state.notifier.notify)
         expiry = asyncio.create_task(expire_forever(state), name="lease-expiry")
         moves.start(_app, state)  # the drainer: moves Draining gateways' load (resumes stored drains)
-        sampler = ui.start(_app, state)  # the dashboard's throughput charts
         yield
-        sampler.cancel()
         expiry.cancel()
         state.replica.stop()
         state.writer.shutdown(wait=True)

@@ -345,4 +345,5 @@ async def status(
             _fence_event(tx, node, _last_fence(before_report), _last_fence(body.model_dump()))
 
     await st.in_writer(work)
+    st.throughput.record(connections)
     return JSONResponse({"node": node, "appliedRevision": body.appliedRevision})

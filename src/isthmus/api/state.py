@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from isthmus.api.documents import DocumentCache
 from isthmus.api.leases import Leases
 from isthmus.api.replica import Replica
+from isthmus.api.throughput import Throughput
 from isthmus.model.limits import LIVE_SECONDS
 from isthmus.model.snapshot import FabricSettings
 from isthmus.sealing import Keyring
@@ -82,6 +83,7 @@ class State:
     keyring: Keyring = field(default_factory=Keyring.ephemeral)  # seals and opens pre-shared keys
     leases: Leases = field(default_factory=Leases)
     name: str = "controller"  # this replica's name, in events and /healthz
+    throughput: Throughput = field(default_factory=Throughput)  # the connections' counters lately (the dashboard)
     _tokens: dict[str, tuple[float, Principal]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -17,11 +17,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from isthmus import __version__
 from isthmus.api.state import State
-from isthmus.store.db import reading
-from isthmus.store.repo import Tx
 from isthmus.ui import session, views
 from isthmus.ui.format import FILTERS
-from isthmus.ui.throughput import SAMPLE_SECONDS, Throughput
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
@@ -44,11 +41,6 @@ def _state(request: Request) -> State:
     return st
 
 
-def _throughput(request: Request) -> Throughput:
-    found: Throughput = request.app.state.ui_throughput
-    return found
-
-
 def _viewer(request: Request) -> views.Viewer | None:
     principal = session.viewer_principal(_state(request), session.token_of(request))
     return views.Viewer(principal) if principal is not None else None
@@ -65,13 +57,13 @@ def _fabric(request: Request, viewer: views.Viewer) -> Context | None:
 
 def _connections(request: Request, viewer: views.Viewer) -> Context | None:
     st = _state(request)
-    return {"connections": views.connections(st, viewer, _throughput(request)),
+    return {"connections": views.connections(st, viewer),
             "gateways": views.vnet_gateways(st, viewer)}  # fmt: skip
 
 
 def _connection(request: Request, viewer: views.Viewer) -> Context | None:
     wanted = request.query_params.get("id", "")
-    found = views.connection(_state(request), viewer, wanted, _throughput(request)) if wanted else None
+    found = views.connection(_state(request), viewer, wanted) if wanted else None
     return {"connection": found} if found is not None else None
 
 
@@ -288,22 +280,5 @@ async def unknown(rest: str, request: Request) -> Response:
     return not_found(request, viewer)
 
 
-async def _sample_forever(st: State, throughput: Throughput) -> None:
-    def reports() -> dict[str, dict[str, Any]]:
-        with reading(st.engine) as conn:
-            return {k: r for k, (_n, r) in Tx(conn).connection_statuses().items()}
-
-    while True:
-        with contextlib.suppress(Exception):  # a store that is away for a moment costs one sample
-            throughput.record(await run_in_threadpool(reports))
-        await asyncio.sleep(SAMPLE_SECONDS)
-
-
 def install(app: FastAPI) -> None:
-    app.state.ui_throughput = Throughput()
     app.include_router(router)
-
-
-def start(app: FastAPI, st: State) -> asyncio.Task[None]:
-    """The throughput sampler (in the controller's lifespan; cancel the task to stop it)."""
-    return asyncio.create_task(_sample_forever(st, app.state.ui_throughput), name="ui-throughput")

@@ -12,6 +12,7 @@ from typing import Any
 
 from isthmus.api.arm.gateways import Connections
 from isthmus.api.state import State
+from isthmus.api.throughput import Throughput, sparkline
 from isthmus.compile.placement import Placement, plan
 from isthmus.model.ids import parse
 from isthmus.model.limits import LIVE_SECONDS
@@ -21,7 +22,6 @@ from isthmus.store.learned_routes import routes_of
 from isthmus.store.repo import Doc, Tx
 from isthmus.store.tokens import Principal
 from isthmus.ui import stories
-from isthmus.ui.throughput import Throughput, sparkline
 
 ADMIN = "admin"
 EVENTS_SHOWN = 200
@@ -165,13 +165,13 @@ def _connection_row(
     }
 
 
-def connections(st: State, viewer: Viewer, throughput: Throughput) -> list[dict[str, Any]]:
+def connections(st: State, viewer: Viewer) -> list[dict[str, Any]]:
     with reading(st.engine) as conn:
         tx = Tx(conn)
         docs = tx.of_type(CONNECTION) if viewer.operator else tx.list_docs(viewer.principal.subject, CONNECTION)
         reports = tx.connection_statuses()
     unplaced = _unplaced(st)
-    return [_connection_row(d, reports.get(d.key), unplaced, throughput) for d in docs if viewer.may_see(d.scope)]
+    return [_connection_row(d, reports.get(d.key), unplaced, st.throughput) for d in docs if viewer.may_see(d.scope)]
 
 
 def vnet_gateways(st: State, viewer: Viewer) -> list[dict[str, Any]]:
@@ -197,7 +197,7 @@ def vnet_gateways(st: State, viewer: Viewer) -> list[dict[str, Any]]:
     return rows
 
 
-def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throughput) -> dict[str, Any] | None:
+def connection(st: State, viewer: Viewer, connection_id: str) -> dict[str, Any] | None:
     """One connection with its SAs, tunnels, BGP peer and learned routes; None if the viewer may not see it."""
     with reading(st.engine) as conn:
         tx = Tx(conn)
@@ -206,7 +206,7 @@ def connection(st: State, viewer: Viewer, connection_id: str, throughput: Throug
             return None
         carried = tx.connection_report(doc.key)
         learned = routes_of(tx, [doc.key]).get(doc.key, [])
-    row = _connection_row(doc, carried, _unplaced(st), throughput)
+    row = _connection_row(doc, carried, _unplaced(st), st.throughput)
     report = carried[1] if carried else {}
     return {**row, "ikeSas": report.get("ikeSas", []), "tunnels": report.get("tunnelConnectionStatus", []),
             "bgp": report.get("bgp") or {}, "learned": learned, "properties": row["properties"]}  # fmt: skip
