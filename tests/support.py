@@ -109,14 +109,16 @@ class Side:
     site: sites.Site
 
 
-def gateway_tenant(lab: fabric.LabState, subscription: str, tag: str, host: str) -> tuple[Tenant, vms.Vm, str]:
-    """A tenant's VNet 100.64.0.0/16 with one VM (`tag`1) on `host` and a VPN gateway "gw": (tenant, VM, VIP)."""
+def gateway_tenant(lab: fabric.LabState, subscription: str, tag: str, host: str,
+                   bgp_asn: int | None = None) -> tuple[Tenant, vms.Vm, str]:  # fmt: skip
+    """A tenant's VNet 100.64.0.0/16 with one VM (`tag`1) on `host` and a VPN gateway "gw" (with BGP at `bgp_asn`):
+    (tenant, VM, VIP)."""
     t = Tenant(lab, subscription)
     t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
     t.nic(f"{tag}1", "vnet1", "front")
     vm = vms.create(lab, f"{tag}1", t.id(f"networkInterfaces/{tag}1"), host)
     vip = t.public_ip("gw-pip")
-    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t.vpn_gateway("gw", "vnet1", "gw-pip", bgp_asn=bgp_asn)
     return t, vm, vip
 
 

@@ -24,7 +24,7 @@ from isthmus.lab.kernel.image import KernelImage
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
 from isthmus.linux.run import add_netns, delete_netns, in_netns, ip_batch
-from tests.support import site_conf, wait_for
+from tests.support import gateway_tenant, site_conf, wait_for
 
 SUB = "00000000-0000-0000-0000-0000000000d1"
 GRE_SUB = "00000000-0000-0000-0000-0000000000d2"
@@ -77,12 +77,7 @@ def compartments(lab: fabric.LabState) -> list[str]:
 
 @pytest.fixture(scope="module")
 def world(lab: fabric.LabState) -> Iterator[World]:
-    t = Tenant(lab, SUB)
-    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
-    t.nic("v1", "vnet1", "front")
-    vm = vms.create(lab, "v1", t.id("networkInterfaces/v1"), "h1")
-    vip = t.public_ip("gw-pip")
-    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t, vm, vip = gateway_tenant(lab, SUB, "v", "h1")
     t.local_gateway("onprem", SITE_ADDRESS, [ON_PREMISES])
     conf = site_conf(SITE_ADDRESS, vip, KEY, local=ON_PREMISES)
     site = sites.create(lab, "sk", SITE_ADDRESS, ON_PREMISES, conf)
@@ -171,12 +166,7 @@ class GreWorld:
 @pytest.fixture(scope="module")
 def gre_world(world: World) -> GreWorld:
     lab = world.lab
-    t = Tenant(lab, GRE_SUB)
-    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
-    t.nic("g1", "vnet1", "front")
-    vm = vms.create(lab, "g1", t.id("networkInterfaces/g1"), "h1")
-    vip = t.public_ip("gw-pip")
-    t.vpn_gateway("gw", "vnet1", "gw-pip")
+    t, vm, vip = gateway_tenant(lab, GRE_SUB, "g", "h1")
     t.local_gateway("onprem", GRE_SITE_ADDRESS, [ON_PREMISES])
     end = GreEnd(remote=vip, key=GRE_KEY, checksum=True, routes=("100.64.0.0/16",))
     site = sites.create(lab, "gk", GRE_SITE_ADDRESS, ON_PREMISES, gre=end)
@@ -206,12 +196,8 @@ def test_bgp_over_kernel_esp_is_route_based_and_its_routes_reach_the_vms(world: 
     bgpd (from its LAN address, through the tunnel) advertising a prefix its local network gateway does not declare,
     learned by the compartment's bgpd and routed from the VM there."""
     lab = world.lab
-    t = Tenant(lab, BGP_SUB)
-    t.vnet("vnet1", "100.64.0.0/16", {"front": "100.64.1.0/24", "GatewaySubnet": "100.64.255.0/27"})
-    t.nic("b1", "vnet1", "front")
-    vm = vms.create(lab, "b1", t.id("networkInterfaces/b1"), "h1")
-    vip = t.public_ip("gw-pip")
-    peer = t.vpn_gateway("gw", "vnet1", "gw-pip", bgp_asn=65515)["properties"]["bgpSettings"]["bgpPeeringAddress"]
+    t, vm, vip = gateway_tenant(lab, BGP_SUB, "b", "h1", bgp_asn=65515)
+    peer = t.get("virtualNetworkGateways/gw")["properties"]["bgpSettings"]["bgpPeeringAddress"]
     t.local_gateway("onprem", BGP_SITE_ADDRESS, ["192.0.2.1/32"], bgp=(65060, "192.0.2.1"))
     conf = site_conf(BGP_SITE_ADDRESS, vip, KEY, local="0.0.0.0/0")
     site = sites.create(lab, "bk", BGP_SITE_ADDRESS, ON_PREMISES, conf, bgp=sites.SiteBgp(65060, peer, 65515))
