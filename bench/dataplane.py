@@ -18,7 +18,6 @@ Prints a table, then one JSON object as the last line. `--quick` is a small run 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -45,6 +44,7 @@ from isthmus.linux.run import NETNS_DIR, add_netns, delete_netns, in_netns, ip_b
 from isthmus.model.documents import SecurityProgram, to_json
 from isthmus.model.nsg import NsgContext
 from isthmus.model.snapshot import FabricSettings
+from table import finish
 
 CONTEXT = NsgContext((ip_network("100.64.0.0/16"),), FabricSettings().azure_load_balancer)
 VM, PEER = "100.64.1.4", "198.51.100.200"
@@ -281,11 +281,7 @@ def main() -> None:
          f"{figures['scale_seconds_to_all_reachable']} s (API alone {figures['scale_seconds_api_only']} s)", "-",
          figures["scale_unreachable"] == 0),
     ]  # fmt: skip
-    print("\nisthmus data plane benchmark" + (" (--quick)" if args.quick else ""))
-    print(f"{'measure':<46} {'value':>44}  {'target':<9} met")
-    for name, value, target, met in rows:
-        print(f"{name:<46} {value:>44}  {target:<9} {'' if met is None else ('yes' if met else 'NO')}")
-    print(json.dumps(figures))
+    finish("\nisthmus data plane benchmark" + (" (--quick)" if args.quick else ""), rows, figures, (46, 44, 9))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import socket
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ from isthmus.lab import fabric, probe, sites, vms
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
 from isthmus.linux.sockets import socket_in
+from table import finish
 
 PREFIX = "bip-"
 ON_PREMISES = "192.0.2.0/26"
@@ -239,11 +239,12 @@ def main() -> None:
         ("shared-key rotation: longest UDP gap (10 ms)", f"{figures['rekey_interruption_ms']} ms", "<= 500 ms",
          met(figures["rekey_interruption_ms"], 500)),
     ]  # fmt: skip
-    print("\nisthmus IPsec benchmark" + (" (--quick)" if args.quick else "") + " (userspace ESP: kernel-libipsec)")
-    print(f"{'measure':<46} {'value':>48}  {'target':<10} met")
-    for name, value, target, ok in rows:
-        print(f"{name:<46} {value:>48}  {target:<10} {'' if ok is None else ('yes' if ok else 'NO')}")
-    print(json.dumps(figures))
+    finish(
+        "\nisthmus IPsec benchmark" + (" (--quick)" if args.quick else "") + " (userspace ESP: kernel-libipsec)",
+        rows,
+        figures,
+        (46, 48, 10),
+    )
 
 
 if __name__ == "__main__":

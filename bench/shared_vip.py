@@ -17,7 +17,6 @@ Prints a table, then one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from isthmus.lab import fabric, faults, probe, sites, vms
 from isthmus.lab.tenant import Tenant
 from isthmus.lab.topology import Topology
 from isthmus.linux.run import in_netns
+from table import finish
 
 PREFIX = "bsv-"
 
@@ -184,11 +184,12 @@ def main() -> None:
          f"{figures['other_pool_left_connected']} / {figures['other_pool_lost_pings']}", "0 / 0", None),
         ("MUX: last steering change applied in", f"{figures['steering_apply_ms']} ms", "-", None),
     ]  # fmt: skip
-    print("\nisthmus shared public IP benchmark" + (" (--quick: 10 tenants)" if args.quick else ""))
-    print(f"{'measure':<48} {'value':>52}  {'target':<14} met")
-    for name, value, target, ok in rows:
-        print(f"{name:<48} {value:>52}  {target:<14} {'' if ok is None else ('yes' if ok else 'NO')}")
-    print(json.dumps(figures))
+    finish(
+        "\nisthmus shared public IP benchmark" + (" (--quick: 10 tenants)" if args.quick else ""),
+        rows,
+        figures,
+        (48, 52, 14),
+    )
 
 
 if __name__ == "__main__":
